@@ -1,0 +1,46 @@
+"""Shared fixtures: offline hub, a private data cache, a tiny prepared corpus."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+from workbench.config import DataConfig, ExecConfig, TrainConfig  # noqa: E402
+
+TINY_DATA = DataConfig(corpus="sotu", vocab_size=512, seq_len=32, max_documents=8, eval_fraction=0.25,
+                       eval_blocks=32)
+TINY_TRAIN = TrainConfig(batch_size=8, lr=3e-3, warmup_steps=2, max_steps=30, eval_interval=10, patience=100)
+QUIET = ExecConfig(device="cpu", progress=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_dir(tmp_path_factory):
+    """One data cache for the whole session, never the user's."""
+    path = tmp_path_factory.mktemp("data-cache")
+    os.environ["WORKBENCH_DATA_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(data_dir):
+    from workbench.data import prepare_data
+
+    return prepare_data(TINY_DATA)
+
+
+@pytest.fixture
+def text_corpus(tmp_path):
+    """A folder of small text files (a few hundred words each)."""
+    import random
+
+    rng = random.Random(0)
+    words = ("the state of the union is strong and the people of this nation work for peace "
+             "congress shall make laws for the common defence and general welfare").split()
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"doc{i}.txt").write_text(" ".join(rng.choice(words) for _ in range(400)))
+    return folder

@@ -1,0 +1,89 @@
+"""The `workbench` command line.
+
+    workbench sweep --profile cpu --root runs          # pretrain the default family, resumable
+    workbench sweep --profile cpu --set train.lr=1e-3 --set layers=[1,2]
+    workbench runs --root runs                         # table of finished runs
+    workbench family ar32                              # the family table: shapes, N, exact counts
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from workbench.config import WorkbenchError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="workbench", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sweep", help="pretrain every size of a family to convergence")
+    p.add_argument("--profile", default="cpu", help="profile name (cpu, smoke, paper) or YAML path")
+    p.add_argument("--root", default="runs", help="run store folder (default: runs)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a profile value, e.g. train.lr=1e-3 or layers=[1,2,3]")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved runs and exit")
+
+    p = sub.add_parser("runs", help="list the runs of a store")
+    p.add_argument("--root", default="runs")
+    p.add_argument("--all", action="store_true", help="include unfinished runs")
+
+    p = sub.add_parser("family", help="show a model family table")
+    p.add_argument("family", help="ar32, ar64, bert-base or ar<AR>[h<heads>]")
+    p.add_argument("--layers", default=None, help="comma-separated depths (default: the family's)")
+    p.add_argument("--vocab-size", type=int, default=8192)
+    p.add_argument("--seq-len", type=int, default=128)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return {"sweep": _sweep, "runs": _runs, "family": _family}[args.command](args)
+    except WorkbenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _sweep(args) -> int:
+    from workbench.pretrain import run_id
+    from workbench.sweep import load_profile, run_sweep
+
+    sweep = load_profile(args.profile, args.overrides)
+    if args.dry_run:
+        for r in sweep.runs():
+            print(run_id(r))
+        return 0
+    df = run_sweep(sweep, args.root)
+    cols = ["run_id", "n_params", "seed", "status", "stop_reason", "best_eval_loss", "best_step", "steps",
+            "tokens", "wall_time_s"]
+    print(df[cols].to_string(index=False))
+    return 0
+
+
+def _runs(args) -> int:
+    from workbench.runs import load_runs
+
+    df = load_runs(args.root, include_unfinished=args.all)
+    if df.empty:
+        print(f"no runs under {args.root}")
+        return 0
+    cols = [c for c in ["run_id", "n_params", "seed", "status", "stop_reason", "best_eval_loss", "steps",
+                        "wall_time_s"] if c in df]
+    print(df[cols].to_string(index=False))
+    return 0
+
+
+def _family(args) -> int:
+    from workbench.family import family_table
+
+    layers = tuple(int(x) for x in args.layers.split(",")) if args.layers else None
+    print(family_table(args.family, layers, args.vocab_size, args.seq_len).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

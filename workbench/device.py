@@ -1,0 +1,81 @@
+"""The one place that decides device and precision, and records the environment of a run.
+
+    device = resolve_device("auto")               # cuda -> mps -> cpu
+    with autocast(device, "auto"): loss = ...      # bf16 on GPUs that support it, fp32 elsewhere
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from workbench.config import WorkbenchError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise WorkbenchError(f"device {name!r} requested but CUDA is not available; use exec.device=auto")
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls: free speed on Ampere+
+        torch.backends.cudnn.allow_tf32 = True
+    return dev
+
+
+def resolve_precision(device: torch.device, precision: str = "auto") -> str:
+    """'bf16' only where it pays: CUDA with bf16 support. CPUs without AMX run bf16 ~100x slower."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def git_commit() -> dict:
+    """Commit and dirty flag of the workbench source, when it is a git checkout."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                                    capture_output=True, text=True, timeout=5).stdout.strip())
+        return dict(commit=sha, dirty=dirty)
+    except (OSError, subprocess.SubprocessError):
+        return dict(commit=None, dirty=None)
+
+
+def environment(device: torch.device, precision: str) -> dict:
+    """Versions, hardware and code identity, written into every run folder."""
+    import numpy
+    import tokenizers
+    import transformers
+
+    from workbench import __version__
+
+    env = dict(
+        workbench=__version__, python=sys.version.split()[0], torch=torch.__version__,
+        transformers=transformers.__version__, tokenizers=tokenizers.__version__, numpy=numpy.__version__,
+        platform=platform.platform(), processor=platform.processor() or platform.machine(),
+        cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), device=str(device),
+        precision=precision, hostname=platform.node(), git=git_commit(),
+    )
+    if device.type == "cuda":
+        env.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda)
+    return env

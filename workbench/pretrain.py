@@ -1,0 +1,170 @@
+"""MLM pretraining of one model to convergence, recorded as one run folder.
+
+    summary = pretrain(PretrainConfig(family="ar32", n_layers=2), root="runs")
+
+Same recipe at every size: AdamW, linear warm-up then linear decay to the step horizon (or
+constant), evaluation every `eval_interval` steps on a fixed held-out subset with fixed masks
+(identical for every size and seed, so losses are paired), early stopping on eval loss with
+patience (steps) and min-delta, best checkpoint kept in `best/`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from workbench.config import ExecConfig, PretrainConfig, config_hash, to_dict
+from workbench.data import PreparedData, prepare_data
+from workbench.device import environment, resolve_device, resolve_precision
+from workbench.family import model_spec
+from workbench.masking import MaskedBatch, mlm_mask, step_generator
+from workbench.model import build_mlm_model, mlm_loss, param_groups
+from workbench.runs import CONFIG, ENV, SUMMARY, RunStore, write_json_atomic
+from workbench.train import CorruptCheckpointError, LoopConfig, remove_resume, train_loop
+
+log = logging.getLogger(__name__)
+EVAL_MASK_SEED = 20220213  # one fixed set of eval masks for every run: losses are paired across sizes
+
+
+def run_id(cfg: PretrainConfig) -> str:
+    """Readable, unique id: what it is, then a hash of everything that defines it."""
+    return f"pretrain-{cfg.family}-L{cfg.n_layers}-{cfg.train.objective}-s{cfg.seed}-{config_hash(cfg)}"
+
+
+def pretrain(cfg: PretrainConfig, root: str | Path, exec_cfg: ExecConfig = ExecConfig(),
+             data: PreparedData | None = None) -> dict:
+    """Pretrain (or resume, or skip if finished) the run of `cfg` under `root`; returns its summary."""
+    store, rid = RunStore(root), run_id(cfg)
+    if store.is_finished(rid):
+        return store.summary(rid)
+    data = data or prepare_data(cfg.data)  # errors in the data surface before any folder exists
+    device = resolve_device(exec_cfg.device)
+    precision = resolve_precision(device, exec_cfg.precision)
+    with store.claim(rid) as run_dir:
+        try:
+            return _run(cfg, exec_cfg, data, run_dir, device, precision)
+        except CorruptCheckpointError as e:
+            log.warning("%s; restarting %s from scratch", e, rid)
+            _clear(run_dir)
+            return _run(cfg, exec_cfg, data, run_dir, device, precision)
+
+
+def _run(cfg: PretrainConfig, exec_cfg: ExecConfig, data: PreparedData, run_dir: Path,
+         device: torch.device, precision: str) -> dict:
+    spec, t, d = model_spec(cfg.family, cfg.n_layers), cfg.train, cfg.data
+    vocab = data.vocab_size
+    tokens_per_step = t.batch_size * d.seq_len
+    flops_per_token = spec.train_flops_per_token(d.seq_len, vocab, head_fraction=t.mask_prob)
+    model_info = dict(name=spec.name, n_layers=spec.n_layers, hidden=spec.hidden, n_heads=spec.n_heads,
+                      n_params=spec.n_params, n_params_encoder=spec.n_params_encoder(),
+                      n_params_total=spec.n_params_total(vocab, d.seq_len), vocab_size=vocab,
+                      train_flops_per_token=flops_per_token)
+    if not (run_dir / CONFIG).exists():
+        write_json_atomic(run_dir / CONFIG, dict(kind="pretrain", run_id=run_dir.name, config=to_dict(cfg),
+                                                 exec=to_dict(exec_cfg), model=model_info, data=data.meta))
+    write_json_atomic(run_dir / ENV, environment(device, precision))
+
+    model = build_mlm_model(spec, vocab, d.seq_len, t.dropout, cfg.seed).to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=t.lr, betas=t.adam_betas,
+                                  fused=device.type == "cuda")
+    scheduler = make_schedule(optimizer, t.schedule, t.warmup_steps, t.max_steps)
+    fwd = torch.compile(model) if exec_cfg.compile else model
+    batch_at = _batches(data, cfg, device)
+    evaluate = _evaluator(data, cfg, fwd, device)
+
+    def save_best() -> None:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # one "Writing model shards" bar per improvement is noise
+        tmp = run_dir / "best.tmp"
+        model.save_pretrained(tmp)
+        data.tokenizer.save_pretrained(tmp)
+        shutil.rmtree(run_dir / "best", ignore_errors=True)
+        tmp.rename(run_dir / "best")
+
+    loop = LoopConfig(max_steps=t.max_steps, eval_interval=t.eval_interval, patience=t.patience,
+                      min_delta=t.min_delta, grad_clip=t.grad_clip, monitor="eval_loss",
+                      checkpoint_interval=exec_cfg.checkpoint_interval, tokens_per_step=tokens_per_step,
+                      flops_per_step=flops_per_token * tokens_per_step)
+    wall0 = time.time()
+    res = train_loop(fwd, optimizer, scheduler, batch_at, mlm_loss, evaluate, loop, run_dir, save_best,
+                     device, precision, exec_cfg.progress, desc=spec.name)
+    summary = dict(
+        status=res.status, stop_reason=res.stop_reason, best_eval_loss=res.best, best_step=res.best_step,
+        steps=res.steps, diverged_step=res.diverged_step, tokens=res.steps * tokens_per_step,
+        tokens_at_best=max(res.best_step, 0) * tokens_per_step,
+        flops=6 * spec.n_params * res.steps * tokens_per_step,  # C = 6 N D (paper)
+        flops_model=flops_per_token * res.steps * tokens_per_step,  # with attention and MLM head
+        train_time_s=round(res.train_time_s, 2), wall_time_s=round(time.time() - wall0, 2),
+        tokens_per_s=round(res.steps * tokens_per_step / res.train_time_s, 1) if res.train_time_s else None,
+        n_params=spec.n_params, device=str(device), precision=precision,
+    )
+    write_json_atomic(run_dir / SUMMARY, summary)
+    remove_resume(run_dir)
+    log.info("%s: %s (%s) best eval loss %.4f at step %d of %d", run_dir.name, res.status, res.stop_reason,
+             res.best, res.best_step, res.steps)
+    return summary
+
+
+def make_schedule(optimizer, kind: str, warmup: int, horizon: int):
+    """Linear warm-up, then linear decay to 0 at `horizon` ('linear') or flat ('constant')."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if kind == "constant":
+            return 1.0
+        return max(0.0, (horizon - step) / max(1, horizon - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _batches(data: PreparedData, cfg: PretrainConfig, device: torch.device):
+    """`batch_at(step)`: blocks in a per-epoch permutation seeded by (seed, epoch), masks by (seed, step)."""
+    train = torch.from_numpy(np.asarray(data.train).astype(np.int64))
+    n, bs, t = len(train), cfg.train.batch_size, cfg.train
+    specials, mask_id = list(data.special_ids.values()), data.special_ids["[MASK]"]
+
+    @functools.lru_cache(maxsize=2)
+    def order(epoch: int) -> torch.Tensor:
+        return torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+
+    def batch_at(step: int) -> MaskedBatch:
+        idx = torch.arange(step * bs, (step + 1) * bs)  # global sample indices of this step
+        epochs = idx // n
+        rows = torch.cat([order(int(e))[idx[epochs == e] % n] for e in epochs.unique()])
+        b = mlm_mask(train[rows], t.mask_prob, data.vocab_size, specials, mask_id, step_generator(cfg.seed, step))
+        return b.to(device)
+
+    return batch_at
+
+
+def _evaluator(data: PreparedData, cfg: PretrainConfig, model, device: torch.device):
+    """Mean masked-token loss on the fixed held-out subset with fixed masks."""
+    blocks = torch.from_numpy(data.eval_subset(cfg.data.eval_blocks).astype(np.int64))
+    fixed = mlm_mask(blocks, cfg.train.mask_prob, data.vocab_size, list(data.special_ids.values()),
+                     data.special_ids["[MASK]"], torch.Generator().manual_seed(EVAL_MASK_SEED))
+    chunk = max(1, cfg.train.batch_size * 2)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), fixed.positions.sum(1).cumsum(0)])
+
+    def evaluate() -> dict:
+        total, count = 0.0, 0
+        for i in range(0, len(blocks), chunk):
+            j = min(i + chunk, len(blocks))
+            b = MaskedBatch(fixed.input_ids[i:j], fixed.positions[i:j], fixed.labels[offsets[i]:offsets[j]])
+            total += float(mlm_loss(model, b.to(device))) * len(b.labels)
+            count += len(b.labels)
+        return dict(eval_loss=total / count)
+
+    return evaluate
+
+
+def _clear(run_dir: Path) -> None:
+    for p in run_dir.iterdir():
+        if p.name not in (CONFIG, "claim.json"):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()

@@ -1,0 +1,66 @@
+"""A pretraining sweep: every size x seed of a family, same data and recipe, resumable.
+
+    df = run_sweep(load_profile("cpu"), root="runs")     # finished runs are skipped
+
+Profiles are YAML files of `SweepConfig` fields (`workbench/profiles/<name>.yaml` or any path);
+`--set key=value` overrides apply on top, and unknown keys fail before anything runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from workbench.config import ConfigError, SweepConfig, from_dict, set_override
+from workbench.data import prepare_data
+from workbench.pretrain import pretrain, run_id
+from workbench.runs import RunStore, load_runs
+
+log = logging.getLogger(__name__)
+
+
+def profile_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("workbench.profiles").iterdir() if p.name.endswith(".yaml"))
+
+
+def profile_dict(name_or_path: str) -> dict:
+    """The raw dict of a named profile or a YAML file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        if name_or_path not in profile_names():
+            raise ConfigError(f"unknown profile {name_or_path!r}: use one of {', '.join(profile_names())} "
+                              f"or a path to a YAML file")
+        return yaml.safe_load(resources.files("workbench.profiles").joinpath(f"{name_or_path}.yaml").read_text())
+    if not path.exists():
+        raise ConfigError(f"profile file {path} does not exist")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def load_profile(name_or_path: str = "cpu", overrides: list[str] | tuple[str, ...] = ()) -> SweepConfig:
+    """A validated `SweepConfig` from a profile plus `key=value` overrides."""
+    raw = profile_dict(name_or_path)
+    for o in overrides:
+        set_override(raw, o)
+    return from_dict(SweepConfig, raw)
+
+
+def run_sweep(sweep: SweepConfig, root: str | Path = "runs"):
+    """Pretrain every run of `sweep` under `root` (smallest first), skipping finished ones.
+
+    Returns the tidy table of this sweep's runs (see `workbench.runs.load_runs`)."""
+    from tqdm.auto import tqdm
+
+    runs = sweep.runs()
+    store = RunStore(root)
+    todo = [r for r in runs if not store.is_finished(run_id(r))]
+    log.info("sweep: %d runs, %d finished, %d to run under %s", len(runs), len(runs) - len(todo), len(todo), root)
+    if todo:
+        data = prepare_data(sweep.data)
+        for cfg in tqdm(todo, desc="sweep", disable=not sweep.exec.progress, dynamic_ncols=True):
+            pretrain(cfg, root, sweep.exec, data)
+    df = load_runs(root)
+    ids = {run_id(r) for r in runs}
+    return df[df.run_id.isin(ids)].sort_values(["n_params", "seed"]).reset_index(drop=True)
