@@ -70,13 +70,10 @@ def _run(cfg: PretrainConfig, exec_cfg: ExecConfig, data: PreparedData, run_dir:
                                                  exec=to_dict(exec_cfg), model=model_info, data=data.meta))
     write_json_atomic(run_dir / ENV, environment(device, precision))
 
-    model = build_mlm_model(spec, vocab, d.seq_len, t.dropout, cfg.seed).to(device)
-    optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=t.lr, betas=t.adam_betas,
-                                  fused=device.type == "cuda")
-    scheduler = make_schedule(optimizer, t.schedule, t.warmup_steps, t.max_steps)
-    fwd = torch.compile(model) if exec_cfg.compile else model
-    batch_at = _batches(data, cfg, device)
-    evaluate = _evaluator(data, cfg, fwd, device)
+    model, optimizer, scheduler, batch_at = setup_pretraining(cfg, data, device)
+    if exec_cfg.compile:
+        model.bert.compile()  # in place: state_dict keys and save_pretrained stay as they are
+    evaluate = _evaluator(data, cfg, model, device)
 
     def save_best() -> None:
         from transformers.utils import logging as hf_logging
@@ -93,7 +90,7 @@ def _run(cfg: PretrainConfig, exec_cfg: ExecConfig, data: PreparedData, run_dir:
                       checkpoint_interval=exec_cfg.checkpoint_interval, tokens_per_step=tokens_per_step,
                       flops_per_step=flops_per_token * tokens_per_step)
     wall0 = time.time()
-    res = train_loop(fwd, optimizer, scheduler, batch_at, mlm_loss, evaluate, loop, run_dir, save_best,
+    res = train_loop(model, optimizer, scheduler, batch_at, mlm_loss, evaluate, loop, run_dir, save_best,
                      device, precision, exec_cfg.progress, desc=spec.name)
     summary = dict(
         status=res.status, stop_reason=res.stop_reason, best_eval_loss=res.best, best_step=res.best_step,
@@ -110,6 +107,16 @@ def _run(cfg: PretrainConfig, exec_cfg: ExecConfig, data: PreparedData, run_dir:
     log.info("%s: %s (%s) best eval loss %.4f at step %d of %d", run_dir.name, res.status, res.stop_reason,
              res.best, res.best_step, res.steps)
     return summary
+
+
+def setup_pretraining(cfg: PretrainConfig, data: PreparedData, device: torch.device):
+    """(model, optimizer, scheduler, batch_at) of a run: the pieces the loop (and benchmark) drive."""
+    spec, t = model_spec(cfg.family, cfg.n_layers), cfg.train
+    model = build_mlm_model(spec, data.vocab_size, cfg.data.seq_len, t.dropout, cfg.seed).to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=t.lr, betas=t.adam_betas,
+                                  fused=device.type == "cuda")
+    scheduler = make_schedule(optimizer, t.schedule, t.warmup_steps, t.max_steps)
+    return model, optimizer, scheduler, _batches(data, cfg, device)
 
 
 def make_schedule(optimizer, kind: str, warmup: int, horizon: int):

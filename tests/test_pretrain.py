@@ -1,0 +1,186 @@
+"""Smoke tests of the pretraining engine and run store on the tiny corpus (seconds)."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import QUIET, TINY_DATA, TINY_TRAIN
+from workbench.config import PretrainConfig, WorkbenchError
+from workbench.pretrain import pretrain, run_id
+from workbench.runs import RunStore, load_curves, load_runs, read_metrics
+
+
+def _cfg(layers=1, **train):
+    return PretrainConfig("ar32", layers, 0, TINY_DATA, replace(TINY_TRAIN, **train))
+
+
+def test_smallest_model_learns_and_folder_is_complete(tmp_path, tiny_data):
+    summary = pretrain(_cfg(max_steps=60), tmp_path, QUIET, tiny_data)
+    run = tmp_path / run_id(_cfg(max_steps=60))
+    assert {"config.json", "env.json", "metrics.jsonl", "summary.json", "best"} <= set(os.listdir(run))
+    assert not (run / "resume.pt").exists() and not (run / "claim.json").exists()
+    curve = read_metrics(run)
+    assert [r["step"] for r in curve] == [10, 20, 30, 40, 50, 60]
+    assert curve[-1]["eval_loss"] < curve[0]["eval_loss"] - 0.15  # it learns ...
+    assert curve[-1]["eval_loss"] < math.log(tiny_data.vocab_size) - 0.5  # ... well past a uniform guess
+    assert summary["status"] == "completed" and summary["best_eval_loss"] == min(r["eval_loss"] for r in curve)
+    assert summary["tokens"] == 60 * 8 * 32 and summary["flops"] == 6 * 12288 * summary["tokens"]
+    env = json.loads((run / "env.json").read_text())
+    assert env["torch"] == torch.__version__ and "commit" in env["git"] and env["device"] == "cpu"
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["config"]["train"]["max_steps"] == 60 and cfg["model"]["n_params"] == 12288
+    # the best checkpoint is a stock HF checkpoint with its tokenizer
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    model = BertForMaskedLM.from_pretrained(run / "best")
+    assert model.config.hidden_size == 32 and AutoTokenizer.from_pretrained(run / "best").mask_token == "[MASK]"
+
+
+def test_early_stopping_keeps_the_best(tmp_path, tiny_data):
+    """lr=0 after warm-up: eval loss cannot improve, so the run stops after `patience` steps."""
+    s = pretrain(_cfg(lr=1e-9, max_steps=200, patience=30, eval_interval=10), tmp_path, QUIET, tiny_data)
+    assert s["stop_reason"] == "early_stopped" and s["steps"] - s["best_step"] >= 30 and s["steps"] < 200
+
+
+def test_finished_runs_are_skipped(tmp_path, tiny_data):
+    first = pretrain(_cfg(), tmp_path, QUIET, tiny_data)
+    mtime = (tmp_path / run_id(_cfg()) / "summary.json").stat().st_mtime_ns
+    assert pretrain(_cfg(), tmp_path, QUIET, tiny_data) == first
+    assert (tmp_path / run_id(_cfg()) / "summary.json").stat().st_mtime_ns == mtime
+
+
+def test_nan_loss_is_recorded_as_diverged(tmp_path, tiny_data, monkeypatch):
+    import workbench.pretrain as pt
+
+    real = pt.mlm_loss
+    calls = {"n": 0}
+
+    def flaky(model, batch):
+        calls["n"] += model.training  # count training steps only, not evaluation batches
+        loss = real(model, batch)
+        return loss * float("nan") if model.training and calls["n"] == 15 else loss
+
+    monkeypatch.setattr(pt, "mlm_loss", flaky)
+    s = pretrain(_cfg(), tmp_path, QUIET, tiny_data)
+    assert s["status"] == "diverged" and s["diverged_step"] == 14 and s["steps"] == 14
+    assert math.isfinite(s["best_eval_loss"])  # the evaluation before divergence is kept
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_data, monkeypatch):
+    """Crash mid-run, resume from the checkpoint: same curve as a run that never stopped."""
+    import workbench.pretrain as pt
+
+    whole = pretrain(_cfg(max_steps=40), tmp_path / "a", QUIET, tiny_data)
+    real = pt.mlm_loss
+    calls = {"n": 0}
+
+    def crash(model, batch):
+        calls["n"] += model.training
+        if calls["n"] == 25:
+            raise KeyboardInterrupt
+        return real(model, batch)
+
+    monkeypatch.setattr(pt, "mlm_loss", crash)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(_cfg(max_steps=40), tmp_path / "b", QUIET, tiny_data)
+    run_b = tmp_path / "b" / run_id(_cfg(max_steps=40))
+    assert (run_b / "resume.pt").exists() and not (run_b / "summary.json").exists()
+    monkeypatch.setattr(pt, "mlm_loss", real)
+    resumed = pretrain(_cfg(max_steps=40), tmp_path / "b", QUIET, tiny_data)
+    a = [r["eval_loss"] for r in read_metrics(tmp_path / "a" / run_id(_cfg(max_steps=40)))]
+    b = [r["eval_loss"] for r in read_metrics(run_b)]
+    assert b == pytest.approx(a, rel=1e-6) and resumed["best_eval_loss"] == pytest.approx(whole["best_eval_loss"])
+
+
+def test_corrupt_resume_checkpoint_restarts_from_scratch(tmp_path, tiny_data, caplog):
+    cfg = _cfg()
+    run = tmp_path / run_id(cfg)
+    run.mkdir(parents=True)
+    (run / "resume.pt").write_bytes(b"not a checkpoint")
+    s = pretrain(cfg, tmp_path, QUIET, tiny_data)
+    assert s["status"] == "completed" and "unreadable" in caplog.text
+    assert [r["step"] for r in read_metrics(run)] == [10, 20, 30]
+
+
+def test_a_live_claim_blocks_a_second_runner(tmp_path):
+    store = RunStore(tmp_path)
+    with store.claim("x"):
+        with pytest.raises(WorkbenchError, match="being run by another process"):
+            with store.claim("x"):
+                pass
+    (tmp_path / "x" / "claim.json").write_text(json.dumps({"host": os.uname().nodename, "pid": 2**22 + 7}))
+    with store.claim("x"):  # a dead owner's claim is taken over
+        pass
+
+
+def test_load_runs_and_curves(tmp_path, tiny_data):
+    for layers in (1, 2):
+        pretrain(_cfg(layers), tmp_path, QUIET, tiny_data)
+    df = load_runs(tmp_path)
+    assert len(df) == 2 and set(df.n_params) == {12288, 98304}
+    for col in ("best_eval_loss", "steps", "tokens", "flops", "wall_time_s", "train.lr", "data.corpus", "seed"):
+        assert col in df
+    curves = load_curves(tmp_path)
+    assert len(curves) == 6 and {"run_id", "step", "eval_loss", "train_loss", "lr"} <= set(curves)
+
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
+                          env={**os.environ}, **kw)
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--set", "family=gpt"], "unknown family"),
+    (["--set", "layers=[0]"], "n_layers must be"),
+    (["--set", "train.max_steps=-5"], "max_steps must be a positive"),
+    (["--set", "train.lrr=1"], "unknown config key train.lrr"),
+    (["--set", "data.corpus=files:/nonexistent/corpus"], "no such file"),
+    (["--profile", "nope"], "unknown profile"),
+])
+def test_cli_bad_inputs_one_line_and_nothing_written(tmp_path, args, match):
+    root = tmp_path / "runs"
+    r = _cli("sweep", "--profile", "smoke", "--root", str(root), *args)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert r.returncode == 2 and len(errors) == 1 and match in errors[0]
+    assert "Traceback" not in r.stderr
+    assert not root.exists() or not any(root.iterdir())
+
+
+def test_killed_sweep_resumes_without_redoing_or_losing(tmp_path):
+    """kill -9 the sweep while its second run is mid-way; the re-run finishes the rest only."""
+    root = tmp_path / "runs"
+    args = ["sweep", "--profile", "smoke", "--root", str(root), "--set", "train.max_steps=300",
+            "--set", "train.patience=1000"]
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        done = list(root.glob("*/summary.json"))
+        partial = [p for p in root.glob("*L2*/metrics.jsonl") if len(p.read_text().splitlines()) >= 3]
+        if done and partial:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert done and partial, "the sweep did not reach its second run in time"
+    first = done[0]
+    first_mtime = first.stat().st_mtime_ns
+    steps_before = [r["step"] for r in read_metrics(partial[0].parent)]
+    r = _cli(*args, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert first.stat().st_mtime_ns == first_mtime  # the finished run was not redone
+    df = load_runs(root)
+    assert len(df) == 2 and (df.status == "completed").all() and (df.steps == 300).all()
+    steps = [r["step"] for r in read_metrics(partial[0].parent)]
+    assert steps == list(range(10, 301, 10))  # nothing lost, nothing duplicated
+    assert steps[: len(steps_before) - 1] == steps_before[:-1]
+    assert "resumed at step" in r.stderr
