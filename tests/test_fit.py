@@ -1,0 +1,191 @@
+"""The fitting library on synthetic tables with known laws."""
+
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.bootstrap import bootstrap_power_law, bootstrap_power_law_loop
+from workbench.diagnostics import compute_summary, convergence_check
+from workbench.fit import (PowerLaw, extrapolation_error, goodness, mean_relative_error, r2_linear,
+                           relative_error, split_by_size)
+from workbench.saturating import SaturatingPowerLaw, bootstrap_saturating, compare_forms
+from workbench.select import compare_variants
+
+SIZES = 12 * np.arange(1, 9) * (32 * np.arange(1, 9)) ** 2  # AR32 L1-8
+
+
+def study(alpha=-0.08, beta=2.5, size_sd=0.02, seed_sd=0.01, seeds=5, rng=None, variant=None, sizes=SIZES):
+    """A table like a real study: per-size offsets (pretraining variance) + per-seed noise."""
+    rng = np.random.default_rng(rng)
+    rows = []
+    for n in sizes:
+        off = rng.normal(0, size_sd)
+        for s in range(seeds):
+            y = np.exp(beta + alpha * np.log(n) + off + rng.normal(0, seed_sd))
+            rows.append(dict(variant=variant, n_params=n, seed=s, value=y))
+    return pd.DataFrame(rows)
+
+
+def test_recovers_known_law_from_noisy_data():
+    df = study(rng=0)
+    law = PowerLaw().fit(df)
+    assert law is not None and law.alpha_ == pytest.approx(-0.08, abs=0.01)
+    assert law.beta_ == pytest.approx(2.5, abs=0.15) and law.r2_ > 0.9
+    assert law.predict([SIZES[0]])[0] == pytest.approx(np.exp(law.beta_) * SIZES[0] ** law.alpha_)
+    exact = PowerLaw().fit(SIZES, 3.0 * SIZES ** -0.1)
+    assert exact.alpha_ == pytest.approx(-0.1) and exact.beta_ == pytest.approx(np.log(3.0)) and exact.r2_ == 1
+
+
+def test_definitions_by_hand():
+    """R^2 (linear space), R^2_2:, RE and MRE computed by hand on a small table."""
+    n = np.array([10.0, 10.0, 100.0, 100.0, 1000.0, 1000.0])
+    y = np.array([5.0, 5.2, 3.9, 4.1, 3.1, 3.3])
+    x, z = np.log(n), np.log(y)
+    a = ((x - x.mean()) * (z - z.mean())).sum() / ((x - x.mean()) ** 2).sum()
+    b = z.mean() - a * x.mean()
+    pred = np.exp(b) * n ** a
+    r2 = 1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum()
+    law = PowerLaw().fit(n, y)
+    assert (law.alpha_, law.beta_, law.r2_) == pytest.approx((a, b, r2))
+    x2, z2, y2 = x[2:], z[2:], y[2:]
+    a2 = ((x2 - x2.mean()) * (z2 - z2.mean())).sum() / ((x2 - x2.mean()) ** 2).sum()
+    p2 = np.exp(z2.mean() - a2 * x2.mean()) * n[2:] ** a2
+    assert goodness(n, y).r2_drop_smallest == pytest.approx(1 - ((y2 - p2) ** 2).sum() / ((y2 - y2.mean()) ** 2).sum())
+    assert r2_linear(y, pred) == pytest.approx(r2)
+    assert relative_error(1.1, 1.0) == pytest.approx(0.1) and relative_error(0.9, 1.0) == pytest.approx(-0.1)
+    assert mean_relative_error([1.1, 0.8], [1.0, 1.0]) == pytest.approx(0.15)
+    # metric space: y = 1 - accuracy, errors on the accuracy itself
+    df = pd.DataFrame(dict(n_params=n, value=1 - np.array([.5, .52, .61, .59, .7, .7])))
+    out = extrapolation_error(df, n_held_out=1, metric=True)
+    law = PowerLaw().fit(df[df.n_params < 1000])
+    pred_acc = 1 - law.predict(1000.0)
+    assert out.re.iloc[0] == pytest.approx((pred_acc - 0.7) / 0.7) and out.attrs["mre"] == pytest.approx(abs(out.re.iloc[0]))
+
+
+@pytest.mark.parametrize("n, y, match", [
+    ([1, 2, 0], [1, 1, 1], "n must be positive"),
+    ([1, 2, 3], [1, -1, 1], "y must be positive"),
+    ([1, 2, 3], [1, np.nan, 1], "y must be positive and finite"),
+    ([1, 2], [1, 2, 3], "different lengths"),
+    ([5, 5, 5], [1, 2, 3], "two distinct sizes"),
+])
+def test_bad_inputs(n, y, match):
+    with pytest.raises(ValueError, match=match):
+        PowerLaw().fit(n, y)
+
+
+def test_dataframe_needs_columns():
+    with pytest.raises(ValueError, match="missing"):
+        PowerLaw().fit(pd.DataFrame(dict(n=[1, 2], loss=[1, 2])))
+
+
+def test_splits():
+    df = study(rng=1)
+    fit, held = split_by_size(df, n_fit=6)
+    assert sorted(held.n_params.unique()) == sorted(SIZES[6:]) and len(fit) == 30
+    with pytest.raises(ValueError, match="at least 2"):
+        split_by_size(df, n_fit=1)
+    out = extrapolation_error(df, n_held_out=2)
+    assert len(out) == 2 and out.attrs["mre"] < 0.1
+
+
+def test_bootstrap_band_and_intervals():
+    df = study(rng=2)
+    h = bootstrap_power_law(df, B=1000, random_state=0)
+    nv = bootstrap_power_law(df, B=1000, method="naive", random_state=0)
+    lo, hi = h.ci()
+    assert lo < PowerLaw().fit(df).alpha_ < hi
+    assert hi - lo > nv.ci()[1] - nv.ci()[0]  # naive intervals are narrower
+    band = h.band([SIZES[0], 1e8])
+    assert (band.lower < band["median"]).all() and (band["median"] < band.upper).all()
+    # identical seeds: the pooled naive bootstrap and the loop agree on the same law
+    loop = bootstrap_power_law_loop(df, B=300, random_state=0)
+    assert np.median(loop.alphas) == pytest.approx(np.median(h.alphas), abs=0.005)
+
+
+def test_single_size_replicates_are_dropped_and_counted():
+    df = study(sizes=SIZES[:2], rng=3)  # with 2 sizes, 1/2 of replicates draw one size twice
+    h = bootstrap_power_law(df, B=2000, random_state=0)
+    assert 800 < h.n_dropped < 1200 and len(h.alphas) == 2000 - h.n_dropped
+    assert np.isfinite(h.alphas).all()
+
+
+def test_hierarchical_ci_coverage():
+    """The 95% hierarchical CI covers the true alpha in roughly 95% of 200 simulated studies."""
+    hits = 0
+    for i in range(200):
+        lo, hi = bootstrap_power_law(study(rng=100 + i), B=400, random_state=i).ci()
+        hits += lo <= -0.08 <= hi
+    assert 0.85 <= hits / 200 <= 1.0, hits
+
+
+def test_bootstrap_is_fast():
+    df = study(rng=4)
+    t = time.perf_counter()
+    bootstrap_power_law(df, B=1000, random_state=0)
+    assert time.perf_counter() - t < 1.0  # the benchmark holds the real target (well under 0.1 s)
+
+
+def test_saturating_recovers_a_floor():
+    rng = np.random.default_rng(5)
+    n = np.repeat(np.geomspace(1e4, 1e9, 10), 3)
+    y = (1.7 + 400 * n ** -0.35) * np.exp(rng.normal(0, 0.003, len(n)))
+    sat = SaturatingPowerLaw().fit(n, y)
+    assert sat.E_ == pytest.approx(1.7, rel=0.05) and sat.alpha_ == pytest.approx(0.35, rel=0.1)
+    assert sat.A_ == pytest.approx(400, rel=0.5) and sat.r2_ > 0.99
+    ci = bootstrap_saturating(n, y, B=40, random_state=0).set_index("param")
+    assert ci.loc["E", "lower"] <= 1.7 <= ci.loc["E", "upper"]
+    forms = compare_forms(n, y)
+    assert forms.attrs["choice"] == "saturating"
+    pure_forms = compare_forms(study(rng=6, size_sd=0.0))
+    assert set(pure_forms.form) == {"power_law", "saturating"} and np.isfinite(pure_forms.aic).all()
+
+
+def test_compare_variants_finds_the_winner_and_the_crossover():
+    a = study(alpha=-0.10, beta=2.6, rng=7, variant="ar64")  # worse at small N, better at large N
+    b = study(alpha=-0.07, beta=2.3, rng=8, variant="ar32")
+    res = compare_variants(pd.concat([a, b]), target_n=85e6, variants=("ar64", "ar32"), random_state=0)
+    assert res["winner"] == "ar64" and res["p_a_beats_b"] > 0.8
+    assert res["gap"] < 0 and res["gap_interval"][0] < res["gap"] < res["gap_interval"][1]
+    assert res["crossover_n"] is not None and SIZES[0] < res["crossover_n"] < 85e6
+    assert set(res["pred_interval"]) == {"ar64", "ar32"} and isinstance(res["trustworthy"], bool)
+    with pytest.raises(ValueError, match="different sizes"):
+        compare_variants(pd.concat([a, b[b.n_params < SIZES[-1]]]), 85e6)
+    with pytest.raises(ValueError, match="fewer than two sizes"):
+        compare_variants(pd.concat([a, b[b.n_params == SIZES[0]]]), 85e6)
+
+
+def test_convergence_check_flags_an_undertrained_size():
+    df = study(rng=9, size_sd=0.005)
+    df.loc[df.n_params == SIZES[5], "value"] *= 1.15  # L6 stopped too early: 15% above the law
+    check = convergence_check(df, B=300, random_state=0)
+    flagged = check[check.flag == "above"].n_params.unique()
+    assert list(flagged) == [SIZES[5]] and (check[check.n_params != SIZES[5]].flag == "ok").all()
+    with pytest.raises(ValueError, match=">= 3 sizes"):
+        convergence_check(df[df.n_params <= SIZES[1]])
+
+
+def test_compute_summary():
+    runs = pd.DataFrame(dict(n_params=[100, 100, 1000], tokens=[10, 10, 20]))
+    s = compute_summary(runs, target_n=10_000, target_tokens=100)
+    assert s["small_flops"] == 6 * (100 * 10 * 2 + 1000 * 20) and s["target_flops"] == 6e6
+    assert s["ratio"] == pytest.approx(6e6 / s["small_flops"]) and s["param_ratio"] == pytest.approx(10_000 / 1100)
+
+
+def test_plots_return_figures_and_no_warning_spam():
+    from matplotlib.figure import Figure
+
+    from workbench.plots import plot_comparison, plot_convergence, plot_fit
+
+    df = study(rng=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figs = [plot_fit(df[df.n_params < SIZES[-1]], held_out=df[df.n_params == SIZES[-1]], B=200),
+                plot_comparison(pd.concat([study(rng=11, variant="a"), study(rng=12, variant="b", beta=2.4)]),
+                                target_n=1e8, B=200),
+                plot_convergence(convergence_check(df, B=200, random_state=0))]
+    assert all(isinstance(f, Figure) for f in figs)
+    assert len(figs[0].axes[0].lines) >= 1 and figs[0].axes[0].get_xscale() == "log"

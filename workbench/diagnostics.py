@@ -1,0 +1,68 @@
+"""Convergence debugging and compute accounting on a table of runs.
+
+    convergence_check(df)            # each size vs the law fitted on the other sizes
+    compute_summary(runs, target_n=85e6, target_tokens=32e9)
+
+A run that sits above the leave-one-size-out band was likely under-trained (stopped too early, or
+a decaying schedule made it look converged); one below it is suspicious too (leakage, a bug).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from workbench.bootstrap import bootstrap_power_law
+from workbench.fit import PowerLaw, as_points
+
+
+def convergence_check(df: pd.DataFrame, B: int = 1000, level: float = 0.95, z_threshold: float = 2.0,
+                      random_state=None) -> pd.DataFrame:
+    """One row per run: the leave-one-size-out prediction, its band, a z-like deviation and a flag.
+
+    z = (ln y - ln pred) / sigma, where sigma combines the bootstrap spread of the prediction and
+    the log-residual scatter of the other sizes' fit. flag: 'above' (z > z_threshold, an
+    under-trained suspect), 'below' (z < -z_threshold) or 'ok'. Needs >= 3 sizes."""
+    n_all, _ = as_points(df)
+    sizes = np.unique(n_all)
+    if len(sizes) < 3:
+        raise ValueError(f"the convergence check needs >= 3 sizes (fit on >= 2 others), got {len(sizes)}")
+    zq = _z(level)
+    rows = []
+    for s in sizes:
+        others, here = df[df.n_params != s], df[df.n_params == s]
+        law = PowerLaw().fit(others)
+        boot = bootstrap_power_law(others, B=B, random_state=random_state)
+        band = boot.band([s], level).iloc[0]
+        line_sd = (np.log(band.upper) - np.log(band.lower)) / (2 * zq)
+        on, oy = as_points(others)
+        resid_sd = np.std(np.log(oy) - np.log(law.predict(on)), ddof=2) if len(oy) > 2 else 0.0
+        sigma = float(np.hypot(line_sd, resid_sd)) or 1e-12
+        pred = float(law.predict(s))
+        for _, r in here.iterrows():
+            z = (np.log(r.value) - np.log(pred)) / sigma
+            rows.append({**r.to_dict(), "pred": pred, "lower": pred * np.exp(-zq * sigma),
+                         "upper": pred * np.exp(zq * sigma), "z": float(z),
+                         "flag": "above" if z > z_threshold else "below" if z < -z_threshold else "ok"})
+    return pd.DataFrame(rows)
+
+
+def _z(level: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.ppf(0.5 + level / 2))
+
+
+def compute_summary(runs: pd.DataFrame, target_n: float, target_tokens: float) -> dict:
+    """C = 6 N D per run (runs need n_params and tokens) against one target run's 6 N D.
+
+    Every row counts: seeds, tuning trials and finetuning runs included."""
+    missing = {"n_params", "tokens"} - set(runs.columns)
+    if missing:
+        raise ValueError(f"runs need columns n_params and tokens; missing {sorted(missing)}")
+    c = 6.0 * runs["n_params"].astype(float) * runs["tokens"].astype(float)
+    target = 6.0 * float(target_n) * float(target_tokens)
+    return dict(n_runs=len(runs), small_flops=float(c.sum()), target_flops=target,
+                ratio=target / float(c.sum()), small_params_total=float(runs["n_params"].unique().sum()),
+                param_ratio=float(target_n) / float(runs["n_params"].unique().sum()),
+                per_run_flops=c.to_numpy())
