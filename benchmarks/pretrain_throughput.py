@@ -6,7 +6,8 @@
 Both sides train the same model shape on the same blocks with the same batch, AdamW and LR:
   ours  : workbench.train.train_loop + masked-positions-only MLM head (workbench.model.mlm_loss)
   stock : transformers.Trainer + DataCollatorForLanguageModeling + BertForMaskedLM (full-vocab head)
-Only update steps are timed (Trainer's set-up is excluded through a callback). Prints tokens/s of
+Only update steps after `--warmup` untimed steps are timed, on both sides (Trainer's set-up is
+excluded through a callback; ours reads the loop's own training clock). Prints tokens/s of
 each, the ratio, the issue's target and, on a GPU, model FLOPs utilisation against --peak-tflops.
 """
 
@@ -27,44 +28,46 @@ from workbench.device import resolve_device, resolve_precision
 from workbench.family import model_spec
 from workbench.model import mlm_loss
 from workbench.pretrain import setup_pretraining
+from workbench.runs import read_metrics
 from workbench.train import LoopConfig, train_loop
 
 TARGETS = {"ar32:1": 3.0, "ar32:4": 1.8, "ar64:6": 1.5}  # ~10K, ~1M, ~10M non-embedding parameters
 
 
-def ours(cfg: PretrainConfig, data, device, precision: str, steps: int) -> float:
+def ours(cfg: PretrainConfig, data, device, precision: str, steps: int, warmup: int) -> float:
+    """Tokens/s over steps warmup+1 .. warmup+steps (from the loop's own per-step clock)."""
     model, optimizer, scheduler, batch_at = setup_pretraining(cfg, data, device)
-    loop = LoopConfig(max_steps=steps, eval_interval=steps, patience=steps + 1, grad_clip=cfg.train.grad_clip)
+    total = warmup + steps
+    loop = LoopConfig(max_steps=total, eval_interval=1, patience=total + 1, grad_clip=cfg.train.grad_clip)
     with tempfile.TemporaryDirectory() as run_dir:
-        res = train_loop(model, optimizer, scheduler, batch_at, mlm_loss, lambda: {"eval_loss": 0.0}, loop,
-                         Path(run_dir), lambda: None, device, precision, progress=False)
-    return steps * cfg.train.batch_size * cfg.data.seq_len / res.train_time_s
+        train_loop(model, optimizer, scheduler, batch_at, mlm_loss, lambda: {"eval_loss": 0.0}, loop,
+                   Path(run_dir), lambda: None, device, precision, progress=False)
+        times = {r["step"]: r["time_s"] for r in read_metrics(Path(run_dir))}  # training time only
+    return steps * cfg.train.batch_size * cfg.data.seq_len / (times[total] - times[warmup])
 
 
-def stock(cfg: PretrainConfig, data, device, precision: str, steps: int) -> float:
+def stock(cfg: PretrainConfig, data, device, precision: str, steps: int, warmup: int) -> float:
     from transformers import (BertForMaskedLM, DataCollatorForLanguageModeling, Trainer, TrainerCallback,
                               TrainingArguments)
 
     spec = model_spec(cfg.family, cfg.n_layers)
     torch.manual_seed(cfg.seed)
     model = BertForMaskedLM(spec.bert_config(data.vocab_size, cfg.data.seq_len, cfg.train.dropout))
-    rows = np.asarray(data.train[: steps * cfg.train.batch_size]).astype(np.int64)
+    total = warmup + steps
+    rows = np.asarray(data.train[: total * cfg.train.batch_size]).astype(np.int64)
     dataset = [{"input_ids": torch.from_numpy(r)} for r in rows]
     times: list[float] = []
 
-    class Clock(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kw):
-            if not times:
-                times.append(time.perf_counter())
-
+    class Clock(TrainerCallback):  # time from the end of the warm-up steps to the end of the last step
         def on_step_end(self, args, state, control, **kw):
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            times[1:] = [time.perf_counter()]
+            if state.global_step in (warmup, total):
+                times.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
-            output_dir=out, per_device_train_batch_size=cfg.train.batch_size, max_steps=steps,
+            output_dir=out, per_device_train_batch_size=cfg.train.batch_size, max_steps=total,
             learning_rate=cfg.train.lr, warmup_steps=cfg.train.warmup_steps, weight_decay=cfg.train.weight_decay,
             max_grad_norm=cfg.train.grad_clip, lr_scheduler_type="linear", save_strategy="no", report_to=[],
             logging_steps=10**9, disable_tqdm=True, dataloader_num_workers=0, seed=cfg.seed,
@@ -79,6 +82,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="ar32:1,ar32:4,ar64:6", help="family:layers, comma-separated")
     p.add_argument("--steps", type=int, default=0, help="timed steps per side (default: by size)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing (both sides)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--vocab-size", type=int, default=8192)
@@ -95,11 +99,11 @@ def main() -> None:
     for item in a.sizes.split(","):
         fam, layers = item.split(":")
         spec = model_spec(fam, int(layers))
-        steps = a.steps or (40 if spec.n_params < 1e5 else 16 if spec.n_params < 2e6 else 6)
-        train = TrainConfig(batch_size=a.batch_size, lr=1e-3, warmup_steps=2, max_steps=steps)
+        steps = a.steps or (40 if spec.n_params < 1e5 else 16 if spec.n_params < 2e6 else 10)
+        train = TrainConfig(batch_size=a.batch_size, lr=1e-3, warmup_steps=2, max_steps=steps + a.warmup)
         cfg = PretrainConfig(fam, int(layers), 0, DataConfig(vocab_size=a.vocab_size, seq_len=a.seq_len), train)
-        ours_tps = ours(cfg, data, device, precision, steps)
-        stock_tps = stock(cfg, data, device, precision, steps)
+        ours_tps = ours(cfg, data, device, precision, steps, a.warmup)
+        stock_tps = stock(cfg, data, device, precision, steps, a.warmup)
         flops = spec.train_flops_per_token(a.seq_len, data.vocab_size, head_fraction=cfg.train.mask_prob)
         mfu = f"{ours_tps * flops / (a.peak_tflops * 1e12):.1%}" if a.peak_tflops else "-"
         target = TARGETS.get(item)

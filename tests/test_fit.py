@@ -10,7 +10,7 @@ import pytest
 from workbench.bootstrap import bootstrap_power_law, bootstrap_power_law_loop
 from workbench.diagnostics import compute_summary, convergence_check
 from workbench.fit import (PowerLaw, extrapolation_error, goodness, mean_relative_error, r2_linear,
-                           relative_error, split_by_size)
+                           relative_error, runs_table, split_by_size, target_error)
 from workbench.saturating import SaturatingPowerLaw, bootstrap_saturating, compare_forms
 from workbench.select import compare_variants
 
@@ -189,3 +189,19 @@ def test_plots_return_figures_and_no_warning_spam():
                 plot_convergence(convergence_check(df, B=200, random_state=0))]
     assert all(isinstance(f, Figure) for f in figs)
     assert len(figs[0].axes[0].lines) >= 1 and figs[0].axes[0].get_xscale() == "log"
+
+
+def test_target_error_and_drop_smallest():
+    df = study(rng=13, size_sd=0.0, seed_sd=0.0)
+    target = pd.DataFrame(dict(n_params=[85e6], value=[np.exp(2.5 - 0.08 * np.log(85e6)) * 1.1]))
+    assert target_error(df, target) == pytest.approx(1 / 1.1 - 1, abs=1e-9)
+    assert target_error(df, target, drop_smallest=True) == pytest.approx(1 / 1.1 - 1, abs=1e-9)
+
+
+def test_runs_table_leaves_out_failed_runs(caplog):
+    runs = pd.DataFrame(dict(run_id=["a", "b", "c"], status=["completed", "diverged", "completed"],
+                             family="ar32", **{"train.objective": "mlm"}, n_params=[10, 20, 30], seed=0,
+                             best_eval_loss=[3.0, np.nan, 2.0]))
+    table = runs_table(runs)
+    assert list(table.n_params) == [10, 30] and list(table.variant) == ["ar32/mlm"] * 2
+    assert "leaving out 1 run" in caplog.text and "b" in caplog.text

@@ -134,3 +134,32 @@ def extrapolation_error(df: pd.DataFrame, n_held_out: int = 1, metric: bool = Fa
         out["re"] = relative_error(out.pred, out.value)
     out.attrs.update(mre=float(out.re.abs().mean()), alpha=law.alpha_, beta=law.beta_, r2=law.r2_)
     return out
+
+
+def target_error(fit_rows: pd.DataFrame, target_rows: pd.DataFrame, metric: bool = False,
+                 drop_smallest: bool = False) -> float:
+    """RE at a larger target model (the paper's 'fit L1-8, predict BERT-Base'; RE_2: with
+    `drop_smallest`), signed, on the metric itself when `metric` (value = 1 - metric)."""
+    if drop_smallest:
+        fit_rows = fit_rows[fit_rows.n_params > fit_rows.n_params.min()]
+    law = PowerLaw().fit(fit_rows)
+    actual = target_rows.groupby("n_params")["value"].mean()
+    if len(actual) != 1:
+        raise ValueError(f"target_rows must hold one size, got {len(actual)}")
+    pred, act = float(law.predict(actual.index[0])), float(actual.iloc[0])
+    return float(relative_error(1 - pred, 1 - act)) if metric else float(relative_error(pred, act))
+
+
+def runs_table(runs: pd.DataFrame, value: str = "best_eval_loss") -> pd.DataFrame:
+    """The fitting table of a run store's `load_runs` output: variant (family/objective), n_params,
+    seed, value. Runs that did not complete (diverged, unfinished) are left out with a warning."""
+    import logging
+
+    ok = runs["status"] == "completed"
+    if (~ok).any():
+        logging.getLogger(__name__).warning("leaving out %d run(s) that did not complete: %s", (~ok).sum(),
+                                            ", ".join(runs.loc[~ok, "run_id"]))
+    rows = runs[ok]
+    variant = rows["family"].astype(str) + "/" + rows["train.objective"].astype(str)
+    return pd.DataFrame(dict(variant=variant, n_params=rows["n_params"].astype(float), seed=rows["seed"],
+                             value=rows[value].astype(float))).reset_index(drop=True)

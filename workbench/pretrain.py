@@ -113,6 +113,8 @@ def setup_pretraining(cfg: PretrainConfig, data: PreparedData, device: torch.dev
     """(model, optimizer, scheduler, batch_at) of a run: the pieces the loop (and benchmark) drive."""
     spec, t = model_spec(cfg.family, cfg.n_layers), cfg.train
     model = build_mlm_model(spec, data.vocab_size, cfg.data.seq_len, t.dropout, cfg.seed).to(device)
+    if device.type == "cpu":  # plain matmul attention beats SDPA's CPU kernel here (~5% at 10M params)
+        model.set_attn_implementation("eager")  # not saved: checkpoints load with the default (sdpa)
     optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=t.lr, betas=t.adam_betas,
                                   fused=device.type == "cuda")
     scheduler = make_schedule(optimizer, t.schedule, t.warmup_steps, t.max_steps)
