@@ -187,6 +187,10 @@ def test_plots_return_figures_and_no_warning_spam():
                 plot_comparison(pd.concat([study(rng=11, variant="a"), study(rng=12, variant="b", beta=2.4)]),
                                 target_n=1e8, B=200),
                 plot_convergence(convergence_check(df, B=200, random_state=0))]
+        compare_forms(df)
+        goodness(df)
+        bootstrap_saturating(df, B=10, random_state=0)
+        compare_variants(pd.concat([study(rng=14, variant="a"), study(rng=15, variant="b")]), 1e8, B=200)
     assert all(isinstance(f, Figure) for f in figs)
     assert len(figs[0].axes[0].lines) >= 1 and figs[0].axes[0].get_xscale() == "log"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FuncFormatter
 import pandas as pd
 import seaborn as sns
 
@@ -82,6 +83,11 @@ def plot_convergence(check: pd.DataFrame, ylabel: str = "eval loss", title: str 
 def _finish(ax, ylabel: str, title: str) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 6.2, not 6.2x10^0
+    ax.yaxis.set_major_formatter(plain)
+    lo, hi = ax.get_ylim()
+    if hi / lo < 10:  # less than a decade: label the minor ticks too, or the axis has no numbers
+        ax.yaxis.set_minor_formatter(plain)
     ax.set_xlabel("non-embedding parameters N")
     ax.set_ylabel(ylabel)
     if title:
