@@ -95,3 +95,27 @@ def test_study_tunes_per_size_then_seeds_and_resumes(tmp_path, pretrained, task_
     fixed = run_finetune_study(FinetuneStudyConfig(**{**cfg.__dict__, "tune": False, "fixed_lr": 1e-3,
                                                       "fixed_epochs": 1}), tmp_path, QUIET)
     assert len(fixed) == 2 * 2 * 2 and fixed.selected.all() and (fixed.lr == 1e-3).all()
+
+
+def test_interrupted_finetune_resumes_to_the_same_curve(tmp_path, pretrained, task_files, monkeypatch):
+    import workbench.finetune as ft
+
+    cfg = FinetuneConfig(task="sms-spam", pretrain_run=str(pretrained[1][1]), lr=1e-3, epochs=3, **TINY)
+    finetune(cfg, tmp_path / "a", QUIET)
+    real, calls = ft.collate, {"n": 0}
+
+    def crash(enc, idx):  # dies in the second epoch, after the first epoch's checkpoint
+        calls["n"] += 1
+        if calls["n"] == 12:
+            raise KeyboardInterrupt
+        return real(enc, idx)
+
+    monkeypatch.setattr(ft, "collate", crash)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(cfg, tmp_path / "b", QUIET)
+    assert (tmp_path / "b" / run_id(cfg) / "resume.pt").exists()
+    monkeypatch.setattr(ft, "collate", real)
+    finetune(cfg, tmp_path / "b", QUIET)
+    a, b = (read_metrics(tmp_path / d / run_id(cfg)) for d in ("a", "b"))
+    assert [r["step"] for r in b] == [6, 12, 18]
+    assert [r["f1"] for r in b] == pytest.approx([r["f1"] for r in a])

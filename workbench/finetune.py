@@ -13,7 +13,6 @@ question answering (span start / end; for unanswerable questions the [CLS] posit
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,8 @@ from workbench.config import ConfigError, ExecConfig, WorkbenchError, config_has
 from workbench.device import environment, resolve_device, resolve_precision
 from workbench.runs import CONFIG, ENV, SUMMARY, RunStore, read_json, write_json_atomic
 from workbench.tasks import Task, get_task
-from workbench.train import CorruptCheckpointError, LoopConfig, remove_resume, train_loop
+from workbench.train import (CorruptCheckpointError, LoopConfig, remove_resume, reset_run, save_best_checkpoint,
+                             train_loop)
 
 log = logging.getLogger(__name__)
 MAX_ANSWER_TOKENS = 30
@@ -87,8 +87,7 @@ def finetune(cfg: FinetuneConfig, root: str | Path, exec_cfg: ExecConfig = ExecC
             return _run(cfg, task, data, ckpt, exec_cfg, run_dir, device, precision)
         except CorruptCheckpointError as e:
             log.warning("%s; restarting %s from scratch", e, rid)
-            (run_dir / "resume.pt").unlink(missing_ok=True)
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            reset_run(run_dir)
             return _run(cfg, task, data, ckpt, exec_cfg, run_dir, device, precision)
 
 
@@ -104,7 +103,6 @@ def _run(cfg, task: Task, data, ckpt: Path, exec_cfg: ExecConfig, run_dir: Path,
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # "newly initialized head weights" is expected here
-    hf_logging.disable_progress_bar()
     pre = read_json(Path(cfg.pretrain_run) / CONFIG)
     tokenizer = AutoTokenizer.from_pretrained(ckpt)
     positions = read_json(ckpt / "config.json")["max_position_embeddings"]
@@ -141,11 +139,7 @@ def _run(cfg, task: Task, data, ckpt: Path, exec_cfg: ExecConfig, run_dir: Path,
         return evaluate_task(task, model, evalset, eval_rows, cfg.batch_size * 2, device)
 
     def save_best() -> None:
-        tmp = run_dir / "best.tmp"
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(run_dir / "best", ignore_errors=True)
-        tmp.rename(run_dir / "best")
+        save_best_checkpoint(run_dir, model, tokenizer)
 
     loop = LoopConfig(max_steps=max_steps, eval_interval=steps_per_epoch, patience=max_steps + 1, mode="max",
                       monitor=task.metric, grad_clip=1.0, checkpoint_interval=exec_cfg.checkpoint_interval)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -26,7 +25,8 @@ from workbench.family import model_spec
 from workbench.masking import MaskedBatch, mlm_mask, step_generator
 from workbench.model import build_mlm_model, mlm_loss, param_groups
 from workbench.runs import CONFIG, ENV, SUMMARY, RunStore, write_json_atomic
-from workbench.train import CorruptCheckpointError, LoopConfig, remove_resume, train_loop
+from workbench.train import (CorruptCheckpointError, LoopConfig, remove_resume, reset_run, save_best_checkpoint,
+                             train_loop)
 
 log = logging.getLogger(__name__)
 EVAL_MASK_SEED = 20220213  # one fixed set of eval masks for every run: losses are paired across sizes
@@ -51,7 +51,7 @@ def pretrain(cfg: PretrainConfig, root: str | Path, exec_cfg: ExecConfig = ExecC
             return _run(cfg, exec_cfg, data, run_dir, device, precision)
         except CorruptCheckpointError as e:
             log.warning("%s; restarting %s from scratch", e, rid)
-            _clear(run_dir)
+            reset_run(run_dir)
             return _run(cfg, exec_cfg, data, run_dir, device, precision)
 
 
@@ -76,14 +76,7 @@ def _run(cfg: PretrainConfig, exec_cfg: ExecConfig, data: PreparedData, run_dir:
     evaluate = _evaluator(data, cfg, model, device)
 
     def save_best() -> None:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # one "Writing model shards" bar per improvement is noise
-        tmp = run_dir / "best.tmp"
-        model.save_pretrained(tmp)
-        data.tokenizer.save_pretrained(tmp)
-        shutil.rmtree(run_dir / "best", ignore_errors=True)
-        tmp.rename(run_dir / "best")
+        save_best_checkpoint(run_dir, model, data.tokenizer)
 
     loop = LoopConfig(max_steps=t.max_steps, eval_interval=t.eval_interval, patience=t.patience,
                       min_delta=t.min_delta, grad_clip=t.grad_clip, monitor="eval_loss",
@@ -171,9 +164,3 @@ def _evaluator(data: PreparedData, cfg: PretrainConfig, model, device: torch.dev
         return dict(eval_loss=total / count)
 
     return evaluate
-
-
-def _clear(run_dir: Path) -> None:
-    for p in run_dir.iterdir():
-        if p.name not in (CONFIG, "claim.json"):
-            shutil.rmtree(p) if p.is_dir() else p.unlink()

@@ -39,12 +39,12 @@ def profile_dict(name_or_path: str) -> dict:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def load_profile(name_or_path: str = "cpu", overrides: list[str] | tuple[str, ...] = ()) -> SweepConfig:
-    """A validated `SweepConfig` from a profile plus `key=value` overrides."""
+def load_profile(name_or_path: str = "cpu", overrides: list[str] | tuple[str, ...] = (), cls: type = SweepConfig):
+    """A validated config (`SweepConfig` unless `cls` says otherwise) from a profile plus overrides."""
     raw = profile_dict(name_or_path)
     for o in overrides:
         set_override(raw, o)
-    return from_dict(SweepConfig, raw)
+    return from_dict(cls, raw)
 
 
 def run_sweep(sweep: SweepConfig, root: str | Path = "runs"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -197,3 +198,22 @@ class CorruptCheckpointError(WorkbenchError):
 
 def remove_resume(run_dir: Path) -> None:
     (Path(run_dir) / RESUME).unlink(missing_ok=True)
+
+
+def save_best_checkpoint(run_dir: Path, model, tokenizer) -> None:
+    """Write `best/` (model + tokenizer, `from_pretrained`-ready) through a temp folder and a rename."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one "Writing model shards" bar per improvement is noise
+    tmp = Path(run_dir) / "best.tmp"
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(Path(run_dir) / "best", ignore_errors=True)
+    tmp.rename(Path(run_dir) / "best")
+
+
+def reset_run(run_dir: Path, keep: tuple[str, ...] = ("config.json", "claim.json")) -> None:
+    """Empty a run folder (but its config and claim) so the run restarts from scratch."""
+    for p in Path(run_dir).iterdir():
+        if p.name not in keep:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
