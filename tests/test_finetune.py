@@ -3,6 +3,7 @@
 import json
 import os
 
+import pandas as pd
 import pytest
 
 from conftest import QUIET
@@ -86,6 +87,8 @@ def test_study_tunes_per_size_then_seeds_and_resumes(tmp_path, pretrained, task_
         assert len(chosen) == 1 and chosen.value.iloc[0] == grid.value.max()
         extra = g[g.seed == 1]
         assert len(extra) == 1 and extra.lr.iloc[0] == chosen.lr.iloc[0] and extra.selected.all()
+    saved = list(tmp_path.glob("finetune-study-*.csv"))
+    assert len(saved) == 1 and len(pd.read_csv(saved[0])) == len(study)
     table = finetune_table(study)
     assert len(table) == 8 and set(table.columns) >= {"variant", "n_params", "seed", "value"}
     assert (table.value == 1 - table.metric).all()

@@ -3,6 +3,8 @@
     df = run_finetune_study(FinetuneStudyConfig(tasks=("movie-sentiment", "sms-spam")), root="runs")
     table = finetune_table(df)      # selected setting per (task, size), fit-ready: value = 1 - metric
 
+The study table is also written to `<root>/finetune-study-<config hash>.csv`.
+
 With `tune=True` (the paper's protocol) each (size, task) runs the whole grid with seed 0, the
 setting with the best metric is selected, and seeds 1..seeds-1 run at that setting. With
 `tune=False` every size uses one fixed recipe (the paper's "without HPT" baseline). Finished runs
@@ -12,12 +14,13 @@ are skipped, so an interrupted study resumes where it stopped.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from workbench.config import ConfigError, ExecConfig, WorkbenchError
+from workbench.config import ConfigError, ExecConfig, WorkbenchError, config_hash
 from workbench.finetune import FinetuneConfig, finetune, run_id
 from workbench.runs import load_runs
 from workbench.tasks import get_task
@@ -107,7 +110,16 @@ def run_finetune_study(cfg: FinetuneStudyConfig, root: str | Path = "runs",
                     fc = _config(cfg, task, run, best_cfg.lr, best_cfg.epochs, seed)
                     rows.append(_row(fc, finetune(fc, root, exec_cfg), n, True))
                     bar.update(1)
-    return pd.DataFrame(rows)
+    study = pd.DataFrame(rows)
+    _write_table(study, Path(root) / f"finetune-study-{config_hash(cfg)}.csv")
+    return study
+
+
+def _write_table(df: pd.DataFrame, path: Path) -> None:
+    """The study table (every run, `selected` marking the chosen settings) beside its runs."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
 
 
 def _row(fc: FinetuneConfig, s: dict, n_layers: int, selected: bool) -> dict:
