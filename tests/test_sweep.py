@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from workbench.config import ConfigError
+from workbench.config import ConfigError, SweepConfig
 from workbench.pretrain import run_id
 from workbench.sweep import load_profile, profile_names, run_sweep
 
@@ -11,8 +11,10 @@ RUN_FILES = {"config.json", "env.json", "metrics.jsonl", "summary.json", "best"}
 
 def test_profiles_load_and_validate():
     assert {"cpu", "smoke", "paper"} <= set(profile_names())
-    for name in profile_names():
-        load_profile(name)
+    from workbench.study import FinetuneStudyConfig
+
+    for name in profile_names():  # finetune-* profiles describe finetuning studies, the rest sweeps
+        load_profile(name, cls=FinetuneStudyConfig if name.startswith("finetune-") else SweepConfig)
     paper = load_profile("paper")
     assert paper.train.batch_size == 256 and paper.train.lr == 1e-4 and paper.train.patience == 1500
     assert paper.layers == tuple(range(1, 9)) and paper.data.tokenizer == "hf:bert-base-uncased"

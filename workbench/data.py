@@ -11,6 +11,7 @@ prepares anew and the same settings reuse the cache.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -104,6 +105,8 @@ def prepare_data(cfg: DataConfig, cache_dir: Path | None = None) -> PreparedData
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache_dir))
     try:
         tokenizer.save_pretrained(tmp / "tokenizer")
+        # tokenizers' WordPiece trainer is not deterministic across processes: record which one this is
+        meta["tokenizer_sha256"] = hashlib.sha256((tmp / "tokenizer" / "tokenizer.json").read_bytes()).hexdigest()
         np.save(tmp / "train.npy", train)
         np.save(tmp / "eval.npy", held)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
