@@ -42,6 +42,16 @@ def resolve_precision(device: torch.device, precision: str = "auto") -> str:
     return precision
 
 
+def place(model, device: torch.device):
+    """Move a model to `device` with the attention kernel that is fastest there: plain matmul
+    ("eager") on CPU beats SDPA's CPU kernel (~5% at 10M params); SDPA elsewhere. Not saved in
+    checkpoints, which load with the default."""
+    model = model.to(device)
+    if device.type == "cpu":
+        model.set_attn_implementation("eager")
+    return model
+
+
 def autocast(device: torch.device, precision: str):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

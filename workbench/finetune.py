@@ -12,6 +12,7 @@ question answering (span start / end; for unanswerable questions the [CLS] posit
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -22,11 +23,12 @@ import torch
 
 from workbench import metrics as M
 from workbench.config import ConfigError, ExecConfig, WorkbenchError, config_hash, to_dict
-from workbench.device import environment, resolve_device, resolve_precision
+from workbench.device import environment, place, resolve_device, resolve_precision
+from workbench.model import param_groups
 from workbench.runs import CONFIG, ENV, SUMMARY, RunStore, read_json, write_json_atomic
 from workbench.tasks import Task, get_task
-from workbench.train import (CorruptCheckpointError, LoopConfig, remove_resume, reset_run, save_best_checkpoint,
-                             train_loop)
+from workbench.train import (CorruptCheckpointError, LoopConfig, make_schedule, remove_resume, reset_run,
+                             save_best_checkpoint, train_loop)
 
 log = logging.getLogger(__name__)
 MAX_ANSWER_TOKENS = 30
@@ -125,12 +127,7 @@ def _run(cfg, task: Task, data, ckpt: Path, exec_cfg: ExecConfig, run_dir: Path,
     write_json_atomic(run_dir / ENV, environment(device, precision))
 
     torch.manual_seed(cfg.seed)
-    model = load_head(task, ckpt, cfg.dropout).to(device)
-    if device.type == "cpu":
-        model.set_attn_implementation("eager")
-    from workbench.model import param_groups
-    from workbench.pretrain import make_schedule
-
+    model = place(load_head(task, ckpt, cfg.dropout), device)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=device.type == "cuda")
     scheduler = make_schedule(optimizer, "constant", int(cfg.warmup_fraction * max_steps), max_steps)
     batch_at = _batches(train, cfg, steps_per_epoch, device)
@@ -244,10 +241,13 @@ def collate(enc: dict, idx) -> dict:
 def _batches(enc: dict, cfg: FinetuneConfig, steps_per_epoch: int, device):
     n = len(enc["input_ids"])
 
+    @functools.lru_cache(maxsize=2)
+    def order(epoch: int) -> np.ndarray:
+        return np.random.default_rng(cfg.seed * 100_003 + epoch).permutation(n)
+
     def batch_at(step: int) -> dict:
         epoch, k = divmod(step, steps_per_epoch)
-        perm = np.random.default_rng(cfg.seed * 100_003 + epoch).permutation(n)
-        idx = perm[k * cfg.batch_size:(k + 1) * cfg.batch_size]
+        idx = order(epoch)[k * cfg.batch_size:(k + 1) * cfg.batch_size]
         return {key: t.to(device) for key, t in collate(enc, idx).items()}
 
     return batch_at

@@ -20,13 +20,13 @@ import torch
 
 from workbench.config import ExecConfig, PretrainConfig, config_hash, to_dict
 from workbench.data import PreparedData, prepare_data
-from workbench.device import environment, resolve_device, resolve_precision
+from workbench.device import environment, place, resolve_device, resolve_precision
 from workbench.family import model_spec
 from workbench.masking import MaskedBatch, mlm_mask, step_generator
 from workbench.model import build_mlm_model, mlm_loss, param_groups
 from workbench.runs import CONFIG, ENV, SUMMARY, RunStore, write_json_atomic
-from workbench.train import (CorruptCheckpointError, LoopConfig, remove_resume, reset_run, save_best_checkpoint,
-                             train_loop)
+from workbench.train import (CorruptCheckpointError, LoopConfig, make_schedule, remove_resume, reset_run,
+                             save_best_checkpoint, train_loop)
 
 log = logging.getLogger(__name__)
 EVAL_MASK_SEED = 20220213  # one fixed set of eval masks for every run: losses are paired across sizes
@@ -105,25 +105,11 @@ def _run(cfg: PretrainConfig, exec_cfg: ExecConfig, data: PreparedData, run_dir:
 def setup_pretraining(cfg: PretrainConfig, data: PreparedData, device: torch.device):
     """(model, optimizer, scheduler, batch_at) of a run: the pieces the loop (and benchmark) drive."""
     spec, t = model_spec(cfg.family, cfg.n_layers), cfg.train
-    model = build_mlm_model(spec, data.vocab_size, cfg.data.seq_len, t.dropout, cfg.seed).to(device)
-    if device.type == "cpu":  # plain matmul attention beats SDPA's CPU kernel here (~5% at 10M params)
-        model.set_attn_implementation("eager")  # not saved: checkpoints load with the default (sdpa)
+    model = place(build_mlm_model(spec, data.vocab_size, cfg.data.seq_len, t.dropout, cfg.seed), device)
     optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=t.lr, betas=t.adam_betas,
                                   fused=device.type == "cuda")
     scheduler = make_schedule(optimizer, t.schedule, t.warmup_steps, t.max_steps)
     return model, optimizer, scheduler, _batches(data, cfg, device)
-
-
-def make_schedule(optimizer, kind: str, warmup: int, horizon: int):
-    """Linear warm-up, then linear decay to 0 at `horizon` ('linear') or flat ('constant')."""
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if kind == "constant":
-            return 1.0
-        return max(0.0, (horizon - step) / max(1, horizon - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _batches(data: PreparedData, cfg: PretrainConfig, device: torch.device):

@@ -67,6 +67,18 @@ def replay_early_stopping(steps, values, patience: int, min_delta: float = 0.0, 
     return dict(stop_step=stop_step, best_step=stopper.best_step, best=stopper.best)
 
 
+def make_schedule(optimizer, kind: str, warmup: int, horizon: int):
+    """Linear warm-up, then linear decay to 0 at `horizon` ('linear') or flat ('constant')."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if kind == "constant":
+            return 1.0
+        return max(0.0, (horizon - step) / max(1, horizon - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 @dataclass(frozen=True)
 class LoopConfig:
     max_steps: int
