@@ -28,6 +28,7 @@ def test_round_trip_and_hash_stability():
     ({"data": {"corpus": "s3://bucket"}}, "data.corpus must be"),
     ({"data": {"eval_fraction": 1.5}}, "eval_fraction"),
     ({"train": {"objective": "clm"}}, "objective"),
+    ({"train": {"pmi_min_count": 1}}, "pmi_min_count"),
     ({"exec": {"device": "tpu"}}, "exec.device"),
     ({"train": {"adam_betas": [0.9]}}, "must have 2 items"),
 ])

@@ -152,7 +152,7 @@ def test_compare_variants_finds_the_winner_and_the_crossover():
     assert res["gap"] < 0 and res["gap_interval"][0] < res["gap"] < res["gap_interval"][1]
     assert res["crossover_n"] is not None and SIZES[0] < res["crossover_n"] < 85e6
     assert set(res["pred_interval"]) == {"ar64", "ar32"} and isinstance(res["trustworthy"], bool)
-    with pytest.raises(ValueError, match="different sizes"):
+    with pytest.raises(ValueError, match="different numbers of sizes"):
         compare_variants(pd.concat([a, b[b.n_params < SIZES[-1]]]), 85e6)
     with pytest.raises(ValueError, match="fewer than two sizes"):
         compare_variants(pd.concat([a, b[b.n_params == SIZES[0]]]), 85e6)

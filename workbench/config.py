@@ -62,7 +62,7 @@ class DataConfig:
 class TrainConfig:
     """Optimisation and stopping. Same values at every size (the paper's protocol)."""
 
-    objective: str = "mlm"  # masking objective
+    objective: str = "mlm"  # "mlm" (random tokens) | "pmi" (whole words and PMI collocations, Levine et al.)
     mask_prob: float = 0.15  # fraction of tokens predicted (80% [MASK], 10% random, 10% kept)
     batch_size: int = 64  # sequences per update step
     lr: float = 2e-3  # peak learning rate of AdamW
@@ -76,9 +76,13 @@ class TrainConfig:
     min_delta: float = 0.0  # smallest eval-loss decrease that counts as an improvement
     grad_clip: float = 1.0  # max gradient norm; 0 disables
     dropout: float = 0.1
+    pmi_ngrams: int = 20_000  # pmi: size of the n-gram vocabulary (n = 2..5, ranked by PMI_n)
+    pmi_min_count: int = 10  # pmi: an n-gram needs this many occurrences in the training blocks
 
     def __post_init__(self) -> None:
-        _check(self.objective in ("mlm",), f"train.objective must be 'mlm', got {self.objective!r}")
+        _check(self.objective in ("mlm", "pmi"), f"train.objective must be 'mlm' or 'pmi', got {self.objective!r}")
+        _check(self.pmi_ngrams >= 0, f"train.pmi_ngrams must be >= 0, got {self.pmi_ngrams}")
+        _check(self.pmi_min_count >= 2, f"train.pmi_min_count must be >= 2, got {self.pmi_min_count}")
         _check(0 < self.mask_prob < 1, f"train.mask_prob must be in (0, 1), got {self.mask_prob}")
         for name in ("batch_size", "max_steps", "eval_interval", "patience"):
             _check(getattr(self, name) > 0, f"train.{name} must be a positive integer, got {getattr(self, name)}")

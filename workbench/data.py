@@ -72,10 +72,12 @@ class PreparedData:
     def special_ids(self) -> dict[str, int]:
         return self.meta["special_ids"]
 
+    def eval_subset_index(self, n_blocks: int) -> np.ndarray:
+        """Indices of `n_blocks` held-out blocks spread evenly over the held-out stream (all if fewer)."""
+        return np.unique(np.linspace(0, len(self.eval) - 1, min(n_blocks, len(self.eval))).astype(int))
+
     def eval_subset(self, n_blocks: int) -> np.ndarray:
-        """`n_blocks` held-out blocks spread evenly over the held-out stream (all if fewer)."""
-        idx = np.unique(np.linspace(0, len(self.eval) - 1, min(n_blocks, len(self.eval))).astype(int))
-        return np.asarray(self.eval[idx])
+        return np.asarray(self.eval[self.eval_subset_index(n_blocks)])
 
 
 def prepare_data(cfg: DataConfig, cache_dir: Path | None = None) -> PreparedData:

@@ -1,4 +1,4 @@
-"""MLM pretraining of one model to convergence, recorded as one run folder.
+"""MLM / PMI-masking pretraining of one model to convergence, recorded as one run folder.
 
     summary = pretrain(PretrainConfig(family="ar32", n_layers=2), root="runs")
 
@@ -23,6 +23,7 @@ from workbench.data import PreparedData, prepare_data
 from workbench.device import environment, place, resolve_device, resolve_precision
 from workbench.family import model_spec
 from workbench.masking import MaskedBatch, mlm_mask, step_generator
+from workbench.pmi import pmi_mask
 from workbench.model import build_mlm_model, mlm_loss, param_groups
 from workbench.runs import CONFIG, ENV, SUMMARY, RunStore, write_json_atomic
 from workbench.train import (CorruptCheckpointError, LoopConfig, make_schedule, remove_resume, reset_run,
@@ -117,6 +118,7 @@ def _batches(data: PreparedData, cfg: PretrainConfig, device: torch.device):
     train = torch.from_numpy(np.asarray(data.train).astype(np.int64))
     n, bs, t = len(train), cfg.train.batch_size, cfg.train
     specials, mask_id = list(data.special_ids.values()), data.special_ids["[MASK]"]
+    units = torch.from_numpy(_pmi_units(data, t).train) if t.objective == "pmi" else None
 
     @functools.lru_cache(maxsize=2)
     def order(epoch: int) -> torch.Tensor:
@@ -126,27 +128,51 @@ def _batches(data: PreparedData, cfg: PretrainConfig, device: torch.device):
         idx = torch.arange(step * bs, (step + 1) * bs)  # global sample indices of this step
         epochs = idx // n
         rows = torch.cat([order(int(e))[idx[epochs == e] % n] for e in epochs.unique()])
-        b = mlm_mask(train[rows], t.mask_prob, data.vocab_size, specials, mask_id, step_generator(cfg.seed, step))
+        gen = step_generator(cfg.seed, step)
+        if units is None:
+            b = mlm_mask(train[rows], t.mask_prob, data.vocab_size, specials, mask_id, gen)
+        else:
+            b = pmi_mask(train[rows], units[rows], t.mask_prob, data.vocab_size, specials, mask_id, gen)
         return b.to(device)
 
     return batch_at
 
 
-def _evaluator(data: PreparedData, cfg: PretrainConfig, model, device: torch.device):
-    """Mean masked-token loss on the fixed held-out subset with fixed masks."""
-    blocks = torch.from_numpy(data.eval_subset(cfg.data.eval_blocks).astype(np.int64))
-    fixed = mlm_mask(blocks, cfg.train.mask_prob, data.vocab_size, list(data.special_ids.values()),
-                     data.special_ids["[MASK]"], torch.Generator().manual_seed(EVAL_MASK_SEED))
-    chunk = max(1, cfg.train.batch_size * 2)
-    offsets = torch.cat([torch.zeros(1, dtype=torch.long), fixed.positions.sum(1).cumsum(0)])
+def _pmi_units(data: PreparedData, t):
+    from workbench.pmi import pmi_units
 
-    def evaluate() -> dict:
+    return pmi_units(data, t.pmi_min_count, t.pmi_ngrams)
+
+
+def _evaluator(data: PreparedData, cfg: PretrainConfig, model, device: torch.device):
+    """Mean masked-token loss on the fixed held-out subset with fixed masks.
+
+    `eval_loss` (early stopping, fits) always uses random-token MLM masks, so every objective is
+    measured on the same task and losses compare across objectives; PMI runs also log
+    `eval_pmi_loss` on fixed PMI-unit masks of the same blocks."""
+    t = cfg.train
+    idx = data.eval_subset_index(cfg.data.eval_blocks)
+    blocks = torch.from_numpy(np.asarray(data.eval[idx]).astype(np.int64))
+    specials, mask_id = list(data.special_ids.values()), data.special_ids["[MASK]"]
+    masks = dict(eval_loss=mlm_mask(blocks, t.mask_prob, data.vocab_size, specials, mask_id,
+                                    torch.Generator().manual_seed(EVAL_MASK_SEED)))
+    if t.objective == "pmi":
+        units = torch.from_numpy(_pmi_units(data, t).eval[idx])
+        masks["eval_pmi_loss"] = pmi_mask(blocks, units, t.mask_prob, data.vocab_size, specials, mask_id,
+                                          torch.Generator().manual_seed(EVAL_MASK_SEED))
+    chunk = max(1, t.batch_size * 2)
+
+    def masked_loss(fixed: MaskedBatch) -> float:
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), fixed.positions.sum(1).cumsum(0)])
         total, count = 0.0, 0
         for i in range(0, len(blocks), chunk):
             j = min(i + chunk, len(blocks))
             b = MaskedBatch(fixed.input_ids[i:j], fixed.positions[i:j], fixed.labels[offsets[i]:offsets[j]])
             total += float(mlm_loss(model, b.to(device))) * len(b.labels)
             count += len(b.labels)
-        return dict(eval_loss=total / count)
+        return total / count
+
+    def evaluate() -> dict:
+        return {name: masked_loss(fixed) for name, fixed in masks.items()}
 
     return evaluate

@@ -3,7 +3,8 @@
     compare_variants(df, target_n=85e6, variants=("mlm", "pmi"))   # df: variant, n_params, seed, value
 
 Each variant is fitted on its own points. Bootstrap replicates are paired: both variants use the
-same draw of sizes (they share the sizes), seeds are drawn within each variant. Lower y wins
+same draw of size ranks (the i-th smallest size of each; the sizes themselves may differ, as for
+AR32 vs AR64 at the same depths), seeds are drawn within each variant. Lower y wins
 (y is a loss, or 1 - metric).
 """
 
@@ -36,9 +37,10 @@ def compare_variants(df: pd.DataFrame, target_n: float, variants: tuple | None =
     if len(variants) != 2:
         raise ValueError(f"compare exactly two variants, got {list(variants)}")
     (na, ya), (nb, yb) = (_variant_points(df, v) for v in variants)
-    if not np.array_equal(np.unique(na), np.unique(nb)):
-        raise ValueError(f"variants have different sizes: {sorted(set(na))} vs {sorted(set(nb))}; "
-                         f"pair the comparison on the same sizes")
+    if len(np.unique(na)) != len(np.unique(nb)):
+        raise ValueError(f"variants have different numbers of sizes: {len(np.unique(na))} "
+                         f"({sorted(int(x) for x in set(na))}) vs {len(np.unique(nb))} "
+                         f"({sorted(int(x) for x in set(nb))}); give both the same depths")
     rng = np.random.default_rng(random_state)
     fits, preds = [], []
     size_draws = rng.integers(0, len(np.unique(na)), (B, len(np.unique(na))))
