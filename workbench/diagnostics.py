@@ -66,3 +66,32 @@ def compute_summary(runs: pd.DataFrame, target_n: float, target_tokens: float) -
                 ratio=target / float(c.sum()), small_params_total=float(runs["n_params"].unique().sum()),
                 param_ratio=float(target_n) / float(runs["n_params"].unique().sum()),
                 per_run_flops=c.to_numpy())
+
+
+def plateaus(steps, values, min_steps: int, min_delta: float = 0.0) -> pd.DataFrame:
+    """Stretches of a learning curve with no improvement of the best value by `min_delta` for more
+    than `min_steps` steps: start (the step of the last improvement), end (the next improvement, or
+    the last logged step), length, and whether it runs to the end of the curve (`open`).
+
+    An open plateau longer than the patience is what early stopping acts on; closed ones are
+    stretches a smaller patience would have stopped in."""
+    steps, values = np.asarray(steps, float), np.asarray(values, float)
+    rows, best, best_step = [], np.inf, None
+    for s, v in zip(steps, values):
+        if not np.isfinite(v):
+            continue
+        if v < best - min_delta or best_step is None:
+            if best_step is not None and s - best_step > min_steps:
+                rows.append(dict(start=best_step, end=s, length=s - best_step, open=False))
+            best, best_step = min(best, v), s
+    if best_step is not None and len(steps) and steps[-1] - best_step > min_steps:
+        rows.append(dict(start=best_step, end=float(steps[-1]), length=float(steps[-1] - best_step), open=True))
+    return pd.DataFrame(rows, columns=["start", "end", "length", "open"])
+
+
+def patience_needed(steps, values, min_delta: float = 0.0) -> float:
+    """The longest wait between improvements on a logged curve: any patience above it would not
+    have stopped the run before its last improvement."""
+    p = plateaus(steps, values, 0, min_delta)
+    closed = p[~p.open]
+    return float(closed.length.max()) if len(closed) else 0.0

@@ -3,6 +3,7 @@
     fig = plot_fit(df, held_out=df[df.n_params == df.n_params.max()])
     fig = plot_comparison(df, target_n=85e6)            # two variants, their laws and bands
     fig = plot_convergence(convergence_check(df))
+    fig = plot_curves(curves, label="model.name")         # learning curves, plateaus shaded
 """
 
 from __future__ import annotations
@@ -77,6 +78,39 @@ def plot_convergence(check: pd.DataFrame, ylabel: str = "eval loss", title: str 
         ax.scatter(rows.n_params, rows.value, color=colors.get(flag, "k"), zorder=3,
                    label=f"{flag} ({len(rows)})")
     _finish(ax, ylabel, title)
+    return fig
+
+
+def plot_curves(curves: pd.DataFrame, label: str = "run_id", y: str = "eval_loss", plateau_steps: int = 0,
+                highlight=(), stops: dict | None = None, title: str = "learning curves"):
+    """Eval curves (y vs step), one line per run labelled by column `label`.
+
+    `plateau_steps` > 0 shades stretches without improvement that long on the `highlight`ed runs
+    (all runs if none are given); `stops` maps run_id -> {name: step} and marks those steps."""
+    from workbench.diagnostics import plateaus
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ids = list(dict.fromkeys(curves.run_id))
+    palette = dict(zip(ids, sns.color_palette("viridis", len(ids))))
+    for rid, rows in curves.groupby("run_id", sort=False):
+        rows = rows.sort_values("step")
+        hl = rid in highlight
+        name = rows[label].iloc[0] if label in rows else rid
+        ax.plot(rows.step, rows[y], color=palette[rid], lw=2.6 if hl else 1.3, alpha=1.0 if hl or not highlight else 0.6,
+                label=f"{name}" + (" (flagged)" if hl else ""))
+        if plateau_steps and (hl or not highlight):
+            for p in plateaus(rows.step, rows[y], plateau_steps).itertuples():
+                ax.axvspan(p.start, p.end, color=palette[rid], alpha=0.12, lw=0)
+        if hl or not highlight:
+            for what, step in ((stops or {}).get(rid) or {}).items():
+                if step is not None:
+                    ax.axvline(step, color=palette[rid], ls=":", lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel(y.replace("_", " "))
+    ax.set_title(title)
+    ax.legend(fontsize=7, frameon=False, ncol=2)
+    ax.grid(True, alpha=0.2)
+    fig.tight_layout()
     return fig
 
 
