@@ -40,7 +40,9 @@ def params_names() -> list[str]:
 
 
 def load_params(name_or_path: str, overrides=()) -> dict[str, dict]:
-    """{notebook: parameters} of a profile, with `notebook.key=value` (or `common.key=value`) overrides."""
+    """{notebook: parameters} of a profile, with `notebook.key=value` (or `common.key=value`) overrides.
+
+    A top-level `notebooks: [...]` list restricts which notebooks the profile runs (a study)."""
     import papermill as pm
 
     path = Path(name_or_path)
@@ -52,16 +54,19 @@ def load_params(name_or_path: str, overrides=()) -> dict[str, dict]:
     raw = yaml.safe_load(path.read_text()) or {}
     for o in overrides:
         set_override(raw, o)
-    unknown = sorted(set(raw) - {"common", *NOTEBOOKS})
+    unknown = sorted(set(raw) - {"common", "notebooks", *NOTEBOOKS})
     if unknown:
-        raise ConfigError(f"unknown section {unknown[0]!r} in {path}: use common, {', '.join(NOTEBOOKS)}")
+        raise ConfigError(f"unknown section {unknown[0]!r} in {path}: use notebooks, common, {', '.join(NOTEBOOKS)}")
+    selected = raw.get("notebooks") or list(NOTEBOOKS)
+    if set(selected) - set(NOTEBOOKS):
+        raise ConfigError(f"notebooks: {sorted(set(selected) - set(NOTEBOOKS))} unknown; use {', '.join(NOTEBOOKS)}")
     declared = {nb: set(pm.inspect_notebook(str(notebooks_dir() / f"{nb}.ipynb"))) for nb in NOTEBOOKS}
     common = raw.get("common") or {}
     stray = sorted(set(common) - set().union(*declared.values()))
     if stray:
         raise ConfigError(f"common parameter {stray[0]!r} is not a parameter of any notebook")
     out = {}
-    for nb in NOTEBOOKS:
+    for nb in [n for n in NOTEBOOKS if n in selected]:
         own = raw.get(nb) or {}
         bad = sorted(set(own) - declared[nb])
         if bad:
@@ -79,7 +84,7 @@ def run_notebooks(params: str = "cpu", out: str | Path = "outputs/cpu", only=Non
     plan = load_params(params, overrides)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    names = [nb for nb in NOTEBOOKS if not only or nb in only]
+    names = [nb for nb in plan if not only or nb in only]
     timings, failure = {}, None
     for nb in tqdm(names, desc="notebooks", dynamic_ncols=True):
         p = dict(plan[nb], interactive=False, out_dir=str(out))
@@ -95,7 +100,7 @@ def run_notebooks(params: str = "cpu", out: str | Path = "outputs/cpu", only=Non
             break
         finally:
             timings[nb] = round(time.time() - t0, 1)
-    summary = write_summary(out, params, timings, failure)
+    summary = write_summary(out, params, timings, failure, names)
     return summary
 
 
@@ -103,9 +108,9 @@ def _fmt_n(n) -> str:
     return f"{float(n):,.0f}"
 
 
-def write_summary(out: Path, params: str, timings: dict, failure: dict | None) -> dict:
+def write_summary(out: Path, params: str, timings: dict, failure: dict | None, names=NOTEBOOKS) -> dict:
     """`summary.json` (every notebook's results and the bar checks) and a readable `summary.md`."""
-    res = {nb: read_results(out, nb) for nb in NOTEBOOKS}
+    res = {nb: read_results(out, nb) if nb in names else {} for nb in NOTEBOOKS}
     sw, ft, cv, ex = (res[nb] for nb in NOTEBOOKS)
     lines = [f"# Study summary (`{params}` parameters)", ""]
     checks = {}

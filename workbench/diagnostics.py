@@ -17,11 +17,13 @@ from workbench.fit import PowerLaw, as_points
 
 
 def convergence_check(df: pd.DataFrame, B: int = 1000, level: float = 0.95, z_threshold: float = 2.0,
-                      random_state=None) -> pd.DataFrame:
+                      random_state=None, sigma_floor: float = 0.002) -> pd.DataFrame:
     """One row per run: the leave-one-size-out prediction, its band, a z-like deviation and a flag.
 
     z = (ln y - ln pred) / sigma, where sigma combines the bootstrap spread of the prediction and
-    the log-residual scatter of the other sizes' fit. flag: 'above' (z > z_threshold, an
+    the log-residual scatter of the other sizes' fit, never below `sigma_floor` (0.2% in log space:
+    a fit through two or three sizes has no scatter to estimate noise from, and seed-to-seed
+    differences of a converged loss are rarely smaller). flag: 'above' (z > z_threshold, an
     under-trained suspect), 'below' (z < -z_threshold) or 'ok'. Needs >= 3 sizes."""
     n_all, _ = as_points(df)
     sizes = np.unique(n_all)
@@ -37,7 +39,7 @@ def convergence_check(df: pd.DataFrame, B: int = 1000, level: float = 0.95, z_th
         line_sd = (np.log(band.upper) - np.log(band.lower)) / (2 * zq)
         on, oy = as_points(others)
         resid_sd = np.std(np.log(oy) - np.log(law.predict(on)), ddof=2) if len(oy) > 2 else 0.0
-        sigma = float(np.hypot(line_sd, resid_sd)) or 1e-12
+        sigma = max(float(np.hypot(line_sd, resid_sd)), sigma_floor)
         pred = float(law.predict(s))
         for _, r in here.iterrows():
             z = (np.log(r.value) - np.log(pred)) / sigma
@@ -95,3 +97,40 @@ def patience_needed(steps, values, min_delta: float = 0.0) -> float:
     p = plateaus(steps, values, 0, min_delta)
     closed = p[~p.open]
     return float(closed.length.max()) if len(closed) else 0.0
+
+
+def undertrained_variant(cfg, patience: int, min_delta: float):
+    """`cfg` (a PretrainConfig) with a stopping rule that gives up early: the convergence-debugging
+    study's deliberately under-trained run (its own run id, so it never replaces the real one)."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, patience=patience, min_delta=min_delta))
+
+
+def debug_convergence(table: pd.DataFrame, curves: pd.DataFrame, suspect: str, rerun: str,
+                      B: int = 1000, z_threshold: float = 2.0, patience_grid=(), min_delta: float = 0.0) -> dict:
+    """The convergence-debugging loop on one suspect run and its re-run (same size, more patience).
+
+    `table` has one row per run (run_id, n_params, seed, value) for the other sizes plus `suspect`
+    and `rerun`. Returns the check with the suspect in place (is it flagged?), the check with the
+    re-run in its place (is it back inside the band?), and early stopping replayed on the re-run's
+    logged curve for each patience in `patience_grid`: where it stops, its best loss, and whether
+    that loss is inside the band; `patience_enough` is the smallest patience that gets inside."""
+    from workbench.train import replay_early_stopping
+
+    others = table[~table.run_id.isin([suspect, rerun])]
+    before = convergence_check(pd.concat([others, table[table.run_id == suspect]]), B=B, z_threshold=z_threshold,
+                               random_state=0)
+    after = convergence_check(pd.concat([others, table[table.run_id == rerun]]), B=B, z_threshold=z_threshold,
+                              random_state=0)
+    band = after[after.run_id == rerun].iloc[0]
+    curve = curves[curves.run_id == rerun].sort_values("step")
+    replay = []
+    for p in patience_grid:
+        r = replay_early_stopping(curve.step, curve.eval_loss, p, min_delta)
+        replay.append(dict(patience=p, **r, inside_band=bool(band.lower <= r["best"] <= band.upper)))
+    replay = pd.DataFrame(replay)
+    enough = replay[replay.inside_band].patience.min() if len(replay) and replay.inside_band.any() else None
+    return dict(before=before, after=after, replay=replay,
+                suspect_flag=before.loc[before.run_id == suspect, "flag"].iloc[0],
+                rerun_flag=band.flag, patience_enough=None if enough is None else int(enough))

@@ -162,4 +162,4 @@ def runs_table(runs: pd.DataFrame, value: str = "best_eval_loss") -> pd.DataFram
     rows = runs[ok]
     variant = rows["family"].astype(str) + "/" + rows["train.objective"].astype(str)
     return pd.DataFrame(dict(variant=variant, n_params=rows["n_params"].astype(float), seed=rows["seed"],
-                             value=rows[value].astype(float))).reset_index(drop=True)
+                             value=rows[value].astype(float), run_id=rows["run_id"])).reset_index(drop=True)

@@ -61,8 +61,11 @@ def sweep_config(profile: str = "smoke", family: str = "ar32", layers=(1, 2), se
 
 
 def finetune_config(tasks, pretrain_root: str, family: str, layers, seeds: int, lrs, epochs, tune: bool = True,
-                    objective: str = "mlm", max_train: int = 0, max_eval: int = 0, batch_size: int = 64):
-    """A `FinetuneStudyConfig` from the finetuning notebook's parameters."""
+                    objective: str = "mlm", max_train: int = 0, max_eval: int = 0, batch_size: int = 64,
+                    fixed_lr: float = 1e-4, fixed_epochs: int = 3, sweep: SweepConfig | None = None):
+    """A `FinetuneStudyConfig` from the finetuning notebook's parameters. With `sweep`, the
+    checkpoints are exactly that sweep's seed-0 runs (else: by family / objective in the store)."""
+    from workbench.pretrain import run_id
     from workbench.study import FinetuneStudyConfig
 
     if isinstance(tasks, str) or not tasks:
@@ -70,7 +73,8 @@ def finetune_config(tasks, pretrain_root: str, family: str, layers, seeds: int, 
     return from_dict(FinetuneStudyConfig, dict(
         tasks=list(tasks), pretrain_root=pretrain_root, family=family, layers=_check_layers(family, layers),
         seeds=_check_seeds(seeds), lrs=list(lrs), epochs=list(epochs), tune=tune, objective=objective,
-        max_train=max_train, max_eval=max_eval, batch_size=batch_size))
+        max_train=max_train, max_eval=max_eval, batch_size=batch_size, fixed_lr=fixed_lr, fixed_epochs=fixed_epochs,
+        pretrain_ids=[run_id(r) for r in sweep.runs() if r.seed == 0 and r.n_layers in layers] if sweep else []))
 
 
 def size_labels(family: str) -> pd.DataFrame:

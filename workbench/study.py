@@ -46,6 +46,7 @@ class FinetuneStudyConfig:
     seq_len: int = 0  # 0 = each checkpoint's pretraining block length
     max_train: int = 0
     max_eval: int = 0
+    pretrain_ids: tuple[str, ...] = ()  # exact pretraining run ids, one per depth in `layers` order; () = by family/objective
 
     def __post_init__(self) -> None:
         for t in self.tasks:
@@ -64,6 +65,14 @@ class FinetuneStudyConfig:
 
 def pretrained_runs(cfg: FinetuneStudyConfig) -> dict[int, Path]:
     """The finished pretraining run folder of each requested depth; one per depth or an error."""
+    if cfg.pretrain_ids:
+        if len(cfg.pretrain_ids) != len(cfg.layers):
+            raise ConfigError(f"pretrain_ids has {len(cfg.pretrain_ids)} ids for {len(cfg.layers)} layers")
+        found = {n: Path(cfg.pretrain_root) / rid for n, rid in zip(cfg.layers, cfg.pretrain_ids)}
+        missing = [str(p) for p in found.values() if not (p / "summary.json").exists()]
+        if missing:
+            raise WorkbenchError(f"pretraining run(s) not finished: {', '.join(missing)}; run the sweep first")
+        return found
     df = load_runs(cfg.pretrain_root)
     if not df.empty:
         df = df[(df.kind == "pretrain") & (df.family == cfg.family) & (df.seed == cfg.pretrain_seed)

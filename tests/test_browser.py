@@ -1,0 +1,106 @@
+"""JupyterLab in headless Chromium: open the sweep notebook, run it, change a widget, press Run,
+and see the figure appear. The test installs Chromium (Debian package) if it is missing, starts
+JupyterLab on 127.0.0.1 with a private token, and stops everything afterwards."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from workbench.batch import notebooks_dir
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+def _ensure_chromium() -> str:
+    if not Path(CHROMIUM).exists():
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            pytest.fail("Chromium is missing and cannot be installed here: apt-get install chromium")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, capture_output=True, timeout=600)
+        r = subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, capture_output=True, text=True,
+                           timeout=900)
+        if r.returncode:
+            pytest.fail(f"apt-get install chromium failed: {r.stderr[-500:]}")
+    return CHROMIUM
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    shutil.copy(notebooks_dir() / "sweep.ipynb", tmp_path / "sweep.ipynb")
+    port, token = _free_port(), "wb-test-token"
+    env = dict(os.environ, WORKBENCH_DATA_DIR=os.environ["WORKBENCH_DATA_DIR"], JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"), HOME=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+                             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
+                             "--ServerApp.open_browser=False", "--allow-root"],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "lab.log", "w"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"JupyterLab exited: {(tmp_path / 'lab.log').read_text()[-1000:]}")
+                time.sleep(1)
+        yield url, token, tmp_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_sweep_notebook_in_jupyterlab_widget_run_shows_figure(lab):
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' installs playwright")
+    url, token, folder = lab
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_ensure_chromium(), headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/lab/tree/sweep.ipynb?token={token}")
+            page.wait_for_selector(".jp-Notebook", timeout=120_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            # the panel appears once its cell has run; wait for the whole notebook to finish
+            run_button = page.locator(".jupyter-widgets button", has_text="Run")
+            run_button.first.wait_for(timeout=240_000)
+            page.wait_for_function("document.querySelectorAll('.jp-Cell-outputArea img').length >= 2",
+                                   timeout=300_000)  # the notebook's own fit and curves figures
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=300_000)
+            # change a widget: a shorter horizon makes new runs; press Run and wait for the panel's figure
+            steps = page.locator(".widget-inline-hbox:has(label:text-is('max steps')) input")
+            steps.fill("20")
+            steps.press("Enter")
+            run_button.first.click()
+            page.wait_for_function(
+                "[...document.querySelectorAll('.widget-html-content')].some(e => e.textContent.includes('done'))",
+                timeout=300_000)
+            panel_imgs = page.locator(".jupyter-widgets .jp-OutputArea-output img")
+            panel_imgs.first.wait_for(timeout=60_000)
+            assert panel_imgs.count() >= 1
+            page.screenshot(path=str(folder / "lab.png"))
+            command = page.locator(".jupyter-widgets textarea").first.input_value()
+            assert "-p max_steps 20" in command
+        finally:
+            browser.close()
+    runs = list((folder / "runs").glob("pretrain-*/summary.json"))
+    assert len(runs) == 3 + 3  # the notebook's run (L1-3) and the panel's run with max_steps=20
