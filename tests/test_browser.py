@@ -78,11 +78,17 @@ def test_sweep_notebook_in_jupyterlab_widget_run_shows_figure(lab):
             page.goto(f"{url}/lab/tree/sweep.ipynb?token={token}")
             page.wait_for_selector(".jp-Notebook", timeout=120_000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            page.wait_for_timeout(3000)  # let the kernel connection settle
+            page.locator("[data-command='notebook:restart-run-all']").first.click()
+            page.locator(".jp-Dialog button.jp-mod-accept").first.click()
             # the panel appears once its cell has run; wait for the whole notebook to finish
             run_button = page.locator(".jupyter-widgets button", has_text="Run")
-            run_button.first.wait_for(timeout=240_000)
+            try:
+                run_button.first.wait_for(timeout=240_000)
+            except Exception:
+                page.screenshot(path=str(folder / "stuck.png"), full_page=True)
+                print((folder / "lab.log").read_text()[-3000:])
+                raise
             page.wait_for_function("document.querySelectorAll('.jp-Cell-outputArea img').length >= 2",
                                    timeout=300_000)  # the notebook's own fit and curves figures
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=300_000)
