@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from workbench.config import ConfigError, SweepConfig, from_dict, set_override
-from workbench.family import family_table, get_family
+from workbench.family import family_table, get_family, model_spec
 from workbench.sweep import profile_dict
 
 
@@ -28,7 +28,7 @@ def _check_layers(family: str, layers) -> list[int]:
         raise ConfigError(f"layers must be a non-empty list of depths, e.g. [1, 2, 3, 4]; got {layers!r}")
     bad = [n for n in layers if not isinstance(n, int) or isinstance(n, bool) or n not in fam.layers]
     if bad:
-        sizes = ", ".join(f"L{n} (N={12 * n * (fam.hidden or fam.aspect_ratio * n) ** 2:,})" for n in fam.layers)
+        sizes = ", ".join(f"L{n} (N={model_spec(family, n).n_params:,})" for n in fam.layers)
         raise ConfigError(f"unknown size(s) {bad} for family {family!r}; its sizes are {sizes}")
     return sorted(layers)
 
