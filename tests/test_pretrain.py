@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from conftest import QUIET, TINY_DATA, TINY_TRAIN
-from workbench.config import PretrainConfig, WorkbenchError
+from workbench.config import PretrainConfig
 from workbench.pretrain import pretrain, run_id
-from workbench.runs import RunStore, load_curves, load_runs, read_metrics
+from workbench.runs import RunBusy, RunStore, load_curves, load_runs, read_metrics
 
 
 def _cfg(layers=1, **train):
@@ -27,7 +27,11 @@ def test_smallest_model_learns_and_folder_is_complete(tmp_path, tiny_data):
     summary = pretrain(_cfg(max_steps=60), tmp_path, QUIET, tiny_data)
     run = tmp_path / run_id(_cfg(max_steps=60))
     assert {"config.json", "env.json", "metrics.jsonl", "summary.json", "best"} <= set(os.listdir(run))
-    assert not (run / "resume.pt").exists() and not (run / "claim.json").exists()
+    assert not (run / "resume.pt").exists()
+    attempts = [json.loads(line) for line in (run / "attempts.jsonl").read_text().splitlines()]
+    assert [a["event"] for a in attempts] == ["start", "end"] and attempts[1]["outcome"] == "finished"
+    with RunStore(tmp_path).claim(run.name):  # the claim was let go
+        pass
     curve = read_metrics(run)
     assert [r["step"] for r in curve] == [10, 20, 30, 40, 50, 60]
     assert curve[-1]["eval_loss"] < curve[0]["eval_loss"] - 0.15  # it learns ...
@@ -116,12 +120,30 @@ def test_corrupt_resume_checkpoint_restarts_from_scratch(tmp_path, tiny_data, ca
 def test_a_live_claim_blocks_a_second_runner(tmp_path):
     store = RunStore(tmp_path)
     with store.claim("x"):
-        with pytest.raises(WorkbenchError, match="being run by another process"):
+        with pytest.raises(RunBusy, match=f"being run by another process .*{os.getpid()}"):
             with store.claim("x"):
                 pass
-    (tmp_path / "x" / "claim.json").write_text(json.dumps({"host": os.uname().nodename, "pid": 2**22 + 7}))
-    with store.claim("x"):  # a dead owner's claim is taken over
+    with store.claim("x"):  # released on exit
         pass
+    assert len(store.attempts("x")) == 2
+
+
+def test_a_killed_holder_releases_its_claim(tmp_path):
+    """The claim is a kernel lock: a holder killed with SIGKILL cannot leave it stale."""
+    code = ("import sys, time; from workbench.runs import RunStore\n"
+            "with RunStore(sys.argv[1]).claim('x'):\n    print('held', flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    store = RunStore(tmp_path)
+    with pytest.raises(RunBusy, match=str(proc.pid)):
+        with store.claim("x"):
+            pass
+    proc.kill()
+    proc.wait()
+    with store.claim("x"):
+        pass
+    starts = store.attempts("x")
+    assert [a["pid"] for a in starts] == [proc.pid, os.getpid()]
 
 
 def test_load_runs_and_curves(tmp_path, tiny_data):

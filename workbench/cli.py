@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a profile value, e.g. train.lr=1e-3 or layers=[1,2,3]")
     p.add_argument("--dry-run", action="store_true", help="print the resolved runs and exit")
+    _executor_args(p)
 
     p = sub.add_parser("runs", help="list the runs of a store")
     p.add_argument("--root", default="runs")
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain-root", default=None, help="folder of the pretraining runs (default: profile's)")
     p.add_argument("--root", default="runs", help="run store folder for the finetuning runs")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _executor_args(p)
 
     p = sub.add_parser("notebooks", help="run the four notebooks with papermill and write a summary")
     p.add_argument("--params", default="cpu", help="notebook parameters: smoke, cpu, paper or a YAML path")
@@ -70,20 +72,38 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _executor_args(p) -> None:
+    p.add_argument("--executor", choices=["local", "ray"], default=None,
+                   help="where runs execute (default: the profile's exec.executor, else local)")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster address (auto, host:6379, ray://host:10001); default $RAY_ADDRESS or a local Ray")
+
+
+def _exec_overrides(args) -> list[str]:
+    out = [f"exec.executor={args.executor}"] if args.executor else []
+    return out + ([f"exec.ray_address={args.ray_address}"] if args.ray_address else [])
+
+
+def _print_counts(c: dict) -> None:
+    print("runs: " + ", ".join(f"{k} {v}" for k, v in c.items()))
+
+
 def _sweep(args) -> int:
     from workbench.pretrain import run_id
     from workbench.sweep import load_profile, run_sweep
 
-    sweep = load_profile(args.profile, args.overrides)
+    sweep = load_profile(args.profile, list(args.overrides) + _exec_overrides(args))
     if args.dry_run:
         for r in sweep.runs():
             print(run_id(r))
         return 0
     df = run_sweep(sweep, args.root)
     cols = ["run_id", "n_params", "seed", "status", "stop_reason", "best_eval_loss", "best_step", "steps",
-            "tokens", "wall_time_s"]
-    print(df[cols].to_string(index=False))
-    return 0
+            "tokens", "tokens_per_s", "wall_time_s"]
+    if not df.empty:
+        print(df[[c for c in cols if c in df]].to_string(index=False))
+    _print_counts(df.attrs["counts"])
+    return 1 if df.attrs["counts"]["failed"] else 0
 
 
 def _runs(args) -> int:
@@ -126,13 +146,14 @@ def _prepare_tasks(args) -> int:
 
 
 def _finetune(args) -> int:
-    from workbench.config import ExecConfig
+    from workbench.config import ExecConfig, from_dict
     from workbench.study import FinetuneStudyConfig, finetune_table, run_finetune_study
     from workbench.sweep import load_profile
 
     overrides = list(args.overrides) + ([f"pretrain_root={args.pretrain_root}"] if args.pretrain_root else [])
     cfg = load_profile(args.profile, overrides, cls=FinetuneStudyConfig)
-    study = run_finetune_study(cfg, args.root, ExecConfig())
+    exec_cfg = from_dict(ExecConfig, {o.split("=", 1)[0][5:]: o.split("=", 1)[1] for o in _exec_overrides(args)})
+    study = run_finetune_study(cfg, args.root, exec_cfg)
     table = finetune_table(study)
     summary = table.groupby(["task", "n_params"]).metric.agg(["mean", "std", "count"]).reset_index()
     print(summary.to_string(index=False))

@@ -104,8 +104,21 @@ class ExecConfig:
     compile: bool = False  # torch.compile the model (pays on GPUs for long runs)
     checkpoint_interval: int = 0  # steps between resume checkpoints; 0 = at every evaluation
     progress: bool = True  # tqdm progress bars
+    micro_batch_size: int = 0  # gradient accumulation: sequences per forward/backward; 0 = the whole batch
+    peak_flops: float = 0.0  # device peak FLOP/s for MFU; 0 = from the table of known GPUs (none on CPU)
+    executor: str = "local"  # local (in this process, one run after another) | ray (Ray tasks on a cluster)
+    ray_address: str = ""  # ray: "auto", "host:6379" or "ray://host:10001"; "" = $RAY_ADDRESS, else a local Ray
+    cpus_per_run: int = 0  # CPU threads (and Ray CPUs) per run; 0 = torch's default locally, 1 on Ray
+    gpus_per_run: float = 0.0  # Ray GPUs per run (fractions share a GPU); 0 = by model size where the cluster has GPUs
+    max_retries: int = 2  # a run that crashed (error, killed worker) is retried this often, from its last checkpoint
 
     def __post_init__(self) -> None:
+        _check(self.executor in ("local", "ray"), f"exec.executor must be local or ray, got {self.executor!r}")
+        for name in ("micro_batch_size", "cpus_per_run", "max_retries"):
+            _check(getattr(self, name) >= 0, f"exec.{name} must be >= 0, got {getattr(self, name)}")
+        _check(self.peak_flops >= 0, f"exec.peak_flops must be >= 0, got {self.peak_flops}")
+        _check(0 <= self.gpus_per_run <= 1 or float(self.gpus_per_run).is_integer(),
+               f"exec.gpus_per_run must be a fraction in [0, 1] or a whole number, got {self.gpus_per_run}")
         _check(self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
                f"exec.device must be auto, cpu, cuda[:i] or mps, got {self.device!r}")
         _check(self.precision in ("auto", "fp32", "bf16"),

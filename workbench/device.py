@@ -42,6 +42,24 @@ def resolve_precision(device: torch.device, precision: str = "auto") -> str:
     return precision
 
 
+# Dense peak FLOP/s of known GPUs by name fragment (first match wins): (bf16 tensor cores, TF32 tensor
+# cores), from the vendors' data sheets. Used for model FLOPs utilisation; exec.peak_flops overrides.
+PEAK_FLOPS = (("H100 PCIe", 756e12, 378e12), ("H100 NVL", 835e12, 418e12), ("H100", 989e12, 495e12),
+              ("H200", 989e12, 495e12), ("GH200", 989e12, 495e12), ("B200", 2250e12, 1100e12),
+              ("A100", 312e12, 156e12), ("L40S", 362e12, 183e12), ("L4", 121e12, 60e12))
+
+
+def peak_flops(device: torch.device, precision: str) -> float:
+    """The device's dense peak FLOP/s at `precision`, or 0 when unknown (CPUs, unlisted GPUs)."""
+    if device.type != "cuda":
+        return 0.0
+    name = torch.cuda.get_device_name(device)
+    for fragment, bf16, tf32 in PEAK_FLOPS:
+        if fragment in name:
+            return bf16 if precision == "bf16" else tf32
+    return 0.0
+
+
 def place(model, device: torch.device):
     """Move a model to `device` with the attention kernel that is fastest there: plain matmul
     ("eager") on CPU beats SDPA's CPU kernel (~5% at 10M params); SDPA elsewhere. Not saved in

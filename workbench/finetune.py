@@ -85,6 +85,8 @@ def finetune(cfg: FinetuneConfig, root: str | Path, exec_cfg: ExecConfig = ExecC
     device = resolve_device(exec_cfg.device)
     precision = resolve_precision(device, exec_cfg.precision)
     with store.claim(rid) as run_dir:
+        if store.is_finished(rid):  # finished by another process between the check above and the claim
+            return store.summary(rid)
         try:
             return _run(cfg, task, data, ckpt, exec_cfg, run_dir, device, precision)
         except CorruptCheckpointError as e:
@@ -139,7 +141,8 @@ def _run(cfg, task: Task, data, ckpt: Path, exec_cfg: ExecConfig, run_dir: Path,
         save_best_checkpoint(run_dir, model, tokenizer)
 
     loop = LoopConfig(max_steps=max_steps, eval_interval=steps_per_epoch, patience=max_steps + 1, mode="max",
-                      monitor=task.metric, grad_clip=1.0, checkpoint_interval=exec_cfg.checkpoint_interval)
+                      monitor=task.metric, grad_clip=1.0, checkpoint_interval=exec_cfg.checkpoint_interval,
+                      micro_batch_size=exec_cfg.micro_batch_size)
     wall0 = time.time()
     res = train_loop(model, optimizer, scheduler, batch_at, lambda m, b: m(**b).loss, evaluate, loop, run_dir,
                      save_best, device, precision, exec_cfg.progress, desc=f"{task.name} {pre['model']['name']}")

@@ -157,8 +157,11 @@ def runs_table(runs: pd.DataFrame, value: str = "best_eval_loss") -> pd.DataFram
 
     ok = runs["status"] == "completed"
     if (~ok).any():
-        logging.getLogger(__name__).warning("leaving out %d run(s) that did not complete: %s", (~ok).sum(),
-                                            ", ".join(runs.loc[~ok, "run_id"]))
+        bad = runs[~ok]
+        why = [f"{r.run_id} ({r.status}" + (f" at step {int(r.diverged_step)})" if r.status == "diverged"
+                                            and "diverged_step" in bad and r.diverged_step == r.diverged_step else ")")
+               for r in bad.itertuples()]
+        logging.getLogger(__name__).warning("leaving out %d run(s) that did not complete: %s", len(bad), ", ".join(why))
     rows = runs[ok]
     variant = rows["family"].astype(str) + "/" + rows["train.objective"].astype(str)
     return pd.DataFrame(dict(variant=variant, n_params=rows["n_params"].astype(float), seed=rows["seed"],

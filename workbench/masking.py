@@ -23,6 +23,12 @@ class MaskedBatch:
     positions: torch.Tensor
     labels: torch.Tensor
 
+    def rows(self, i: int, j: int) -> "MaskedBatch":
+        """Sequences i..j-1 with their labels (labels are in row order)."""
+        per_row = self.positions.sum(1)
+        a, b = int(per_row[:i].sum()), int(per_row[:j].sum())
+        return MaskedBatch(self.input_ids[i:j], self.positions[i:j], self.labels[a:b])
+
     def to(self, device: torch.device) -> "MaskedBatch":
         nb = device.type == "cuda"
         return MaskedBatch(*(t.to(device, non_blocking=nb) for t in (self.input_ids, self.positions, self.labels)))

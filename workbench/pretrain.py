@@ -20,7 +20,7 @@ import torch
 
 from workbench.config import ExecConfig, PretrainConfig, config_hash, to_dict
 from workbench.data import PreparedData, prepare_data
-from workbench.device import environment, place, resolve_device, resolve_precision
+from workbench.device import environment, peak_flops, place, resolve_device, resolve_precision
 from workbench.family import model_spec
 from workbench.masking import MaskedBatch, mlm_mask, step_generator
 from workbench.pmi import pmi_mask
@@ -48,6 +48,8 @@ def pretrain(cfg: PretrainConfig, root: str | Path, exec_cfg: ExecConfig = ExecC
     device = resolve_device(exec_cfg.device)
     precision = resolve_precision(device, exec_cfg.precision)
     with store.claim(rid) as run_dir:
+        if store.is_finished(rid):  # finished by another process between the check above and the claim
+            return store.summary(rid)
         try:
             return _run(cfg, exec_cfg, data, run_dir, device, precision)
         except CorruptCheckpointError as e:
@@ -79,10 +81,12 @@ def _run(cfg: PretrainConfig, exec_cfg: ExecConfig, data: PreparedData, run_dir:
     def save_best() -> None:
         save_best_checkpoint(run_dir, model, data.tokenizer)
 
+    peak = exec_cfg.peak_flops or peak_flops(device, precision)
     loop = LoopConfig(max_steps=t.max_steps, eval_interval=t.eval_interval, patience=t.patience,
                       min_delta=t.min_delta, grad_clip=t.grad_clip, monitor="eval_loss",
                       checkpoint_interval=exec_cfg.checkpoint_interval, tokens_per_step=tokens_per_step,
-                      flops_per_step=flops_per_token * tokens_per_step)
+                      flops_per_step=flops_per_token * tokens_per_step, peak_flops=peak,
+                      micro_batch_size=exec_cfg.micro_batch_size)
     wall0 = time.time()
     res = train_loop(model, optimizer, scheduler, batch_at, mlm_loss, evaluate, loop, run_dir, save_best,
                      device, precision, exec_cfg.progress, desc=spec.name)
@@ -94,6 +98,9 @@ def _run(cfg: PretrainConfig, exec_cfg: ExecConfig, data: PreparedData, run_dir:
         flops_model=flops_per_token * res.steps * tokens_per_step,  # with attention and MLM head
         train_time_s=round(res.train_time_s, 2), wall_time_s=round(time.time() - wall0, 2),
         tokens_per_s=round(res.steps * tokens_per_step / res.train_time_s, 1) if res.train_time_s else None,
+        mfu=(round(flops_per_token * res.steps * tokens_per_step / res.train_time_s / peak, 5)
+             if res.train_time_s and peak else None),
+        micro_batch_size=exec_cfg.micro_batch_size or t.batch_size,
         n_params=spec.n_params, device=str(device), precision=precision,
     )
     write_json_atomic(run_dir / SUMMARY, summary)
@@ -163,11 +170,9 @@ def _evaluator(data: PreparedData, cfg: PretrainConfig, model, device: torch.dev
     chunk = max(1, t.batch_size * 2)
 
     def masked_loss(fixed: MaskedBatch) -> float:
-        offsets = torch.cat([torch.zeros(1, dtype=torch.long), fixed.positions.sum(1).cumsum(0)])
         total, count = 0.0, 0
         for i in range(0, len(blocks), chunk):
-            j = min(i + chunk, len(blocks))
-            b = MaskedBatch(fixed.input_ids[i:j], fixed.positions[i:j], fixed.labels[offsets[i]:offsets[j]])
+            b = fixed.rows(i, min(i + chunk, len(blocks)))
             total += float(mlm_loss(model, b.to(device))) * len(b.labels)
             count += len(b.labels)
         return total / count

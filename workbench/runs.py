@@ -6,8 +6,9 @@
 
 A run folder `<root>/<run_id>/` holds `config.json` (resolved config, model counts, data),
 `env.json` (versions, device, git commit), `metrics.jsonl` (one line per evaluation), `best/`
-(the best checkpoint, `from_pretrained`-ready), `resume.pt` while unfinished, and `summary.json`,
-written last: a run is finished exactly when its summary exists. The id is derived from the config
+(the best checkpoint, `from_pretrained`-ready), `resume.pt` while unfinished, `claim.json` (the lock
+held while a process works on it), `attempts.jsonl` (every attempt: host, pid, start, end) and
+`summary.json`, written last: a run is finished exactly when its summary exists. The id is derived from the config
 and seed, so a sweep skips what is done and never runs the same thing twice.
 """
 
@@ -17,13 +18,15 @@ import json
 import os
 import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 from workbench.config import WorkbenchError
 
-SUMMARY, CONFIG, METRICS, ENV, CLAIM = "summary.json", "config.json", "metrics.jsonl", "env.json", "claim.json"
+SUMMARY, CONFIG, METRICS, ENV, CLAIM, ATTEMPTS = ("summary.json", "config.json", "metrics.jsonl", "env.json",
+                                                  "claim.json", "attempts.jsonl")
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -62,65 +65,90 @@ class RunStore:
 
     @contextmanager
     def claim(self, run_id: str) -> Iterator[Path]:
-        """Hold an exclusive claim on a run folder while working on it (atomic `O_EXCL` file).
+        """Hold the exclusive claim on a run folder while working on it.
 
-        A claim left by a process that died on this host is taken over; a live one raises."""
+        The claim is an advisory lock (`flock`) on `claim.json`: atomic across processes (and hosts,
+        on file systems that support it), and released by the kernel when its holder dies, even by
+        kill -9, so a crashed run never blocks a retry. A live holder raises `RunBusy`. Each claim
+        appends an attempt (host, pid, start, whether a resume checkpoint existed) to
+        `attempts.jsonl`, and its end when let go normally; a killed attempt has no end line."""
         path = self.path(run_id)
         path.mkdir(parents=True, exist_ok=True)
-        lock = path / CLAIM
-        me = dict(host=socket.gethostname(), pid=os.getpid())
-        for _ in range(2):
-            try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                break
-            except FileExistsError:
-                if _claim_is_live(lock):
-                    raise WorkbenchError(f"run {run_id} is being run by another process "
-                                         f"({lock.read_text().strip()}); wait for it or remove {lock}") from None
-                lock.unlink(missing_ok=True)
-        else:  # pragma: no cover - lost a race twice
-            raise WorkbenchError(f"could not claim run {run_id}")
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
+        fd = _lock(path / CLAIM, run_id)
         try:
-            yield path
+            me = dict(host=socket.gethostname(), pid=os.getpid(), since=round(time.time(), 3))
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(me).encode(), 0)
+            _append_jsonl(path / ATTEMPTS, dict(me, event="start", resume_checkpoint=(path / "resume.pt").exists()))
+            try:
+                yield path
+            except BaseException as e:
+                _append_jsonl(path / ATTEMPTS, dict(me, event="end", at=round(time.time(), 3),
+                                                    outcome=f"{type(e).__name__}: {e}"[:300]))
+                raise
+            _append_jsonl(path / ATTEMPTS, dict(me, event="end", at=round(time.time(), 3),
+                                                outcome="finished" if (path / SUMMARY).exists() else "released"))
         finally:
-            lock.unlink(missing_ok=True)
+            os.close(fd)  # releases the lock; the file stays, so no process ever locks a stale inode
+
+    def attempts(self, run_id: str) -> list[dict]:
+        """Start lines of every attempt at this run (see `claim`)."""
+        return [r for r in _read_jsonl(self.path(run_id) / ATTEMPTS) if r.get("event") == "start"]
 
 
-def _claim_is_live(lock: Path) -> bool:
-    try:
-        owner = json.loads(lock.read_text())
-    except (OSError, ValueError):
-        return False  # unreadable or half-written claim: its writer died mid-write
-    if owner.get("host") != socket.gethostname():
-        return True  # cannot check a process on another host: assume it lives
-    try:
-        os.kill(int(owner["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+class RunBusy(WorkbenchError):
+    """The run is claimed by a live process (another sweep, another worker)."""
 
 
-def append_metrics(run_dir: Path, row: dict) -> None:
-    with open(Path(run_dir) / METRICS, "a") as f:
+def _lock(lock: Path, run_id: str) -> int:
+    import fcntl
+
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            try:
+                owner = lock.read_text().strip()
+            except OSError:
+                owner = "?"
+            raise RunBusy(f"run {run_id} is being run by another process ({owner}); "
+                          f"it is released when that process ends") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # the file was replaced between open and lock: lock the one now in place
+
+
+def _append_jsonl(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
         f.flush()
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    """Logged evaluations; a torn last line (killed mid-write) is ignored."""
-    path = Path(run_dir) / METRICS
+def _read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSON-lines file; a torn last line (killed mid-write) is ignored."""
     rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
+    if Path(path).exists():
+        for line in Path(path).read_text().splitlines():
             try:
                 rows.append(json.loads(line))
             except ValueError:
                 break
     return rows
+
+
+def append_metrics(run_dir: Path, row: dict) -> None:
+    _append_jsonl(Path(run_dir) / METRICS, row)
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """Logged evaluations; a torn last line (killed mid-write) is ignored."""
+    return _read_jsonl(Path(run_dir) / METRICS)
 
 
 def truncate_metrics(run_dir: Path, last_step: int) -> list[dict]:

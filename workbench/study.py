@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from workbench.config import ConfigError, ExecConfig, WorkbenchError, config_hash
-from workbench.finetune import FinetuneConfig, finetune, run_id
+from workbench.finetune import FinetuneConfig, run_id
 from workbench.runs import load_runs
 from workbench.tasks import get_task
 
@@ -97,37 +98,40 @@ def _config(cfg: FinetuneStudyConfig, task: str, run: Path, lr: float, epochs: i
 
 def run_finetune_study(cfg: FinetuneStudyConfig, root: str | Path = "runs",
                        exec_cfg: ExecConfig = ExecConfig()) -> pd.DataFrame:
-    """Run (or resume) the study; one row per finetuning run with a `selected` column."""
-    from tqdm.auto import tqdm
+    """Run (or resume) the study on `exec_cfg.executor`; one row per finished finetuning run with a
+    `selected` column. Two rounds: the grid (seed 0) of every (task, size), then the other seeds at
+    each selected setting. Failed runs are reported and left out; selection uses the others."""
+    from workbench.executors import finetune_job, run_jobs
 
     runs = pretrained_runs(cfg)
-    grid = cfg.grid()
-    total = len(runs) * len(cfg.tasks) * (len(grid) + cfg.seeds - 1)
-    rows = []
-    with tqdm(total=total, desc="finetune study", disable=not exec_cfg.progress, dynamic_ncols=True) as bar:
-        for task in cfg.tasks:
-            for n, run in runs.items():
-                trials = []
-                for lr, ep in grid:
-                    fc = _config(cfg, task, run, lr, ep, 0)
-                    trials.append((fc, finetune(fc, root, exec_cfg)))
-                    bar.update(1)
-                best_cfg, _ = max(trials, key=lambda t: (t[1]["value"], -t[0].lr, -t[0].epochs))
-                for fc, s in trials:
-                    rows.append(_row(fc, s, n, fc == best_cfg))
-                for seed in range(1, cfg.seeds):
-                    fc = _config(cfg, task, run, best_cfg.lr, best_cfg.epochs, seed)
-                    rows.append(_row(fc, finetune(fc, root, exec_cfg), n, True))
-                    bar.update(1)
+    cells = [(task, n, run) for task in cfg.tasks for n, run in runs.items()]
+    trials = {(task, n): [_config(cfg, task, run, lr, ep, 0) for lr, ep in cfg.grid()] for task, n, run in cells}
+    grid_jobs = [finetune_job(fc) for fcs in trials.values() for fc in fcs]
+    summaries = {o.run_id: o.summary for o in run_jobs(grid_jobs, root, exec_cfg, desc="finetune grid") if o.summary}
+    rows, seed_jobs = [], []
+    for (task, n), fcs in trials.items():
+        done = [(fc, summaries[run_id(fc)]) for fc in fcs if run_id(fc) in summaries]
+        if not done:
+            continue
+        best_cfg, _ = max(done, key=lambda t: (t[1]["value"], -t[0].lr, -t[0].epochs))
+        rows += [_row(fc, s, n, fc == best_cfg) for fc, s in done]
+        seed_jobs += [(n, _config(cfg, task, runs[n], best_cfg.lr, best_cfg.epochs, seed))
+                      for seed in range(1, cfg.seeds)]
+    if seed_jobs:
+        outcomes = run_jobs([finetune_job(fc) for _, fc in seed_jobs], root, exec_cfg, desc="finetune seeds")
+        rows += [_row(fc, o.summary, n, True) for (n, fc), o in zip(seed_jobs, outcomes) if o.summary]
     study = pd.DataFrame(rows)
+    if rows:
+        study = study.sort_values(["task", "n_layers", "seed"], kind="stable").reset_index(drop=True)
     _write_table(study, Path(root) / f"finetune-study-{config_hash(cfg)}.csv")
     return study
 
 
 def _write_table(df: pd.DataFrame, path: Path) -> None:
     """The study table (every run, `selected` marking the chosen settings) beside its runs."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # unique: studies may run side by side
+    with os.fdopen(fd, "w") as f:
+        df.to_csv(f, index=False)
     os.replace(tmp, path)
 
 

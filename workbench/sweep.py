@@ -8,7 +8,6 @@ Profiles are YAML files of `SweepConfig` fields (`workbench/profiles/<name>.yaml
 
 from __future__ import annotations
 
-import logging
 from importlib import resources
 from pathlib import Path
 
@@ -16,10 +15,8 @@ import yaml
 
 from workbench.config import ConfigError, SweepConfig, from_dict, set_override
 from workbench.data import prepare_data
-from workbench.pretrain import pretrain, run_id
+from workbench.pretrain import run_id
 from workbench.runs import RunStore, load_runs
-
-log = logging.getLogger(__name__)
 
 
 def profile_names() -> list[str]:
@@ -48,19 +45,19 @@ def load_profile(name_or_path: str = "cpu", overrides: list[str] | tuple[str, ..
 
 
 def run_sweep(sweep: SweepConfig, root: str | Path = "runs"):
-    """Pretrain every run of `sweep` under `root` (smallest first), skipping finished ones.
+    """Pretrain every run of `sweep` under `root` (smallest first) on `sweep.exec.executor`,
+    skipping finished ones; a failed run is reported and left out, the others go on.
 
-    Returns the tidy table of this sweep's runs (see `workbench.runs.load_runs`)."""
-    from tqdm.auto import tqdm
+    Returns the tidy table of this sweep's finished runs (see `workbench.runs.load_runs`), with the
+    run counts of `workbench.executors.counts` in `df.attrs["counts"]`."""
+    from workbench.executors import counts, pretrain_job, run_jobs
 
     runs = sweep.runs()
-    store = RunStore(root)
-    todo = [r for r in runs if not store.is_finished(run_id(r))]
-    log.info("sweep: %d runs, %d finished, %d to run under %s", len(runs), len(runs) - len(todo), len(todo), root)
-    if todo:
-        data = prepare_data(sweep.data)
-        for cfg in tqdm(todo, desc="sweep", disable=not sweep.exec.progress, dynamic_ncols=True):
-            pretrain(cfg, root, sweep.exec, data)
+    if not all(RunStore(root).is_finished(run_id(r)) for r in runs):
+        prepare_data(sweep.data)  # data errors surface here, and workers find the prepared cache
+    outcomes = run_jobs([pretrain_job(r) for r in runs], root, sweep.exec, desc="sweep")
     df = load_runs(root)
     ids = {run_id(r) for r in runs}
-    return df[df.run_id.isin(ids)].sort_values(["n_params", "seed"]).reset_index(drop=True)
+    df = df[df.run_id.isin(ids)].sort_values(["n_params", "seed"]).reset_index(drop=True) if not df.empty else df
+    df.attrs["counts"] = counts(outcomes)
+    return df

@@ -91,6 +91,8 @@ class LoopConfig:
     checkpoint_interval: int = 0  # 0 = at every evaluation
     tokens_per_step: int = 0  # for the tokens column and throughput
     flops_per_step: float = 0.0  # for the throughput column (model FLOPs / s)
+    peak_flops: float = 0.0  # device peak FLOP/s: logs model FLOPs utilisation (mfu) when known
+    micro_batch_size: int = 0  # gradient accumulation over micro-batches of this many rows; 0 = none
 
 
 @dataclass
@@ -123,15 +125,13 @@ def train_loop(model, optimizer, scheduler, batch_at: Callable[[int], Any], loss
     model.train()
     result = None
     while step < loop.max_steps:
-        batch = batch_at(step)
-        with autocast(device, precision):
-            loss = loss_fn(model, batch)
+        loss = _forward_backward(model, loss_fn, batch_at(step), loop.micro_batch_size, device, precision)
         if not torch.isfinite(loss):
             result = LoopResult("diverged", "diverged", step, stopper.best, stopper.best_step,
                                 elapsed + time.perf_counter() - t0, diverged_step=step)
             log.warning("%s: loss is %s at step %d: recorded as diverged", desc, loss.item(), step)
+            optimizer.zero_grad(set_to_none=True)
             break
-        loss.backward()
         if loop.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), loop.grad_clip)
         optimizer.step()
@@ -162,6 +162,35 @@ def train_loop(model, optimizer, scheduler, batch_at: Callable[[int], Any], loss
     return result or LoopResult("completed", "horizon", step, stopper.best, stopper.best_step, elapsed)
 
 
+def split_batch(batch, micro_batch_size: int) -> list[tuple[Any, float]]:
+    """(micro-batch, weight) pairs whose weighted mean losses equal the whole batch's mean loss:
+    a masked-LM batch is weighted by its share of predicted tokens, a dict of tensors by rows."""
+    from workbench.masking import MaskedBatch
+
+    rows = len(batch.input_ids) if isinstance(batch, MaskedBatch) else len(next(iter(batch.values())))
+    if not micro_batch_size or micro_batch_size >= rows:
+        return [(batch, 1.0)]
+    bounds = [(i, min(i + micro_batch_size, rows)) for i in range(0, rows, micro_batch_size)]
+    if isinstance(batch, MaskedBatch):
+        total = max(1, len(batch.labels))
+        return [(part, len(part.labels) / total) for part in (batch.rows(i, j) for i, j in bounds) if len(part.labels)]
+    return [({k: v[i:j] for k, v in batch.items()}, (j - i) / rows) for i, j in bounds]
+
+
+def _forward_backward(model, loss_fn, batch, micro_batch_size: int, device, precision) -> torch.Tensor:
+    """Accumulate the gradient of the batch's mean loss over micro-batches; returns that loss
+    (non-finite as soon as one micro-batch is, with nothing applied)."""
+    total = torch.zeros((), device=device)
+    for part, weight in split_batch(batch, micro_batch_size):
+        with autocast(device, precision):
+            loss = loss_fn(model, part)
+        if not torch.isfinite(loss):
+            return loss
+        (loss * weight).backward()
+        total += loss.detach() * weight
+    return total
+
+
 def _evaluate_and_log(model, evaluate, loop: LoopConfig, step: int, train_loss: float, elapsed: float,
                       scheduler, run_dir: Path, device, precision) -> dict:
     model.eval()
@@ -175,6 +204,8 @@ def _evaluate_and_log(model, evaluate, loop: LoopConfig, step: int, train_loss: 
     if loop.tokens_per_step and elapsed > 0:
         row["tokens_per_s"] = round(step * loop.tokens_per_step / elapsed, 1)
         row["model_flops_per_s"] = step * loop.flops_per_step / elapsed
+        if loop.peak_flops:
+            row["mfu"] = round(row["model_flops_per_s"] / loop.peak_flops, 5)
     append_metrics(run_dir, row)
     return row
 
@@ -224,8 +255,8 @@ def save_best_checkpoint(run_dir: Path, model, tokenizer) -> None:
     tmp.rename(Path(run_dir) / "best")
 
 
-def reset_run(run_dir: Path, keep: tuple[str, ...] = ("config.json", "claim.json")) -> None:
-    """Empty a run folder (but its config and claim) so the run restarts from scratch."""
+def reset_run(run_dir: Path, keep: tuple[str, ...] = ("config.json", "claim.json", "attempts.jsonl")) -> None:
+    """Empty a run folder (but its config, claim and attempt log) so the run restarts from scratch."""
     for p in Path(run_dir).iterdir():
         if p.name not in keep:
             shutil.rmtree(p) if p.is_dir() else p.unlink()

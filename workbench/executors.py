@@ -1,0 +1,296 @@
+"""Where the runs of a sweep or study execute: in this process, or as Ray tasks on a cluster.
+
+    outcomes = run_jobs([pretrain_job(c) for c in sweep.runs()], "runs", ExecConfig(executor="ray"))
+    counts(outcomes)     # runs, completed, diverged, failed, retried, ...
+
+Both executors hand every run to `execute`, which calls `pretrain` / `finetune` on the shared run
+store. Exactly-once comes from the store, not from the executor: a run is claimed (a kernel lock,
+released when its holder dies) before work starts, re-checked for a summary under the claim, and
+resumed from its last checkpoint when an earlier attempt died. So a killed worker's run is retried
+(`exec.max_retries`) and continues where it stopped, and two sweeps on one store share the work:
+a run held by the other sweep is left to it and collected when it finishes (or taken over if its
+holder dies).
+
+`local` runs one run after another with a progress bar. `ray` submits Ray core tasks that request
+`exec.cpus_per_run` CPUs and, on clusters with GPUs, a share of a GPU by model size (`gpu_share`),
+so several tiny models train side by side on one GPU and large ones get a whole one. Ray is an
+optional dependency (`pip install 'scaling-workbench[ray]'`), imported only here and only when used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import time
+import warnings
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workbench.config import ExecConfig, WorkbenchError
+from workbench.runs import RunBusy, RunStore
+
+log = logging.getLogger(__name__)
+POLL_S = 2.0  # how often a run held by another process is checked again
+# share of one GPU a run requests on Ray, by non-embedding parameters (first row whose floor N reaches)
+GPU_SHARES = ((20_000_000, 1.0), (2_000_000, 0.5), (0, 0.25))
+# environment a Ray worker needs to see the same data and offline settings as the driver
+FORWARD_ENV = ("WORKBENCH_DATA_DIR", "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run to execute: its kind ('pretrain' | 'finetune'), config, id and size (for resources)."""
+
+    kind: str
+    cfg: Any
+    run_id: str
+    n_params: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_id: str
+    status: str  # completed | diverged | failed (| busy, internal: held by another process)
+    summary: dict | None = None
+    error: str | None = None
+    attempts: int = 0  # attempts recorded in the run folder, over all sweeps that touched it
+    skipped: bool = False  # finished before this call
+
+
+def pretrain_job(cfg) -> Job:
+    from workbench.family import model_spec
+    from workbench.pretrain import run_id
+
+    return Job("pretrain", cfg, run_id(cfg), model_spec(cfg.family, cfg.n_layers).n_params)
+
+
+def finetune_job(cfg) -> Job:
+    from workbench.finetune import run_id
+    from workbench.runs import CONFIG, read_json
+
+    return Job("finetune", cfg, run_id(cfg), int(read_json(Path(cfg.pretrain_run) / CONFIG)["model"]["n_params"]))
+
+
+def gpu_share(n_params: int) -> float:
+    return next(share for floor, share in GPU_SHARES if n_params >= floor)
+
+
+def execute(job: Job, root: str | Path, exec_cfg: ExecConfig) -> Outcome:
+    """Run one job here, retrying a crash from its checkpoint; never raises for a failed run."""
+    fn = _runner(job.kind)
+    store, error = RunStore(root), None
+    for attempt in range(exec_cfg.max_retries + 1):
+        try:
+            s = fn(job.cfg, root, exec_cfg)
+            return Outcome(job.run_id, s["status"], s, attempts=len(store.attempts(job.run_id)))
+        except RunBusy:
+            return Outcome(job.run_id, "busy")
+        except WorkbenchError as e:  # a wrong input or unusable data: another attempt cannot help
+            error = str(e)
+            break
+        except Exception as e:  # noqa: BLE001 - a crashed run must not stop the sweep
+            error = f"{type(e).__name__}: {e}"
+            log.warning("%s: attempt %d of %d failed: %s", job.run_id, attempt + 1, exec_cfg.max_retries + 1, error)
+    return Outcome(job.run_id, "failed", error=error, attempts=len(store.attempts(job.run_id)))
+
+
+def _runner(kind: str):
+    if kind == "pretrain":
+        from workbench.pretrain import pretrain
+        return pretrain
+    if kind == "finetune":
+        from workbench.finetune import finetune
+        return finetune
+    raise WorkbenchError(f"unknown job kind {kind!r}")
+
+
+def run_jobs(jobs: list[Job], root: str | Path, exec_cfg: ExecConfig = ExecConfig(),
+             desc: str = "runs") -> list[Outcome]:
+    """Execute every unfinished job with `exec_cfg.executor`; one outcome per job, in order.
+
+    Failed runs do not stop the others: they are collected and reported in one warning."""
+    root = Path(root).resolve()  # workers may start elsewhere
+    store = RunStore(root)
+    unique = list({j.run_id: j for j in jobs}.values())
+    outcomes = {j.run_id: Outcome(j.run_id, store.summary(j.run_id)["status"], store.summary(j.run_id),
+                                  attempts=len(store.attempts(j.run_id)), skipped=True)
+                for j in unique if store.is_finished(j.run_id)}
+    todo = [j for j in unique if j.run_id not in outcomes]
+    log.info("%s: %d runs, %d finished, %d to run on %s", desc, len(unique), len(outcomes), len(todo),
+             exec_cfg.executor)
+    if todo:
+        executor = LocalExecutor(exec_cfg) if exec_cfg.executor == "local" else RayExecutor(exec_cfg)
+        outcomes.update(executor.run(todo, root, desc))
+    failed = [o for o in outcomes.values() if o.status == "failed"]
+    if failed:
+        warnings.warn(f"{len(failed)} of {len(unique)} runs failed and were left out: "
+                      + "; ".join(f"{o.run_id}: {o.error}" for o in failed), stacklevel=2)
+    return [outcomes[j.run_id] for j in jobs]
+
+
+def counts(outcomes: list[Outcome]) -> dict[str, int]:
+    """Runs, skipped (finished before), completed, diverged, failed, retried (more than one attempt),
+    attempts (this call's and earlier ones') and lost (neither finished nor reported failed: must be 0)."""
+    by = {o.run_id: o for o in outcomes}.values()
+    return dict(runs=len(by), skipped=sum(o.skipped for o in by),
+                completed=sum(o.status == "completed" for o in by), diverged=sum(o.status == "diverged" for o in by),
+                failed=sum(o.status == "failed" for o in by), retried=sum(o.attempts > 1 for o in by),
+                attempts=sum(o.attempts for o in by),
+                lost=sum(o.status not in ("completed", "diverged", "failed") for o in by))
+
+
+class _Progress:
+    """One aggregate bar for the driver: finished runs, with failed / retried / held-elsewhere counts."""
+
+    def __init__(self, total: int, desc: str, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, disable=not enabled, dynamic_ncols=True)
+        self.failed = self.retried = 0
+
+    def done(self, o: Outcome, elsewhere: int) -> None:
+        self.failed += o.status == "failed"
+        self.retried += o.attempts > 1
+        self.bar.update(1)
+        self.note(elsewhere)
+
+    def note(self, elsewhere: int) -> None:
+        self.bar.set_postfix(failed=self.failed, retried=self.retried, elsewhere=elsewhere, refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class LocalExecutor:
+    """Runs in this process, one after another (a run's own progress bar shows inside)."""
+
+    def __init__(self, exec_cfg: ExecConfig):
+        self.cfg = exec_cfg
+
+    def run(self, jobs: list[Job], root: Path, desc: str) -> dict[str, Outcome]:
+        queue, held, done = deque(jobs), [], {}
+        bar = _Progress(len(jobs), desc, self.cfg.progress)
+        with _torch_threads(self.cfg.cpus_per_run):
+            while queue or held:
+                if not queue:  # everything left is held by another process: wait, then look again
+                    time.sleep(POLL_S)
+                    queue.extend(held)
+                    held.clear()
+                job = queue.popleft()
+                o = execute(job, root, self.cfg)
+                if o.status == "busy":
+                    held.append(job)
+                    bar.note(len(held))
+                    continue
+                done[job.run_id] = o
+                bar.done(o, len(held))
+        bar.close()
+        return done
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _remote_execute(job: Job, root: str, exec_cfg: ExecConfig, threads: int) -> Outcome:
+    """The body of a Ray task: the same `execute`, with the thread count Ray gave the task."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return execute(job, root, exec_cfg)
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise WorkbenchError("exec.executor=ray needs Ray: pip install 'scaling-workbench[ray]' "
+                             "(or use exec.executor=local)") from None
+    return ray
+
+
+def connect_ray(address: str = "", num_cpus: int | None = None):
+    """Connect to the Ray cluster at `address` (or $RAY_ADDRESS); without either, start a local Ray
+    on this machine (with `num_cpus`, default all) that ends with this process. An already
+    connected Ray is reused."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray
+    env = {k: os.environ[k] for k in FORWARD_ENV if k in os.environ}
+    kw = dict(logging_level=logging.WARNING, runtime_env={"env_vars": env} if env else None)
+    address = address or os.environ.get("RAY_ADDRESS", "")
+    if address:
+        ray.init(address=address, **kw)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **kw)
+    return ray
+
+
+class RayExecutor:
+    """Ray core tasks, one per run, each requesting its CPUs and GPU share; retried by Ray when a
+    worker dies (`max_retries`), resuming from the run's checkpoint."""
+
+    def __init__(self, exec_cfg: ExecConfig):
+        self.cfg = exec_cfg
+
+    def resources(self, job: Job, cluster_gpus: float) -> dict[str, float]:
+        gpus = 0.0
+        if cluster_gpus > 0 and self.cfg.device != "cpu":
+            gpus = self.cfg.gpus_per_run or gpu_share(job.n_params)
+        return dict(num_cpus=self.cfg.cpus_per_run or 1, num_gpus=gpus)
+
+    def run(self, jobs: list[Job], root: Path, desc: str) -> dict[str, Outcome]:
+        ray = connect_ray(self.cfg.ray_address)
+        task = ray.remote(_remote_execute)
+        cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
+        worker_cfg = dataclasses.replace(self.cfg, progress=False)  # the driver's bar is the progress
+        pending: dict[Any, Job] = {}
+        held: list[tuple[float, Job]] = []
+        done: dict[str, Outcome] = {}
+        bar = _Progress(len(jobs), desc, self.cfg.progress)
+
+        def submit(job: Job) -> None:
+            res = self.resources(job, cluster_gpus)
+            ref = task.options(**res, max_retries=self.cfg.max_retries, retry_exceptions=False,
+                               name=f"{job.kind} {job.run_id}").remote(job, str(root), worker_cfg, int(res["num_cpus"]))
+            pending[ref] = job
+
+        for job in jobs:
+            submit(job)
+        while pending or held:
+            now = time.time()
+            for item in [h for h in held if h[0] <= now]:
+                held.remove(item)
+                submit(item[1])
+            if not pending:
+                time.sleep(POLL_S / 4)
+                continue
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+            for ref in ready:
+                job = pending.pop(ref)
+                try:
+                    o = ray.get(ref)
+                except ray.exceptions.RayError as e:  # the worker died more often than max_retries
+                    o = Outcome(job.run_id, "failed", error=f"{type(e).__name__}: {str(e).splitlines()[0][:300]}",
+                                attempts=len(RunStore(root).attempts(job.run_id)))
+                if o.status == "busy":
+                    held.append((time.time() + POLL_S, job))
+                    bar.note(len(held))
+                    continue
+                done[job.run_id] = o
+                bar.done(o, len(held))
+        bar.close()
+        return done
