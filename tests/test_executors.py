@@ -100,7 +100,7 @@ def test_two_sweeps_on_one_store_split_the_work_and_never_duplicate(tmp_path):
     root = tmp_path / "runs"
     args = [sys.executable, "-m", "workbench.cli", "sweep", "--profile", "smoke", "--root", str(root),
             "--set", "layers=[1, 2, 3]", "--set", "seeds=[0, 1]", "--set", "train.max_steps=60",
-            "--set", "train.patience=100"]
+            "--set", "train.patience=100", "--set", "exec.cpus_per_run=1"]  # one thread each: 2 cores, 2 sweeps
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outs):

@@ -101,3 +101,33 @@ def test_killed_ray_worker_run_is_retried_from_its_checkpoint(cluster, tmp_path)
     steps = [r["step"] for r in read_metrics(run)]
     assert steps == list(range(10, 401, 10))  # resumed: nothing lost, nothing logged twice
     assert counts([out])["retried"] == 1
+
+
+def test_killed_driver_on_ray_loses_nothing_and_redoes_nothing(cluster, tmp_path):
+    """kill -9 the driver while its Ray tasks train; the same command again finishes the sweep."""
+    root = tmp_path / "runs"
+    args = [sys.executable, "-m", "workbench.cli", "sweep", "--profile", "smoke", "--root", str(root),
+            "--executor", "ray", "--ray-address", cluster, "--set", "train.max_steps=300",
+            "--set", "train.patience=1000"]
+    driver = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def both_training() -> bool:
+        logs = list(root.glob("*/metrics.jsonl"))
+        return len(logs) == 2 and all(len(read_metrics(p.parent)) >= 3 for p in logs)
+
+    deadline = time.time() + 300
+    while time.time() < deadline and not both_training():
+        time.sleep(0.1)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    runs = sorted(p.parent for p in root.glob("*/metrics.jsonl"))
+    assert len(runs) == 2, "the sweep did not start both runs in time"
+    finished_before = {r: (r / "summary.json").stat().st_mtime_ns for r in runs if (r / "summary.json").exists()}
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "runs: runs 2" in again.stdout and "lost 0" in again.stdout
+    for r in runs:
+        assert read_json(r / "summary.json")["steps"] == 300
+        assert [m["step"] for m in read_metrics(r)] == list(range(10, 301, 10))  # nothing lost or logged twice
+    for r, mtime in finished_before.items():
+        assert (r / "summary.json").stat().st_mtime_ns == mtime  # finished runs were not redone

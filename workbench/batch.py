@@ -141,7 +141,12 @@ def write_summary(out: Path, params: str, timings: dict, failure: dict | None, n
                            sorted(ft["metric_by_size"][t].items(), key=lambda kv: float(kv[0])))
             lines.append(f"- {t}: metric by N {by}; alpha = {law['alpha']:.3f} (95% CI {law['alpha_ci'][0]:.3f} .. "
                          f"{law['alpha_ci'][1]:.3f}), R^2 = {law['r2']:.3f}")
-        lines += ["", "![finetuning](finetune/fit.png)", ""]
+        if ft.get("tuning"):
+            lines += ["", "Hyperparameter sensitivity (per-size tuning against one fixed recipe):"]
+            lines += [f"- {name}: alpha = {law['alpha']:.3f} (95% CI {law['alpha_ci'][0]:.3f} .. "
+                      f"{law['alpha_ci'][1]:.3f}), R^2 = {law['r2']:.3f}" for name, law in ft["tuning"].items()]
+        figures = "![finetuning](finetune/fit.png)" + (" ![tuning](finetune/tuning.png)" if ft.get("tuning") else "")
+        lines += ["", figures, ""]
     if cv:
         lines += ["## Convergence check", "",
                   f"{cv['n_runs']} runs; flagged: {', '.join(cv['flagged']) or 'none'}.",
@@ -153,7 +158,9 @@ def write_summary(out: Path, params: str, timings: dict, failure: dict | None, n
                   f"- fit on N = {', '.join(_fmt_n(n) for n in ex['fit_sizes'])}: MRE on held-out sizes "
                   f"{100 * ex['mre']:.2f}%"]
         if ex.get("selection"):
-            lines += [f"- {ex['selection']['verdict']}", "", "![comparison](extrapolation/comparison.png)"]
+            lines += [f"- pretraining loss: {ex['selection']['verdict']}"]
+            lines += [f"- {task} (1 - metric): {d['verdict']}" for task, d in (ex.get("downstream") or {}).items()]
+            lines += ["", "![comparison](extrapolation/comparison.png)"]
         lines += [""]
     lines += ["## Files", ""] + [f"- [{nb}.ipynb]({nb}.ipynb) ({timings[nb]:.0f} s)" for nb in timings]
     lines += [f"- total {sum(timings.values()):.0f} s"]

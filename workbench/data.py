@@ -120,7 +120,7 @@ def prepare_data(cfg: DataConfig, cache_dir: Path | None = None) -> PreparedData
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("prepared %s: %d train / %d eval blocks of %d tokens, vocab %d", key,
              len(train), len(held), cfg.seq_len, meta["vocab_size"])
-    return PreparedData(path, meta)
+    return PreparedData(path, json.loads((path / "meta.json").read_text()))  # the published one, ours or a rival's
 
 
 def _slug(source: str) -> str:

@@ -68,11 +68,13 @@ def _actual_at(rows: pd.DataFrame, n: float) -> tuple[float | None, str]:
 def selection_report(table: pd.DataFrame, variants: tuple[str, str], n_held_out: int | dict = 1,
                      target_n: float | None = None, B: int = 1000, r2_threshold: float = 0.95,
                      random_state=0) -> dict:
-    """Fit each variant without its `n_held_out` largest sizes (an int, or a dict per variant), predict both at `target_n` (default:
-    the first variant's largest held-out size) with the gap's interval and P(A beats B), then
-    compare with what the runs measured there (interpolated for a variant whose sizes differ).
+    """Fit each variant without its `n_held_out` largest sizes (an int, or a dict per variant),
+    predict both at `target_n` (default: the first variant's largest held-out size) with the gap's
+    interval and P(A beats B), then compare with what the runs measured there (interpolated for a
+    variant whose sizes differ).
 
-    `verdict` says in words whether the predicted winner was right and whether R^2 made it trustworthy."""
+    `verdict` says in words whether the predicted winner was right and whether the fits make it
+    trustworthy: R^2 >= `r2_threshold`, on at least three sizes each."""
     if len(variants) != 2:
         raise ValueError(f"compare exactly two variants, got {list(variants)}")
     parts = {}
@@ -106,9 +108,17 @@ def selection_report(table: pd.DataFrame, variants: tuple[str, str], n_held_out:
     else:
         out["prediction_right"] = None
         right, measured = "UNCHECKED", "no runs at the target to check against"
-    trust = ("trustworthy: both fits have R^2 >= %.2f" % r2_threshold if cmp["trustworthy"] else
-             "NOT trustworthy: a fit has R^2 < %.2f (%s)" % (
-                 r2_threshold, ", ".join(f"{k} {v:.3f}" for k, v in cmp["r2"].items())))
+    fit_sizes = {v: int(parts[v][1].n_params.nunique()) for v in variants}
+    out["fit_sizes"] = fit_sizes
+    if min(fit_sizes.values()) < 3:  # two points: R^2 = 1 by construction, and the bootstrap has nothing to vary
+        out["trustworthy"] = False
+        trust = ("NOT trustworthy: a law is fitted on 2 sizes (%s), so its R^2 is 1 by construction and its "
+                 "interval has almost no width" % ", ".join(f"{k} {n}" for k, n in fit_sizes.items()))
+    elif cmp["trustworthy"]:
+        trust = "trustworthy: both fits have R^2 >= %.2f on >= 3 sizes" % r2_threshold
+    else:
+        trust = "NOT trustworthy: a fit has R^2 < %.2f (%s)" % (
+            r2_threshold, ", ".join(f"{k} {v:.3f}" for k, v in cmp["r2"].items()))
     out["verdict"] = (f"At N={target_n:,.0f} the laws fitted on the smaller sizes predict {cmp['winner']} wins "
                       f"(gap {a} - {b} = {cmp['gap']:+.4g}, 95% CI [{cmp['gap_interval'][0]:+.4g}, "
                       f"{cmp['gap_interval'][1]:+.4g}], P({a} beats {b}) = {cmp['p_a_beats_b']:.2f}); "

@@ -1,0 +1,54 @@
+"""Model-selection reports on synthetic laws: verdicts, trust, interpolation, bad inputs."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.report import law_report, selection_report
+
+SIZES = 12 * np.arange(1, 6) * (32 * np.arange(1, 6)) ** 2  # AR32 L1-5
+
+
+def _table(variant: str, beta: float, alpha: float, sizes=SIZES, seeds=3, noise=0.002, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = [dict(variant=variant, n_params=float(n), seed=s,
+                 value=float(np.exp(beta + alpha * np.log(n) + rng.normal(0, noise)))) for n in sizes for s in range(seeds)]
+    return pd.DataFrame(rows)
+
+
+def test_a_clear_winner_is_predicted_right_and_trusted():
+    table = pd.concat([_table("mlm", 2.0, -0.02), _table("pmi", 2.03, -0.02, seed=1)])
+    r = selection_report(table, ("mlm", "pmi"), n_held_out=1, B=300)
+    assert r["winner"] == "mlm" and r["prediction_right"] and r["trustworthy"]
+    assert r["fit_sizes"] == {"mlm": 4, "pmi": 4} and r["target_n"] == SIZES[-1]
+    assert "prediction RIGHT; trustworthy" in r["verdict"] and r["p_a_beats_b"] > 0.95
+
+
+def test_two_point_fits_are_never_called_trustworthy():
+    table = pd.concat([_table("ar32", 2.0, -0.02), _table("ar64", 2.03, -0.02, seed=1)])
+    r = selection_report(table, ("ar32", "ar64"), n_held_out=3, B=300)
+    assert r["fit_sizes"] == {"ar32": 2, "ar64": 2} and r["trustworthy"] is False
+    assert "NOT trustworthy: a law is fitted on 2 sizes" in r["verdict"]
+
+
+def test_a_variant_without_a_run_at_the_target_is_interpolated():
+    a = _table("ar32", 2.0, -0.02)
+    b = _table("ar64", 2.05, -0.025, sizes=SIZES[[0, 1, 2, 4]], seed=2)  # no run at SIZES[3]
+    r = selection_report(pd.concat([a, b]), ("ar32", "ar64"), n_held_out={"ar32": 2, "ar64": 1},
+                         target_n=float(SIZES[3]), B=300)
+    assert r["actual_source"]["ar32"] == "measured" and "interpolated" in r["actual_source"]["ar64"]
+    expect = np.exp(np.interp(np.log(SIZES[3]), np.log(SIZES[[2, 4]]),
+                              np.log([b[b.n_params == SIZES[i]].value.mean() for i in (2, 4)])))
+    assert r["actual"]["ar64"] == pytest.approx(expect, rel=1e-3)
+
+
+def test_bad_inputs_are_clear():
+    a, b = _table("mlm", 2.0, -0.02), _table("pmi", 2.03, -0.02, sizes=SIZES[:2])
+    with pytest.raises(ValueError, match="'pmi' has 2 size"):
+        selection_report(pd.concat([a, b]), ("mlm", "pmi"), n_held_out=1)
+    with pytest.raises(ValueError, match="has no runs"):
+        selection_report(a, ("mlm", "gpt"))
+    with pytest.raises(ValueError, match="exactly two variants"):
+        selection_report(a, ("mlm",))
+    with pytest.raises(ValueError, match="fewer than two to fit"):
+        law_report(a, n_held_out=4)
