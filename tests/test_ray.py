@@ -4,6 +4,7 @@ retried by Ray and completes from its checkpoint."""
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -16,6 +17,11 @@ from pathlib import Path
 
 import pytest
 
+# Ray >= 2.59 turns token authentication on for clusters started with `ray start`, and a driver reads
+# its auth settings when Ray is imported: the head, its workers, this driver and the driver subprocesses
+# share one private token, as on a real cluster (README: "Token authentication")
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
 ray = pytest.importorskip("ray")
 
 from conftest import QUIET, TINY_DATA, TINY_TRAIN  # noqa: E402

@@ -233,7 +233,13 @@ def connect_ray(address: str = "", num_cpus: int | None = None):
     kw = dict(logging_level=logging.WARNING, runtime_env={"env_vars": env} if env else None)
     address = address or os.environ.get("RAY_ADDRESS", "")
     if address:
-        ray.init(address=address, **kw)
+        try:
+            ray.init(address=address, **kw)
+        except ConnectionError as e:
+            raise WorkbenchError(
+                f"cannot connect to the Ray cluster at {address} ({str(e).splitlines()[-1]}): check the address; "
+                f"a cluster with token authentication (the default of `ray start` since Ray 2.59) needs "
+                f"RAY_AUTH_MODE=token and RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH here, as on its nodes") from None
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, **kw)
     return ray
