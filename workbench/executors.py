@@ -143,26 +143,38 @@ def counts(outcomes: list[Outcome]) -> dict[str, int]:
                 lost=sum(o.status not in ("completed", "diverged", "failed") for o in by))
 
 
-class _Progress:
-    """One aggregate bar for the driver: finished runs, with failed / retried / held-elsewhere counts."""
+class _Tally:
+    """The driver's bookkeeping: outcomes of finished runs, runs held by another process (with when to
+    look at them again), and one aggregate bar (finished, with failed / retried / held counts)."""
 
     def __init__(self, total: int, desc: str, enabled: bool):
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=total, desc=desc, disable=not enabled, dynamic_ncols=True)
+        self.done: dict[str, Outcome] = {}
+        self.held: list[tuple[float, Job]] = []
         self.failed = self.retried = 0
 
-    def done(self, o: Outcome, elsewhere: int) -> None:
-        self.failed += o.status == "failed"
-        self.retried += o.attempts > 1
-        self.bar.update(1)
-        self.note(elsewhere)
+    def record(self, job: Job, o: Outcome) -> None:
+        if o.status == "busy":
+            self.held.append((time.time() + POLL_S, job))
+        else:
+            self.done[job.run_id] = o
+            self.failed += o.status == "failed"
+            self.retried += o.attempts > 1
+            self.bar.update(1)
+        self.bar.set_postfix(failed=self.failed, retried=self.retried, elsewhere=len(self.held), refresh=True)
 
-    def note(self, elsewhere: int) -> None:
-        self.bar.set_postfix(failed=self.failed, retried=self.retried, elsewhere=elsewhere, refresh=True)
+    def due(self) -> list[Job]:
+        """Held runs whose time to look again has come (removed from `held`)."""
+        now = time.time()
+        ready = [job for t, job in self.held if t <= now]
+        self.held = [(t, job) for t, job in self.held if t > now]
+        return ready
 
-    def close(self) -> None:
+    def close(self) -> dict[str, Outcome]:
         self.bar.close()
+        return self.done
 
 
 class LocalExecutor:
@@ -172,24 +184,16 @@ class LocalExecutor:
         self.cfg = exec_cfg
 
     def run(self, jobs: list[Job], root: Path, desc: str) -> dict[str, Outcome]:
-        queue, held, done = deque(jobs), [], {}
-        bar = _Progress(len(jobs), desc, self.cfg.progress)
+        queue, tally = deque(jobs), _Tally(len(jobs), desc, self.cfg.progress)
         with _torch_threads(self.cfg.cpus_per_run):
-            while queue or held:
+            while queue or tally.held:
+                queue.extend(tally.due())
                 if not queue:  # everything left is held by another process: wait, then look again
-                    time.sleep(POLL_S)
-                    queue.extend(held)
-                    held.clear()
-                job = queue.popleft()
-                o = execute(job, root, self.cfg)
-                if o.status == "busy":
-                    held.append(job)
-                    bar.note(len(held))
+                    time.sleep(POLL_S / 4)
                     continue
-                done[job.run_id] = o
-                bar.done(o, len(held))
-        bar.close()
-        return done
+                job = queue.popleft()
+                tally.record(job, execute(job, root, self.cfg))
+        return tally.close()
 
 
 @contextlib.contextmanager
@@ -264,9 +268,7 @@ class RayExecutor:
         cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
         worker_cfg = dataclasses.replace(self.cfg, progress=False)  # the driver's bar is the progress
         pending: dict[Any, Job] = {}
-        held: list[tuple[float, Job]] = []
-        done: dict[str, Outcome] = {}
-        bar = _Progress(len(jobs), desc, self.cfg.progress)
+        tally = _Tally(len(jobs), desc, self.cfg.progress)
 
         def submit(job: Job) -> None:
             res = self.resources(job, cluster_gpus)
@@ -276,11 +278,9 @@ class RayExecutor:
 
         for job in jobs:
             submit(job)
-        while pending or held:
-            now = time.time()
-            for item in [h for h in held if h[0] <= now]:
-                held.remove(item)
-                submit(item[1])
+        while pending or tally.held:
+            for job in tally.due():
+                submit(job)
             if not pending:
                 time.sleep(POLL_S / 4)
                 continue
@@ -292,11 +292,5 @@ class RayExecutor:
                 except ray.exceptions.RayError as e:  # the worker died more often than max_retries
                     o = Outcome(job.run_id, "failed", error=f"{type(e).__name__}: {str(e).splitlines()[0][:300]}",
                                 attempts=len(RunStore(root).attempts(job.run_id)))
-                if o.status == "busy":
-                    held.append((time.time() + POLL_S, job))
-                    bar.note(len(held))
-                    continue
-                done[job.run_id] = o
-                bar.done(o, len(held))
-        bar.close()
-        return done
+                tally.record(job, o)
+        return tally.close()
