@@ -146,13 +146,13 @@ def _prepare_tasks(args) -> int:
 
 
 def _finetune(args) -> int:
-    from workbench.config import ExecConfig, from_dict
+    from workbench.config import ExecConfig
     from workbench.study import FinetuneStudyConfig, finetune_table, run_finetune_study
     from workbench.sweep import load_profile
 
     overrides = list(args.overrides) + ([f"pretrain_root={args.pretrain_root}"] if args.pretrain_root else [])
     cfg = load_profile(args.profile, overrides, cls=FinetuneStudyConfig)
-    exec_cfg = from_dict(ExecConfig, {o.split("=", 1)[0][5:]: o.split("=", 1)[1] for o in _exec_overrides(args)})
+    exec_cfg = ExecConfig(**{k: v for k, v in (("executor", args.executor), ("ray_address", args.ray_address)) if v})
     study = run_finetune_study(cfg, args.root, exec_cfg)
     table = finetune_table(study)
     summary = table.groupby(["task", "n_params"]).metric.agg(["mean", "std", "count"]).reset_index()

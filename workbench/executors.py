@@ -116,9 +116,11 @@ def run_jobs(jobs: list[Job], root: str | Path, exec_cfg: ExecConfig = ExecConfi
     root = Path(root).resolve()  # workers may start elsewhere
     store = RunStore(root)
     unique = list({j.run_id: j for j in jobs}.values())
-    outcomes = {j.run_id: Outcome(j.run_id, store.summary(j.run_id)["status"], store.summary(j.run_id),
-                                  attempts=len(store.attempts(j.run_id)), skipped=True)
-                for j in unique if store.is_finished(j.run_id)}
+    outcomes = {}
+    for j in unique:
+        if store.is_finished(j.run_id):
+            s = store.summary(j.run_id)
+            outcomes[j.run_id] = Outcome(j.run_id, s["status"], s, attempts=len(store.attempts(j.run_id)), skipped=True)
     todo = [j for j in unique if j.run_id not in outcomes]
     log.info("%s: %d runs, %d finished, %d to run on %s", desc, len(unique), len(outcomes), len(todo),
              exec_cfg.executor)
