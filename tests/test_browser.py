@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.batch import notebooks_dir
+from workbench.study import notebooks_dir
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -105,8 +105,8 @@ def test_sweep_notebook_in_jupyterlab_widget_run_shows_figure(lab):
             assert panel_imgs.count() >= 1
             page.screenshot(path=str(folder / "lab.png"))
             command = page.locator(".jupyter-widgets textarea").first.input_value()
-            assert "-p max_steps 20" in command
+            assert "sweep.train.max_steps=20" in command
         finally:
             browser.close()
-    runs = list((folder / "runs").glob("pretrain-*/summary.json"))
+    runs = list((folder / "runs" / "smoke").glob("pretrain-*/summary.json"))  # the smoke profile's root
     assert len(runs) == 3 + 3  # the notebook's run (L1-3) and the panel's run with max_steps=20

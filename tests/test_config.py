@@ -1,7 +1,8 @@
 import pytest
 
-from workbench.config import (ConfigError, DataConfig, PretrainConfig, SweepConfig, TrainConfig, config_hash,
-                              from_dict, set_override, to_dict)
+from workbench.config import (DataConfig, ExecConfig, FitConfig, PretrainConfig, StudyConfig, SweepConfig, TrainConfig,
+                              config_hash, from_dict, load, profile_names, set_override, to_dict)
+from workbench.errors import ConfigError
 
 
 def test_round_trip_and_hash_stability():
@@ -29,17 +30,56 @@ def test_round_trip_and_hash_stability():
     ({"data": {"eval_fraction": 1.5}}, "eval_fraction"),
     ({"train": {"objective": "clm"}}, "objective"),
     ({"train": {"pmi_min_count": 1}}, "pmi_min_count"),
-    ({"exec": {"device": "tpu"}}, "exec.device"),
     ({"train": {"adam_betas": [0.9]}}, "must have 2 items"),
+    ({"seeds": [0, 0]}, "seeds has duplicates"),
+    ({"train": {"lr": float("inf")}}, "train.lr must be positive"),
 ])
 def test_bad_configs_fail_loudly(raw, match):
     with pytest.raises(ConfigError, match=match):
         from_dict(SweepConfig, raw)
 
 
+@pytest.mark.parametrize("raw, match", [
+    ({"exec": {"device": "tpu"}}, "exec.device"),
+    ({"exec": {"executor": "dask"}}, "exec.executor must be one of local, ray"),
+    ({"fit": {"law": "cubic"}}, "fit.law must be one of power, saturating"),
+    ({"fit": {"n_bootstrap": 0}}, "fit.n_bootstrap must be >= 1"),
+    ({"layers": [1, 2]}, "did you mean sweep.layers"),
+    ({"finetune": {"tasks": ["nope"]}}, "unknown task"),
+    ({"finetune": {"n_seeds": 0}}, "n_seeds must be >= 1"),
+    ({"compare": {"variant": ["train.objective=clm"]}}, "train.objective must be one of mlm, pmi"),
+    ({"notebooks": ["sweeps"]}, "notebooks: \\['sweeps'\\] unknown"),
+])
+def test_bad_study_configs_fail_loudly(raw, match):
+    with pytest.raises(ConfigError, match=match):
+        from_dict(StudyConfig, raw)
+
+
 def test_frozen():
     with pytest.raises(Exception):
         TrainConfig().lr = 1.0  # type: ignore[misc]
+
+
+def test_profiles_load_with_base_and_overrides(tmp_path):
+    assert {"smoke", "cpu", "paper", "study-convergence", "study-mlm-vs-pmi"} <= set(profile_names())
+    for name in profile_names():
+        load(name)
+    conv = load("study-convergence")
+    assert conv.sweep == load("cpu").sweep and conv.notebooks == ("convergence",) and conv.convergence.undertrain_layer == 3
+    study = load("cpu", ["sweep.train.patience=1000", "fit.law=saturating"], {"sweep.layers": [1, 2]})
+    assert study.sweep.train.patience == 1000 and study.fit.law == "saturating" and study.sweep.layers == (1, 2)
+    assert [r.train.patience for r in study.sweep.runs()] == [1000, 1000]  # the knob reaches every run
+    f = tmp_path / "mine.yaml"
+    f.write_text("base: smoke\nfit: {n_bootstrap: 50}\n")
+    assert load(str(f)).fit.n_bootstrap == 50 and load(str(f)).sweep == load("smoke").sweep
+    with pytest.raises(ConfigError, match="is not a file"):
+        load(str(tmp_path))
+    f.write_text("sweep: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load(str(f))
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load("smoke", ["sweep.layers=[1, 2"])
+    assert ExecConfig() == load("cpu").exec and FitConfig().random_state == 0
 
 
 def test_override_parses_yaml_values():

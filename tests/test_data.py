@@ -4,7 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from workbench.config import DataConfig, WorkbenchError
+from workbench.config import DataConfig
+from workbench.errors import WorkbenchError
 from workbench.corpus import is_held_out, read_corpus, split_documents
 from workbench.data import prepare_data
 

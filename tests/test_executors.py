@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from conftest import QUIET, TINY_DATA, TINY_TRAIN
-from workbench.config import ConfigError, ExecConfig, PretrainConfig, SweepConfig
+from workbench.config import ExecConfig, PretrainConfig, SweepConfig
+from workbench.errors import ConfigError
 from workbench.executors import counts, gpu_share, pretrain_job, run_jobs
 from workbench.masking import mlm_mask
 from workbench.pretrain import pretrain, run_id
@@ -77,7 +78,7 @@ def test_config_errors_are_not_retried(tmp_path, tiny_data, monkeypatch):
 
 def test_nan_run_is_diverged_the_sweep_goes_on_and_fits_skip_it(tmp_path, tiny_data, monkeypatch, caplog):
     import workbench.pretrain as pt
-    from workbench.fit import runs_table
+    from workbench.runs import law_table
     from workbench.sweep import run_sweep
 
     real = pt.mlm_loss
@@ -87,11 +88,11 @@ def test_nan_run_is_diverged_the_sweep_goes_on_and_fits_skip_it(tmp_path, tiny_d
         return loss * float("nan") if model.training and model.config.num_hidden_layers == 2 else loss
 
     monkeypatch.setattr(pt, "mlm_loss", nan_at_l2)
-    sweep = SweepConfig("ar32", (1, 2, 3), (0,), TINY_DATA, TINY_TRAIN, QUIET)
-    df = run_sweep(sweep, tmp_path)
+    sweep = SweepConfig("ar32", (1, 2, 3), (0,), TINY_DATA, TINY_TRAIN)
+    df = run_sweep(sweep, tmp_path, QUIET)
     assert list(df.status) == ["completed", "diverged", "completed"]
     assert df.diverged_step.iloc[1] == 0 and df.attrs["counts"]["diverged"] == 1
-    table = runs_table(df)
+    table = law_table(df)
     assert f"leaving out 1 run(s) that did not complete: {df.run_id.iloc[1]} (diverged at step 0)" in caplog.text
     assert sorted(table.n_params) == [12288, 331776]
 
@@ -99,8 +100,8 @@ def test_nan_run_is_diverged_the_sweep_goes_on_and_fits_skip_it(tmp_path, tiny_d
 def test_two_sweeps_on_one_store_split_the_work_and_never_duplicate(tmp_path):
     root = tmp_path / "runs"
     args = [sys.executable, "-m", "workbench.cli", "sweep", "--profile", "smoke", "--root", str(root),
-            "--set", "layers=[1, 2, 3]", "--set", "seeds=[0, 1]", "--set", "train.max_steps=60",
-            "--set", "train.patience=100", "--set", "exec.cpus_per_run=1"]  # one thread each: 2 cores, 2 sweeps
+            "--set", "sweep.layers=[1, 2, 3]", "--set", "sweep.seeds=[0, 1]", "--set", "sweep.train.max_steps=60",
+            "--set", "sweep.train.patience=100", "--set", "exec.cpus_per_run=1"]  # one thread each: 2 cores, 2 sweeps
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outs):
@@ -139,7 +140,7 @@ def test_gradient_accumulation_follows_the_whole_batch(tmp_path, tiny_data):
 
 
 def test_exec_config_and_resources():
-    with pytest.raises(ConfigError, match="executor must be local or ray"):
+    with pytest.raises(ConfigError, match="executor must be one of local, ray"):
         ExecConfig(executor="dask")
     with pytest.raises(ConfigError, match="gpus_per_run"):
         ExecConfig(gpus_per_run=1.5)
@@ -156,7 +157,7 @@ def test_exec_config_and_resources():
 def test_ray_missing_is_a_clear_error(monkeypatch):
     import builtins
 
-    from workbench.config import WorkbenchError
+    from workbench.errors import WorkbenchError
     from workbench.executors import import_ray
 
     real = builtins.__import__

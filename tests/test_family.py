@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from workbench.config import ConfigError
+from workbench.errors import ConfigError
 from workbench.family import family_table, get_family, model_spec
 
 

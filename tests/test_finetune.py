@@ -8,11 +8,12 @@ import pytest
 
 from conftest import QUIET
 from test_tasks import HUB_ROWS, _write_fixture
-from workbench.config import ConfigError, WorkbenchError
-from workbench.finetune import FinetuneConfig, finetune, run_id
+from workbench.errors import ConfigError, WorkbenchError
+from workbench.config import FinetuneConfig, FinetuneStudyConfig, load
+from workbench.finetune import finetune, run_id
+from workbench.finetune_study import finetune_table, run_finetune_study
 from workbench.runs import read_metrics
-from workbench.study import FinetuneStudyConfig, finetune_table, run_finetune_study
-from workbench.sweep import load_profile, run_sweep
+from workbench.sweep import run_sweep
 
 TINY = dict(max_train=96, max_eval=48, batch_size=16)
 
@@ -21,8 +22,9 @@ TINY = dict(max_train=96, max_eval=48, batch_size=16)
 def pretrained(tmp_path_factory):
     """A smoke pretraining sweep (AR32 L1-2) to finetune from."""
     root = tmp_path_factory.mktemp("pre")
-    df = run_sweep(load_profile("smoke", ["exec.progress=false"]), root)
-    return root, {int(r.n_layers): root / r.run_id for r in df.itertuples()}
+    study = load("smoke", ["sweep.layers=[1, 2]"])
+    df = run_sweep(study.sweep, root, study.exec)
+    return root, {int(r.n_layers): root / r.run_id for r in df.itertuples()}, study.sweep
 
 
 @pytest.fixture(scope="module")
@@ -67,19 +69,19 @@ def test_bad_finetune_inputs(tmp_path, pretrained):
     with pytest.raises(WorkbenchError, match="exceeds the 32 positions"):
         finetune(FinetuneConfig(task="sms-spam", pretrain_run=str(pretrained[1][1]), seq_len=64, **{
             k: v for k, v in TINY.items()}), tmp_path, QUIET)
+    assert not any(tmp_path.glob("finetune-*"))  # refused before a run folder was claimed
     with pytest.raises(ConfigError, match="epochs must be positive"):
         FinetuneConfig(task="sms-spam", pretrain_run="x", epochs=0)
     with pytest.raises(ConfigError, match="grid is empty"):
         FinetuneStudyConfig(lrs=())
     with pytest.raises(WorkbenchError, match="no finished pretraining run"):
-        run_finetune_study(FinetuneStudyConfig(pretrain_root=str(tmp_path), layers=(1,)), tmp_path, QUIET)
+        run_finetune_study(FinetuneStudyConfig(), pretrained[2], tmp_path, QUIET)  # empty store: nothing found
 
 
 def test_study_tunes_per_size_then_seeds_and_resumes(tmp_path, pretrained, task_files):
-    root, _ = pretrained
-    cfg = FinetuneStudyConfig(tasks=("sms-spam", "strategyqa"), pretrain_root=str(root), layers=(1, 2),
-                              lrs=(1e-3, 3e-4), epochs=(1,), seeds=2, **TINY)
-    study = run_finetune_study(cfg, tmp_path, QUIET)
+    root, _, sweep = pretrained
+    cfg = FinetuneStudyConfig(tasks=("sms-spam", "strategyqa"), lrs=(1e-3, 3e-4), epochs=(1,), n_seeds=2, **TINY)
+    study = run_finetune_study(cfg, sweep, tmp_path, QUIET, pretrain_root=root)
     assert len(study) == 2 * 2 * (2 + 1)  # sizes x tasks x (grid + extra seeds)
     for (_, _), g in study.groupby(["task", "n_params"]):
         grid = g[g.seed == 0]
@@ -93,10 +95,10 @@ def test_study_tunes_per_size_then_seeds_and_resumes(tmp_path, pretrained, task_
     assert len(table) == 8 and set(table.columns) >= {"variant", "n_params", "seed", "value"}
     assert (table.value == 1 - table.metric).all()
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/summary.json")}
-    again = run_finetune_study(cfg, tmp_path, QUIET)  # everything finished: nothing re-runs
+    again = run_finetune_study(cfg, sweep, tmp_path, QUIET, pretrain_root=root)  # everything finished: nothing re-runs
     assert again.equals(study) and stamps == {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/summary.json")}
     fixed = run_finetune_study(FinetuneStudyConfig(**{**cfg.__dict__, "tune": False, "fixed_lr": 1e-3,
-                                                      "fixed_epochs": 1}), tmp_path, QUIET)
+                                                      "fixed_epochs": 1}), sweep, tmp_path, QUIET, pretrain_root=root)
     assert len(fixed) == 2 * 2 * 2 and fixed.selected.all() and (fixed.lr == 1e-3).all()
 
 

@@ -7,12 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.bootstrap import bootstrap_power_law, bootstrap_power_law_loop
+from workbench.bootstrap import bootstrap_law, bootstrap_power_law, bootstrap_power_law_loop
+from workbench.config import FitConfig
 from workbench.diagnostics import compute_summary, convergence_check
-from workbench.fit import (PowerLaw, extrapolation_error, goodness, mean_relative_error, r2_linear,
-                           relative_error, runs_table, split_by_size, target_error)
-from workbench.saturating import SaturatingPowerLaw, bootstrap_saturating, compare_forms
-from workbench.select import compare_variants
+from workbench.errors import FitError
+from workbench.fit import (PowerLaw, mean_relative_error, r2_drop_smallest, r2_linear, relative_error, residuals,
+                           split_by_size, target_error)
+from workbench.report import law_report
+from workbench.runs import law_table
+from workbench.saturating import SaturatingPowerLaw, compare_forms
+from workbench.selection import compare_variants
 
 SIZES = 12 * np.arange(1, 9) * (32 * np.arange(1, 9)) ** 2  # AR32 L1-8
 
@@ -53,16 +57,16 @@ def test_definitions_by_hand():
     x2, z2, y2 = x[2:], z[2:], y[2:]
     a2 = ((x2 - x2.mean()) * (z2 - z2.mean())).sum() / ((x2 - x2.mean()) ** 2).sum()
     p2 = np.exp(z2.mean() - a2 * x2.mean()) * n[2:] ** a2
-    assert goodness(n, y).r2_drop_smallest == pytest.approx(1 - ((y2 - p2) ** 2).sum() / ((y2 - y2.mean()) ** 2).sum())
+    assert r2_drop_smallest(n, y) == pytest.approx(1 - ((y2 - p2) ** 2).sum() / ((y2 - y2.mean()) ** 2).sum())
     assert r2_linear(y, pred) == pytest.approx(r2)
     assert relative_error(1.1, 1.0) == pytest.approx(0.1) and relative_error(0.9, 1.0) == pytest.approx(-0.1)
     assert mean_relative_error([1.1, 0.8], [1.0, 1.0]) == pytest.approx(0.15)
     # metric space: y = 1 - accuracy, errors on the accuracy itself
     df = pd.DataFrame(dict(n_params=n, value=1 - np.array([.5, .52, .61, .59, .7, .7])))
-    out = extrapolation_error(df, n_held_out=1, metric=True)
+    out = law_report(df, FitConfig(n_held_out=1, n_bootstrap=50), metric=True)
     law = PowerLaw().fit(df[df.n_params < 1000])
     pred_acc = 1 - law.predict(1000.0)
-    assert out.re.iloc[0] == pytest.approx((pred_acc - 0.7) / 0.7) and out.attrs["mre"] == pytest.approx(abs(out.re.iloc[0]))
+    assert out.held_out[0].re == pytest.approx((pred_acc - 0.7) / 0.7) and out.mre == pytest.approx(abs(out.held_out[0].re))
 
 
 @pytest.mark.parametrize("n, y, match", [
@@ -84,12 +88,12 @@ def test_dataframe_needs_columns():
 
 def test_splits():
     df = study(rng=1)
-    fit, held = split_by_size(df, n_fit=6)
+    fit, held = split_by_size(df, n_held_out=2)
     assert sorted(held.n_params.unique()) == sorted(SIZES[6:]) and len(fit) == 30
-    with pytest.raises(ValueError, match="at least 2"):
-        split_by_size(df, n_fit=1)
-    out = extrapolation_error(df, n_held_out=2)
-    assert len(out) == 2 and out.attrs["mre"] < 0.1
+    with pytest.raises(FitError, match="fewer than 2 to fit"):
+        split_by_size(df, n_held_out=7)
+    out = law_report(df, FitConfig(n_held_out=2, n_bootstrap=200))
+    assert len(out.held_out) == 2 and out.mre < 0.1
 
 
 def test_bootstrap_band_and_intervals():
@@ -136,34 +140,41 @@ def test_saturating_recovers_a_floor():
     sat = SaturatingPowerLaw().fit(n, y)
     assert sat.E_ == pytest.approx(1.7, rel=0.05) and sat.alpha_ == pytest.approx(0.35, rel=0.1)
     assert sat.A_ == pytest.approx(400, rel=0.5) and sat.r2_ > 0.99
-    ci = bootstrap_saturating(n, y, B=40, random_state=0).set_index("param")
-    assert ci.loc["E", "lower"] <= 1.7 <= ci.loc["E", "upper"]
+    lo, hi = bootstrap_law(n, y, law="saturating", B=40, random_state=0).ci("E")
+    assert lo <= 1.7 <= hi
     forms = compare_forms(n, y)
-    assert forms.attrs["choice"] == "saturating"
-    pure_forms = compare_forms(study(rng=6, size_sd=0.0))
+    assert forms.choice == "saturating"
+    pure_forms = compare_forms(study(rng=6, size_sd=0.0)).table
     assert set(pure_forms.form) == {"power_law", "saturating"} and np.isfinite(pure_forms.aic).all()
+    with pytest.raises(FitError, match="needs at least 3 distinct sizes"):
+        SaturatingPowerLaw().fit(n[n < 1e5], y[n < 1e5])
 
 
 def test_compare_variants_finds_the_winner_and_the_crossover():
     a = study(alpha=-0.10, beta=2.6, rng=7, variant="ar64")  # worse at small N, better at large N
     b = study(alpha=-0.07, beta=2.3, rng=8, variant="ar32")
-    res = compare_variants(pd.concat([a, b]), target_n=85e6, variants=("ar64", "ar32"), random_state=0)
-    assert res["winner"] == "ar64" and res["p_a_beats_b"] > 0.8
-    assert res["gap"] < 0 and res["gap_interval"][0] < res["gap"] < res["gap_interval"][1]
-    assert res["crossover_n"] is not None and SIZES[0] < res["crossover_n"] < 85e6
-    assert set(res["pred_interval"]) == {"ar64", "ar32"} and isinstance(res["trustworthy"], bool)
+    res = compare_variants(pd.concat([a, b]), target_n=85e6, variants=("ar64", "ar32"))
+    assert res.winner == "ar64" and res.p_a_beats_b > 0.8
+    assert res.gap < 0 and res.gap_interval[0] < res.gap < res.gap_interval[1]
+    assert res.crossover_n is not None and SIZES[0] < res.crossover_n < 85e6
+    assert set(res.pred_interval) == {"ar64", "ar32"} and isinstance(res.trustworthy, bool)
     with pytest.raises(ValueError, match="different numbers of sizes"):
         compare_variants(pd.concat([a, b[b.n_params < SIZES[-1]]]), 85e6)
     with pytest.raises(ValueError, match="fewer than two sizes"):
         compare_variants(pd.concat([a, b[b.n_params == SIZES[0]]]), 85e6)
+    with pytest.raises(FitError, match="target_n must be a positive size"):
+        compare_variants(pd.concat([a, b]), float("nan"))
+    sat = compare_variants(pd.concat([a, b]), 85e6, ("ar64", "ar32"), FitConfig(law="saturating", n_bootstrap=30))
+    assert sat.law == "saturating" and sat.winner in ("ar64", "ar32")  # the law seam reaches selection
 
 
 def test_convergence_check_flags_an_undertrained_size():
     df = study(rng=9, size_sd=0.005)
     df.loc[df.n_params == SIZES[5], "value"] *= 1.15  # L6 stopped too early: 15% above the law
-    check = convergence_check(df, B=300, random_state=0)
+    check = convergence_check(df, FitConfig(n_bootstrap=300))
     flagged = check[check.flag == "above"].n_params.unique()
     assert list(flagged) == [SIZES[5]] and (check[check.n_params != SIZES[5]].flag == "ok").all()
+    assert check.equals(convergence_check(df, FitConfig(n_bootstrap=300)))  # seeded: the same flags every time
     with pytest.raises(ValueError, match=">= 3 sizes"):
         convergence_check(df[df.n_params <= SIZES[1]])
 
@@ -181,16 +192,17 @@ def test_plots_return_figures_and_no_warning_spam():
     from workbench.plots import plot_comparison, plot_convergence, plot_fit
 
     df = study(rng=10)
+    fit = FitConfig(n_bootstrap=200)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        figs = [plot_fit(df[df.n_params < SIZES[-1]], held_out=df[df.n_params == SIZES[-1]], B=200),
-                plot_comparison(pd.concat([study(rng=11, variant="a"), study(rng=12, variant="b", beta=2.4)]),
-                                target_n=1e8, B=200),
-                plot_convergence(convergence_check(df, B=200, random_state=0))]
+        figs = [plot_fit(law_report(df, fit)),
+                plot_comparison(compare_variants(pd.concat([study(rng=11, variant="a"),
+                                                            study(rng=12, variant="b", beta=2.4)]), 1e8, fit=fit)),
+                plot_convergence(convergence_check(df, fit))]
         compare_forms(df)
-        goodness(df)
-        bootstrap_saturating(df, B=10, random_state=0)
-        compare_variants(pd.concat([study(rng=14, variant="a"), study(rng=15, variant="b")]), 1e8, B=200)
+        residuals(df)
+        bootstrap_law(df, law="saturating", B=10)
+        compare_variants(pd.concat([study(rng=14, variant="a"), study(rng=15, variant="b")]), 1e8, fit=fit)
     assert all(isinstance(f, Figure) for f in figs)
     assert len(figs[0].axes[0].lines) >= 1 and figs[0].axes[0].get_xscale() == "log"
 
@@ -202,10 +214,33 @@ def test_target_error_and_drop_smallest():
     assert target_error(df, target, drop_smallest=True) == pytest.approx(1 / 1.1 - 1, abs=1e-9)
 
 
+@pytest.mark.parametrize("law", ["power", "saturating"])
+def test_the_band_drawn_is_the_interval_reported(law):
+    """The figure's shaded band is the report's curve, and the held-out interval is read off it."""
+    from matplotlib.collections import PolyCollection
+
+    from workbench.plots import plot_fit
+
+    rng = np.random.default_rng(16)
+    n = np.repeat(SIZES, 3)
+    df = pd.DataFrame(dict(n_params=n, value=(1.7 + 400 * n ** -0.35) * np.exp(rng.normal(0, 0.003, len(n)))))
+    report = law_report(df, FitConfig(law=law, n_held_out=1, n_bootstrap=60))
+    held = report.held_out[0]
+    assert report.law == law and held.n_params == SIZES[-1]
+    assert (held.lower, held.upper) == report.curve.interval(SIZES[-1])
+    fig = plot_fit(report)
+    (band,) = [c for c in fig.axes[0].collections if isinstance(c, PolyCollection)]
+    verts = band.get_paths()[0].vertices
+    drawn = sorted(set(verts[verts[:, 0] == SIZES[-1], 1]))  # the band's edges at the held-out N
+    assert drawn == pytest.approx(sorted({held.lower, held.upper}), rel=1e-12)
+    assert held.lower < held.upper
+    assert set(report.params) == set(report.params_ci) and report.to_dict()["law"] == law
+
+
 def test_runs_table_leaves_out_failed_runs(caplog):
     runs = pd.DataFrame(dict(run_id=["a", "b", "c"], status=["completed", "diverged", "completed"],
                              family="ar32", **{"train.objective": "mlm"}, n_params=[10, 20, 30], seed=0,
                              best_eval_loss=[3.0, np.nan, 2.0]))
-    table = runs_table(runs)
+    table = law_table(runs)
     assert list(table.n_params) == [10, 30] and list(table.variant) == ["ar32/mlm"] * 2
     assert "leaving out 1 run" in caplog.text and "b" in caplog.text

@@ -6,14 +6,15 @@ import nbformat
 import papermill as pm
 import pytest
 
-from workbench.batch import NOTEBOOKS, load_params, notebooks_dir, run_notebooks
-from workbench.config import ConfigError
+from workbench.config import NOTEBOOKS
+from workbench.errors import ConfigError
+from workbench.study import notebooks_dir, plan, run_notebooks
 
 
 @pytest.fixture(scope="module")
 def smoke_study(tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
-    summary = run_notebooks("smoke", out / "out", overrides=[f"common.root={out / 'runs'}"])
+    summary = run_notebooks("smoke", out / "out", overrides=[f"root={out / 'runs'}"])
     return out, summary
 
 
@@ -29,41 +30,50 @@ def test_smoke_study_writes_notebooks_figures_results_and_summary(smoke_study):
         for fig in res[nb]["figures"].values():
             assert (out / "out" / nb / fig).stat().st_size > 5_000  # a real PNG, not an empty canvas
     sw = res["sweep"]
-    assert sw["n_sizes"] == 3 and len(sw["held_out"]) == 1 and 0 <= sw["r2"] <= 1
-    assert sw["alpha_ci"][0] <= sw["alpha"] <= sw["alpha_ci"][1]
+    law = sw["law"]
+    assert law["n_sizes"] == 3 and len(law["held_out"]) == 1 and 0 <= law["r2"] <= 1
+    assert law["alpha_ci"][0] <= law["alpha"] <= law["alpha_ci"][1]
     runs = load_runs(out / "runs")
     pre = runs[runs.kind == "pretrain"]
     assert set(sw["run_ids"]) <= set(pre.run_id)
-    assert set(pre["train.objective"]) == {"mlm", "pmi"}  # the extrapolation notebook trained variant B
+    assert set(pre["train.objective"]) == {"mlm", "pmi"}  # the selection notebook trained variant B
     ft = res["finetune"]
     assert ft["completed"] == ft["n_runs"] == 3 * 2 and set(ft["metric_by_size"]["trec"]) == {"12288", "98304", "331776"}
     cv = res["convergence"]
     assert set(cv["flags"]) == set(sw["run_ids"]) and set(cv["flags"].values()) <= {"ok", "above", "below"}
-    sel = res["extrapolation"]["selection"]
+    sel = res["selection"]["selection"]
     assert 0 <= sel["p_a_beats_b"] <= 1 and sel["winner"] in sel["variants"] and "prediction" in sel["verdict"]
+    assert res["extrapolation"]["law"]["law"] == "power" and res["extrapolation"]["law"]["held_out"]
     text = (out / "out" / "summary.md").read_text()
     assert "## Pretraining sweep" in text and "alpha" in text and "sweep/fit.png" in text
+    assert "NOT converged" in text  # the smoke runs stop at their 40-step horizon, and the summary says so
+    for nb in NOTEBOOKS:  # every notebook closes with what it shows, filled from its results
+        executed = nbformat.read(out / "out" / f"{nb}.ipynb", as_version=4)
+        assert any("**What this shows.**" in str(o.get("data", {})) for c in executed.cells if c.cell_type == "code"
+                   for o in c.outputs)
     assert json.loads((out / "out" / "summary.json").read_text())["timings_s"].keys() == set(NOTEBOOKS)
 
 
 def test_rerun_reuses_finished_runs(smoke_study, tmp_path):
     out, _ = smoke_study
-    summary = run_notebooks("smoke", tmp_path, only=["sweep"], overrides=[f"common.root={out / 'runs'}"])
+    summary = run_notebooks("smoke", tmp_path, only=["sweep"], overrides=[f"root={out / 'runs'}"])
     assert summary["failure"] is None
     assert summary["timings_s"]["sweep"] < 60  # nothing to train: kernel start, fits and figures only
 
 
 @pytest.mark.parametrize("nb,params,message", [
-    ("sweep", {"layers": [1, 9]}, "unknown size"),
-    ("sweep", {"seeds": -1}, "seeds"),
-    ("sweep", {"objective": "clm"}, "objective"),
+    ("sweep", {"layers": [1, 0]}, "n_layers must be an integer >= 1"),
+    ("sweep", {"overrides": ["sweep.seeds=[-1]"]}, "seeds must be >= 0"),
+    ("sweep", {"overrides": ["sweep.train.objective=clm"]}, "objective"),
     ("finetune", {"tasks": ["nope"]}, "unknown task"),
+    ("extrapolation", {"law": "cubic"}, "fit.law must be one of"),
+    ("selection", {"variant": {"train.lrr": 1}}, "unknown config key"),
 ])
 def test_invalid_parameters_fail_at_the_parameters_step(nb, params, message, tmp_path):
+    params = dict(params, overrides=params.get("overrides", []) + [f"root={tmp_path}"])
     with pytest.raises(pm.PapermillExecutionError) as e:
         pm.execute_notebook(str(notebooks_dir() / f"{nb}.ipynb"), str(tmp_path / "out.ipynb"),
-                            parameters=dict(params, root=str(tmp_path), out_dir=str(tmp_path), interactive=False),
-                            progress_bar=False)
+                            parameters=dict(params, out_dir=str(tmp_path), interactive=False), progress_bar=False)
     assert message in e.value.evalue
     executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     code = [c for c in executed.cells if c.cell_type == "code"]
@@ -81,31 +91,36 @@ def test_every_parameter_is_documented_and_no_logic_in_notebooks(nb):
                 if line.strip() and not line.startswith("#")]
     assert list(params) == assigned  # papermill parsed every line
     for p in params.values():
-        assert p["help"] and p["inferred_type_name"] in {"str", "int", "float", "bool", "list"}, p
+        assert p["help"] and p["inferred_type_name"] in {"str", "int", "float", "bool", "list", "dict"}, p
     for c in nbformat.read(path, as_version=4).cells:
         if c.cell_type == "code":
             assert not any(line.startswith(("def ", "class ", "async def ")) for line in c.source.splitlines())
     assert nbformat.read(path, as_version=4).cells[0].cell_type == "markdown"
 
 
-def test_params_profiles_are_valid_and_typos_fail():
+def test_study_plans_are_valid_and_typos_fail():
     for name in ("smoke", "cpu", "paper"):
-        plan = load_params(name)
-        assert set(plan) == set(NOTEBOOKS) and plan["sweep"]["layers"]
-    with pytest.raises(ConfigError, match="not a parameter of sweep"):
-        load_params("smoke", ["sweep.layer=[1]"])
-    with pytest.raises(ConfigError, match="unknown notebook parameters"):
-        load_params("nope")
+        steps = plan(name)
+        assert set(steps) == set(NOTEBOOKS) and steps["sweep"]["layers"]
+    cpu = plan("cpu", ["fit.law=saturating"])  # the profile's values are what each notebook is given
+    assert cpu["sweep"]["layers"] == [1, 2, 3, 4] and cpu["extrapolation"]["law"] == "saturating"
+    assert cpu["selection"]["variant"] == {"train.objective": "pmi"} and cpu["finetune"]["tasks"] == ["trec"]
+    assert list(plan("study-convergence")) == ["convergence"]
+    with pytest.raises(ConfigError, match="unknown config key sweep.layer"):
+        plan("smoke", ["sweep.layer=[1]"])
+    with pytest.raises(ConfigError, match="unknown profile"):
+        plan("nope")
 
 
 def test_sweep_panel_gathers_the_notebook_parameters_and_runs(tmp_path):
     from workbench.widgets import FinetunePanel, SweepPanel
 
-    panel = SweepPanel(profile="smoke", root=str(tmp_path), layers=[1, 2], max_steps=20)
+    panel = SweepPanel(profile="smoke", overrides=[f"root={tmp_path}"], layers=[1, 2])
+    panel.max_steps.value = 20
     params = pm.inspect_notebook(str(notebooks_dir() / "sweep.ipynb"))
     assert set(panel.params()) <= set(params)
     panel.seeds.value = 2
-    assert panel.params()["seeds"] == 2 and "-p seeds 2" in panel.papermill_command()
+    assert "sweep.seeds=[0, 1]" in panel.params()["overrides"] and "sweep.seeds=[0, 1]" in panel.papermill_command()
     panel.family.value = "ar64"  # the size list follows the family
     assert panel.sizes.options[0][0].startswith("L1  N=49,152")
     panel.family.value = "ar32"
@@ -113,10 +128,10 @@ def test_sweep_panel_gathers_the_notebook_parameters_and_runs(tmp_path):
     panel.run()
     assert "done" in panel.status.value, panel.status.value
     assert len(list(tmp_path.glob("pretrain-*/summary.json"))) == 4  # 2 sizes x 2 seeds
-    bad = SweepPanel(profile="smoke", root=str(tmp_path))
+    bad = SweepPanel(profile="smoke", overrides=[f"root={tmp_path}"])
     bad.objective.value = "pmi"
     bad.max_steps.value = -1
     bad.run()  # an error shows in the panel, the kernel lives on
     assert "error" in bad.status.value and "max_steps" in bad.status.value
-    ft = FinetunePanel(tasks=["trec"], pretrain_root=str(tmp_path), root=str(tmp_path))
+    ft = FinetunePanel(profile="smoke", overrides=[f"root={tmp_path}"], tasks=["trec"])
     assert set(ft.params()) <= set(pm.inspect_notebook(str(notebooks_dir() / "finetune.ipynb")))

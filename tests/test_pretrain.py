@@ -162,12 +162,14 @@ def _cli(*args, **kw):
 
 
 @pytest.mark.parametrize("args, match", [
-    (["--set", "family=gpt"], "unknown family"),
-    (["--set", "layers=[0]"], "n_layers must be"),
-    (["--set", "train.max_steps=-5"], "max_steps must be a positive"),
-    (["--set", "train.lrr=1"], "unknown config key train.lrr"),
-    (["--set", "data.corpus=files:/nonexistent/corpus"], "no such file"),
+    (["--set", "sweep.family=gpt"], "unknown family"),
+    (["--set", "sweep.layers=[0]"], "n_layers must be"),
+    (["--set", "sweep.train.max_steps=-5"], "max_steps must be a positive"),
+    (["--set", "sweep.train.lrr=1"], "unknown config key sweep.train.lrr"),
+    (["--set", "sweep.data.corpus=files:/nonexistent/corpus"], "no such file"),
     (["--profile", "nope"], "unknown profile"),
+    (["--set", "layers=[1]"], "did you mean sweep.layers"),
+    (["--set", "sweep.layers=[1,"], "not valid YAML"),
 ])
 def test_cli_bad_inputs_one_line_and_nothing_written(tmp_path, args, match):
     root = tmp_path / "runs"
@@ -181,8 +183,8 @@ def test_cli_bad_inputs_one_line_and_nothing_written(tmp_path, args, match):
 def test_killed_sweep_resumes_without_redoing_or_losing(tmp_path):
     """kill -9 the sweep while its second run is mid-way; the re-run finishes the rest only."""
     root = tmp_path / "runs"
-    args = ["sweep", "--profile", "smoke", "--root", str(root), "--set", "train.max_steps=300",
-            "--set", "train.patience=1000"]
+    args = ["sweep", "--profile", "smoke", "--root", str(root), "--set", "sweep.train.max_steps=300",
+            "--set", "sweep.train.patience=1000", "--set", "sweep.layers=[1, 2]"]
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300  # a guard against hangs, generous for a loaded machine

@@ -113,8 +113,8 @@ def test_killed_driver_on_ray_loses_nothing_and_redoes_nothing(cluster, tmp_path
     """kill -9 the driver while its Ray tasks train; the same command again finishes the sweep."""
     root = tmp_path / "runs"
     args = [sys.executable, "-m", "workbench.cli", "sweep", "--profile", "smoke", "--root", str(root),
-            "--executor", "ray", "--ray-address", cluster, "--set", "train.max_steps=300",
-            "--set", "train.patience=1000"]
+            "--executor", "ray", "--ray-address", cluster, "--set", "sweep.train.max_steps=300",
+            "--set", "sweep.train.patience=1000", "--set", "sweep.layers=[1, 2]"]
     driver = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def both_training() -> bool:

@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.report import law_report, selection_report
+from workbench.config import FitConfig
+from workbench.report import law_report
+from workbench.selection import selection_report
 
 SIZES = 12 * np.arange(1, 6) * (32 * np.arange(1, 6)) ** 2  # AR32 L1-5
 
@@ -18,28 +20,28 @@ def _table(variant: str, beta: float, alpha: float, sizes=SIZES, seeds=3, noise=
 
 def test_a_clear_winner_is_predicted_right_and_trusted():
     table = pd.concat([_table("mlm", 2.0, -0.02), _table("pmi", 2.03, -0.02, seed=1)])
-    r = selection_report(table, ("mlm", "pmi"), n_held_out=1, B=300)
-    assert r["winner"] == "mlm" and r["prediction_right"] and r["trustworthy"]
-    assert r["fit_sizes"] == {"mlm": 4, "pmi": 4} and r["target_n"] == SIZES[-1]
-    assert "prediction RIGHT; trustworthy" in r["verdict"] and r["p_a_beats_b"] > 0.95
+    r = selection_report(table, ("mlm", "pmi"), FitConfig(n_bootstrap=300), n_held_out=1)
+    assert r.winner == "mlm" and r.prediction_right and r.trustworthy
+    assert r.fit_sizes == {"mlm": 4, "pmi": 4} and r.target_n == SIZES[-1]
+    assert "prediction RIGHT; trustworthy" in r.verdict and r.p_a_beats_b > 0.95
 
 
 def test_two_point_fits_are_never_called_trustworthy():
     table = pd.concat([_table("ar32", 2.0, -0.02), _table("ar64", 2.03, -0.02, seed=1)])
-    r = selection_report(table, ("ar32", "ar64"), n_held_out=3, B=300)
-    assert r["fit_sizes"] == {"ar32": 2, "ar64": 2} and r["trustworthy"] is False
-    assert "NOT trustworthy: a law is fitted on 2 sizes" in r["verdict"]
+    r = selection_report(table, ("ar32", "ar64"), FitConfig(n_bootstrap=300), n_held_out=3)
+    assert r.fit_sizes == {"ar32": 2, "ar64": 2} and r.trustworthy is False
+    assert "NOT trustworthy: a law is fitted on 2 sizes" in r.verdict
 
 
 def test_a_variant_without_a_run_at_the_target_is_interpolated():
     a = _table("ar32", 2.0, -0.02)
     b = _table("ar64", 2.05, -0.025, sizes=SIZES[[0, 1, 2, 4]], seed=2)  # no run at SIZES[3]
-    r = selection_report(pd.concat([a, b]), ("ar32", "ar64"), n_held_out={"ar32": 2, "ar64": 1},
-                         target_n=float(SIZES[3]), B=300)
-    assert r["actual_source"]["ar32"] == "measured" and "interpolated" in r["actual_source"]["ar64"]
+    r = selection_report(pd.concat([a, b]), ("ar32", "ar64"), FitConfig(n_bootstrap=300),
+                         n_held_out={"ar32": 2, "ar64": 1}, target_n=float(SIZES[3]))
+    assert r.actual_source["ar32"] == "measured" and "interpolated" in r.actual_source["ar64"]
     expect = np.exp(np.interp(np.log(SIZES[3]), np.log(SIZES[[2, 4]]),
                               np.log([b[b.n_params == SIZES[i]].value.mean() for i in (2, 4)])))
-    assert r["actual"]["ar64"] == pytest.approx(expect, rel=1e-3)
+    assert r.actual["ar64"] == pytest.approx(expect, rel=1e-3)
 
 
 def test_bad_inputs_are_clear():
@@ -50,5 +52,21 @@ def test_bad_inputs_are_clear():
         selection_report(a, ("mlm", "gpt"))
     with pytest.raises(ValueError, match="exactly two variants"):
         selection_report(a, ("mlm",))
-    with pytest.raises(ValueError, match="fewer than two to fit"):
-        law_report(a, n_held_out=4)
+    with pytest.raises(ValueError, match="fewer than 2 to fit"):
+        law_report(a, FitConfig(n_held_out=4))
+
+
+def test_reports_round_trip_through_json():
+    import json
+
+    from workbench.notebook import _jsonable
+    from workbench.report import LawReport
+    from workbench.selection import SelectionReport
+
+    table = pd.concat([_table("mlm", 2.0, -0.02), _table("pmi", 2.03, -0.02, seed=1)])
+    sel = selection_report(table, ("mlm", "pmi"), FitConfig(n_bootstrap=100))
+    back = SelectionReport.from_dict(json.loads(json.dumps(_jsonable(sel))))
+    assert back.verdict == sel.verdict and back.curves["mlm"].interval(sel.target_n) == sel.curves["mlm"].interval(sel.target_n)
+    law = law_report(table[table.variant == "mlm"], FitConfig(n_bootstrap=100))
+    again = LawReport.from_dict(json.loads(json.dumps(_jsonable(law))))
+    assert again.describe() == law.describe() and again.held_out == law.held_out

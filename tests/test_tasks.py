@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from workbench.config import WorkbenchError
+from workbench.errors import WorkbenchError
 from workbench.tasks import HUB_TASKS, OFFLINE_TASKS, get_task
 
 SQUAD_CTX = "Paris is the capital of France. It is known for the Eiffel Tower."

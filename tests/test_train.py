@@ -6,7 +6,7 @@ import torch
 from workbench.family import model_spec
 from workbench.masking import mlm_mask
 from workbench.model import build_mlm_model, mlm_loss
-from workbench.train import EarlyStopping, replay_early_stopping
+from workbench.stopping import EarlyStopping, replay_early_stopping
 
 
 def test_early_stopping_patience_and_min_delta():

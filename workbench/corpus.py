@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.config import WorkbenchError
+from workbench.errors import WorkbenchError
 
 log = logging.getLogger(__name__)
 

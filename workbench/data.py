@@ -14,35 +14,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from workbench.config import DataConfig, WorkbenchError, config_hash
+from workbench.config import DataConfig, config_hash
 from workbench.corpus import Document, fingerprint, read_corpus, split_documents
+from workbench.errors import WorkbenchError
+from workbench.files import atomic_path
+from workbench.paths import default_data_dir
 
 log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PREP_VERSION = 1  # bump when the preparation changes what it writes
-
-
-def data_root() -> Path:
-    """`data/` of a source checkout, else the user cache folder."""
-    repo = Path(__file__).resolve().parent.parent
-    if (repo / "pyproject.toml").exists() and (repo / "data").is_dir():
-        return repo / "data"
-    return Path.home() / ".cache" / "scaling-workbench"
-
-
-def default_data_dir() -> Path:
-    """Prepared pretraining data: `$WORKBENCH_DATA_DIR`, else `<data root>/cache`."""
-    return Path(os.environ.get("WORKBENCH_DATA_DIR") or data_root() / "cache")
 
 
 @dataclass(frozen=True)
@@ -103,21 +90,17 @@ def prepare_data(cfg: DataConfig, cache_dir: Path | None = None) -> PreparedData
         n_tokens=dict(train=int(train.size), eval=int(held.size)),
         eval_documents=sorted(d.id for d in eval_docs),
     )
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache_dir))
     try:
-        tokenizer.save_pretrained(tmp / "tokenizer")
-        # tokenizers' WordPiece trainer is not deterministic across processes: record which one this is
-        meta["tokenizer_sha256"] = hashlib.sha256((tmp / "tokenizer" / "tokenizer.json").read_bytes()).hexdigest()
-        np.save(tmp / "train.npy", train)
-        np.save(tmp / "eval.npy", held)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        os.rename(tmp, path)  # atomic publish; another process may have won the race
+        with atomic_path(path, directory=True, overwrite=False) as tmp:  # published whole; another process may win the race
+            tokenizer.save_pretrained(tmp / "tokenizer")
+            # tokenizers' WordPiece trainer is not deterministic across processes: record which one this is
+            meta["tokenizer_sha256"] = hashlib.sha256((tmp / "tokenizer" / "tokenizer.json").read_bytes()).hexdigest()
+            np.save(tmp / "train.npy", train)
+            np.save(tmp / "eval.npy", held)
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     except OSError:
         if not (path / "meta.json").exists():
             raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log.info("prepared %s: %d train / %d eval blocks of %d tokens, vocab %d", key,
              len(train), len(held), cfg.seq_len, meta["vocab_size"])
     return PreparedData(path, json.loads((path / "meta.json").read_text()))  # the published one, ours or a rival's

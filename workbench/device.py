@@ -1,7 +1,10 @@
 """The one place that decides device and precision, and records the environment of a run.
 
-    device = resolve_device("auto")               # cuda -> mps -> cpu
-    with autocast(device, "auto"): loss = ...      # bf16 on GPUs that support it, fp32 elsewhere
+    with run_context(exec_cfg) as ctx:             # ctx.device (cuda -> mps -> cpu), ctx.precision
+        with autocast(ctx.device, ctx.precision): loss = ...   # bf16 on GPUs that support it, fp32 elsewhere
+
+Process-wide switches (TF32 matmuls on CUDA) are set for the duration of a run and restored after,
+so calling the library never changes the caller's torch settings.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ import os
 import platform
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from workbench.config import WorkbenchError
+from workbench.errors import WorkbenchError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -28,11 +33,34 @@ def resolve_device(name: str = "auto") -> torch.device:
             name = "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise WorkbenchError(f"device {name!r} requested but CUDA is not available; use exec.device=auto")
-    dev = torch.device(name)
-    if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls: free speed on Ampere+
-        torch.backends.cudnn.allow_tf32 = True
-    return dev
+    return torch.device(name)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where and how one run executes: its ExecConfig, the resolved device and precision."""
+
+    exec: Any
+    device: torch.device
+    precision: str
+
+    @property
+    def peak_flops(self) -> float:
+        return self.exec.peak_flops or peak_flops(self.device, self.precision)
+
+
+@contextlib.contextmanager
+def run_context(exec_cfg):
+    """Resolve `exec_cfg`'s device and precision; TF32 matmuls on CUDA (free speed on Ampere+) for
+    the duration, restored afterwards."""
+    device = resolve_device(exec_cfg.device)
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield RunContext(exec_cfg, device, resolve_precision(device, exec_cfg.precision))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def resolve_precision(device: torch.device, precision: str = "auto") -> str:
@@ -68,6 +96,16 @@ def place(model, device: torch.device):
     if device.type == "cpu":
         model.set_attn_implementation("eager")
     return model
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | None = None):
+    """Torch's global RNG (and `device`'s, on CUDA) seeded with `seed` inside the block and restored
+    after it: a run is reproducible, and the caller's random state is left as it was."""
+    devices = [device] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def autocast(device: torch.device, precision: str):

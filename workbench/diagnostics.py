@@ -1,10 +1,11 @@
 """Convergence debugging and compute accounting on a table of runs.
 
-    convergence_check(df)            # each size vs the law fitted on the other sizes
+    convergence_check(df, FitConfig())        # each size vs the law fitted on the other sizes
     compute_summary(runs, target_n=85e6, target_tokens=32e9)
 
 A run that sits above the leave-one-size-out band was likely under-trained (stopped too early, or
 a decaying schedule made it look converged); one below it is suspicious too (leakage, a bug).
+Torch-free: the stopping rule is replayed from `workbench.stopping`, nothing is retrained here.
 """
 
 from __future__ import annotations
@@ -12,30 +13,37 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from workbench.bootstrap import bootstrap_power_law
-from workbench.fit import PowerLaw, as_points
+from workbench.bootstrap import bootstrap_law
+from workbench.config import FitConfig
+from workbench.errors import FitError
+from workbench.fit import as_points, get_law
+from workbench.stopping import replay_early_stopping
 
 
-def convergence_check(df: pd.DataFrame, B: int = 1000, level: float = 0.95, z_threshold: float = 2.0,
-                      random_state=None, sigma_floor: float = 0.002) -> pd.DataFrame:
+def convergence_check(df: pd.DataFrame, fit: FitConfig = FitConfig(), z_threshold: float = 2.0,
+                      sigma_floor: float = 0.002) -> pd.DataFrame:
     """One row per run: the leave-one-size-out prediction, its band, a z-like deviation and a flag.
 
     z = (ln y - ln pred) / sigma, where sigma combines the bootstrap spread of the prediction and
     the log-residual scatter of the other sizes' fit, never below `sigma_floor` (0.2% in log space:
     a fit through two or three sizes has no scatter to estimate noise from, and seed-to-seed
     differences of a converged loss are rarely smaller). flag: 'above' (z > z_threshold, an
-    under-trained suspect), 'below' (z < -z_threshold) or 'ok'. Needs >= 3 sizes."""
+    under-trained suspect), 'below' (z < -z_threshold) or 'ok'. The law, replicates, level and
+seed come from `fit`, so the same runs always give the same flags. Needs one size more than the
+law needs to be fitted on."""
     n_all, _ = as_points(df)
     sizes = np.unique(n_all)
-    if len(sizes) < 3:
-        raise ValueError(f"the convergence check needs >= 3 sizes (fit on >= 2 others), got {len(sizes)}")
-    zq = _z(level)
+    cls = get_law(fit.law)
+    if len(sizes) < cls.min_sizes + 1:
+        raise FitError(f"the convergence check needs >= {cls.min_sizes + 1} sizes (fit on >= {cls.min_sizes} "
+                       f"others), got {len(sizes)}")
+    zq = _z(fit.level)
     rows = []
     for s in sizes:
         others, here = df[df.n_params != s], df[df.n_params == s]
-        law = PowerLaw().fit(others)
-        boot = bootstrap_power_law(others, B=B, random_state=random_state)
-        band = boot.band([s], level).iloc[0]
+        law = cls().fit(others)
+        boot = bootstrap_law(others, law=fit.law, B=fit.n_bootstrap, random_state=fit.random_state)
+        band = boot.band([s], fit.level).iloc[0]
         line_sd = (np.log(band.upper) - np.log(band.lower)) / (2 * zq)
         on, oy = as_points(others)
         resid_sd = np.std(np.log(oy) - np.log(law.predict(on)), ddof=2) if len(oy) > 2 else 0.0
@@ -61,7 +69,7 @@ def compute_summary(runs: pd.DataFrame, target_n: float, target_tokens: float) -
     Every row counts: seeds, tuning trials and finetuning runs included."""
     missing = {"n_params", "tokens"} - set(runs.columns)
     if missing:
-        raise ValueError(f"runs need columns n_params and tokens; missing {sorted(missing)}")
+        raise FitError(f"runs need columns n_params and tokens; missing {sorted(missing)}")
     c = 6.0 * runs["n_params"].astype(float) * runs["tokens"].astype(float)
     target = 6.0 * float(target_n) * float(target_tokens)
     return dict(n_runs=len(runs), small_flops=float(c.sum()), target_flops=target,
@@ -108,7 +116,8 @@ def undertrained_variant(cfg, patience: int, min_delta: float):
 
 
 def debug_convergence(table: pd.DataFrame, curves: pd.DataFrame, suspect: str, rerun: str,
-                      B: int = 1000, z_threshold: float = 2.0, patience_grid=(), min_delta: float = 0.0) -> dict:
+                      fit: FitConfig = FitConfig(), z_threshold: float = 2.0, patience_grid=(),
+                      min_delta: float = 0.0) -> dict:
     """The convergence-debugging loop on one suspect run and its re-run (same size, more patience).
 
     `table` has one row per run (run_id, n_params, seed, value) for the other sizes plus `suspect`
@@ -116,13 +125,9 @@ def debug_convergence(table: pd.DataFrame, curves: pd.DataFrame, suspect: str, r
     re-run in its place (is it back inside the band?), and early stopping replayed on the re-run's
     logged curve for each patience in `patience_grid`: where it stops, its best loss, and whether
     that loss is inside the band; `patience_enough` is the smallest patience that gets inside."""
-    from workbench.train import replay_early_stopping
-
     others = table[~table.run_id.isin([suspect, rerun])]
-    before = convergence_check(pd.concat([others, table[table.run_id == suspect]]), B=B, z_threshold=z_threshold,
-                               random_state=0)
-    after = convergence_check(pd.concat([others, table[table.run_id == rerun]]), B=B, z_threshold=z_threshold,
-                              random_state=0)
+    before = convergence_check(pd.concat([others, table[table.run_id == suspect]]), fit, z_threshold)
+    after = convergence_check(pd.concat([others, table[table.run_id == rerun]]), fit, z_threshold)
     band = after[after.run_id == rerun].iloc[0]
     curve = curves[curves.run_id == rerun].sort_values("step")
     replay = []

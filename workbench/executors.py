@@ -1,10 +1,10 @@
 """Where the runs of a sweep or study execute: in this process, or as Ray tasks on a cluster.
 
-    outcomes = run_jobs([pretrain_job(c) for c in sweep.runs()], "runs", ExecConfig(executor="ray"))
+    outcomes = run_jobs([PretrainSpec(c) for c in sweep.runs()], "runs", ExecConfig(executor="ray"))
     counts(outcomes)     # runs, completed, diverged, failed, retried, ...
 
-Both executors hand every run to `execute`, which calls `pretrain` / `finetune` on the shared run
-store. Exactly-once comes from the store, not from the executor: a run is claimed (a kernel lock,
+A job is a run spec (`workbench.runs.RunSpec`: pretraining or finetuning). Every executor hands
+each job to `execute`, which calls `workbench.runs.run_once` on the shared run store. Exactly-once comes from the store, not from the executor: a run is claimed (a kernel lock,
 released when its holder dies) before work starts, re-checked for a summary under the claim, and
 resumed from its last checkpoint when an earlier attempt died. So a killed worker's run is retried
 (`exec.max_retries`) and continues where it stopped, and two sweeps on one store share the work:
@@ -15,6 +15,11 @@ holder dies).
 `exec.cpus_per_run` CPUs and, on clusters with GPUs, a share of a GPU by model size (`gpu_share`),
 so several tiny models train side by side on one GPU and large ones get a whole one. Ray is an
 optional dependency (`pip install 'scaling-workbench[ray]'`), imported only here and only when used.
+
+The executor contract (`Executor`): built from the ExecConfig, `run(jobs, root, desc, on_done)`
+executes the unfinished jobs it is given, calls `on_done(outcome)` as each one ends (widgets redraw
+there), and returns {run_id: Outcome}; it never raises for a failed run. A new executor is one
+class with that method plus one line in `registry.EXECUTORS`.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Protocol
 
-from workbench.config import ExecConfig, WorkbenchError
-from workbench.runs import RunBusy, RunStore
+from workbench import registry
+from workbench.config import ExecConfig
+from workbench.errors import WorkbenchError
+from workbench.runs import RunBusy, RunSpec, RunStore, run_once
 
 log = logging.getLogger(__name__)
 POLL_S = 2.0  # how often a run held by another process is checked again
@@ -39,16 +46,6 @@ POLL_S = 2.0  # how often a run held by another process is checked again
 GPU_SHARES = ((20_000_000, 1.0), (2_000_000, 0.5), (0, 0.25))
 # environment a Ray worker needs to see the same data and offline settings as the driver
 FORWARD_ENV = ("WORKBENCH_DATA_DIR", "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
-
-
-@dataclass(frozen=True)
-class Job:
-    """One run to execute: its kind ('pretrain' | 'finetune'), config, id and size (for resources)."""
-
-    kind: str
-    cfg: Any
-    run_id: str
-    n_params: int
 
 
 @dataclass(frozen=True)
@@ -61,31 +58,35 @@ class Outcome:
     skipped: bool = False  # finished before this call
 
 
-def pretrain_job(cfg) -> Job:
-    from workbench.family import model_spec
-    from workbench.pretrain import run_id
+def pretrain_job(cfg) -> RunSpec:
+    from workbench.pretrain import PretrainSpec
 
-    return Job("pretrain", cfg, run_id(cfg), model_spec(cfg.family, cfg.n_layers).n_params)
+    return PretrainSpec(cfg)
 
 
-def finetune_job(cfg) -> Job:
-    from workbench.finetune import run_id
-    from workbench.runs import CONFIG, read_json
+def finetune_job(cfg) -> RunSpec:
+    from workbench.finetune import FinetuneSpec
 
-    return Job("finetune", cfg, run_id(cfg), int(read_json(Path(cfg.pretrain_run) / CONFIG)["model"]["n_params"]))
+    return FinetuneSpec(cfg)
+
+
+class Executor(Protocol):
+    def __init__(self, exec_cfg: ExecConfig): ...
+
+    def run(self, jobs: list[RunSpec], root: Path, desc: str,
+            on_done: Callable[[Outcome], None] | None = None) -> dict[str, Outcome]: ...
 
 
 def gpu_share(n_params: int) -> float:
     return next(share for floor, share in GPU_SHARES if n_params >= floor)
 
 
-def execute(job: Job, root: str | Path, exec_cfg: ExecConfig) -> Outcome:
+def execute(job: RunSpec, root: str | Path, exec_cfg: ExecConfig) -> Outcome:
     """Run one job here, retrying a crash from its checkpoint; never raises for a failed run."""
-    fn = _runner(job.kind)
     store, error = RunStore(root), None
     for attempt in range(exec_cfg.max_retries + 1):
         try:
-            s = fn(job.cfg, root, exec_cfg)
+            s = run_once(job, root, exec_cfg)
             return Outcome(job.run_id, s["status"], s, attempts=len(store.attempts(job.run_id)))
         except RunBusy:
             return Outcome(job.run_id, "busy")
@@ -98,19 +99,10 @@ def execute(job: Job, root: str | Path, exec_cfg: ExecConfig) -> Outcome:
     return Outcome(job.run_id, "failed", error=error, attempts=len(store.attempts(job.run_id)))
 
 
-def _runner(kind: str):
-    if kind == "pretrain":
-        from workbench.pretrain import pretrain
-        return pretrain
-    if kind == "finetune":
-        from workbench.finetune import finetune
-        return finetune
-    raise WorkbenchError(f"unknown job kind {kind!r}")
-
-
-def run_jobs(jobs: list[Job], root: str | Path, exec_cfg: ExecConfig = ExecConfig(),
-             desc: str = "runs") -> list[Outcome]:
+def run_jobs(jobs: list[RunSpec], root: str | Path, exec_cfg: ExecConfig = ExecConfig(), desc: str = "runs",
+             on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Execute every unfinished job with `exec_cfg.executor`; one outcome per job, in order.
+    `on_done(outcome)` is called as each run ends (finished ones first, at once).
 
     Failed runs do not stop the others: they are collected and reported in one warning."""
     root = Path(root).resolve()  # workers may start elsewhere
@@ -121,12 +113,14 @@ def run_jobs(jobs: list[Job], root: str | Path, exec_cfg: ExecConfig = ExecConfi
         if store.is_finished(j.run_id):
             s = store.summary(j.run_id)
             outcomes[j.run_id] = Outcome(j.run_id, s["status"], s, attempts=len(store.attempts(j.run_id)), skipped=True)
+            if on_done:
+                on_done(outcomes[j.run_id])
     todo = [j for j in unique if j.run_id not in outcomes]
     log.info("%s: %d runs, %d finished, %d to run on %s", desc, len(unique), len(outcomes), len(todo),
              exec_cfg.executor)
     if todo:
-        executor = LocalExecutor(exec_cfg) if exec_cfg.executor == "local" else RayExecutor(exec_cfg)
-        outcomes.update(executor.run(todo, root, desc))
+        executor: Executor = registry.get(registry.EXECUTORS, exec_cfg.executor, "exec.executor")(exec_cfg)
+        outcomes.update(executor.run(todo, root, desc, on_done))
     failed = [o for o in outcomes.values() if o.status == "failed"]
     if failed:
         warnings.warn(f"{len(failed)} of {len(unique)} runs failed and were left out: "
@@ -149,15 +143,16 @@ class _Tally:
     """The driver's bookkeeping: outcomes of finished runs, runs held by another process (with when to
     look at them again), and one aggregate bar (finished, with failed / retried / held counts)."""
 
-    def __init__(self, total: int, desc: str, enabled: bool):
+    def __init__(self, total: int, desc: str, enabled: bool, on_done: Callable[[Outcome], None] | None = None):
         from tqdm.auto import tqdm
 
+        self.on_done = on_done
         self.bar = tqdm(total=total, desc=desc, disable=not enabled, dynamic_ncols=True)
         self.done: dict[str, Outcome] = {}
-        self.held: list[tuple[float, Job]] = []
+        self.held: list[tuple[float, RunSpec]] = []
         self.failed = self.retried = 0
 
-    def record(self, job: Job, o: Outcome) -> None:
+    def record(self, job: RunSpec, o: Outcome) -> None:
         if o.status == "busy":
             self.held.append((time.time() + POLL_S, job))
         else:
@@ -165,9 +160,11 @@ class _Tally:
             self.failed += o.status == "failed"
             self.retried += o.attempts > 1
             self.bar.update(1)
+            if self.on_done:
+                self.on_done(o)
         self.bar.set_postfix(failed=self.failed, retried=self.retried, elsewhere=len(self.held), refresh=True)
 
-    def due(self) -> list[Job]:
+    def due(self) -> list[RunSpec]:
         """Held runs whose time to look again has come (removed from `held`)."""
         now = time.time()
         ready = [job for t, job in self.held if t <= now]
@@ -185,8 +182,8 @@ class LocalExecutor:
     def __init__(self, exec_cfg: ExecConfig):
         self.cfg = exec_cfg
 
-    def run(self, jobs: list[Job], root: Path, desc: str) -> dict[str, Outcome]:
-        queue, tally = deque(jobs), _Tally(len(jobs), desc, self.cfg.progress)
+    def run(self, jobs: list[RunSpec], root: Path, desc: str, on_done=None) -> dict[str, Outcome]:
+        queue, tally = deque(jobs), _Tally(len(jobs), desc, self.cfg.progress, on_done)
         with _torch_threads(self.cfg.cpus_per_run):
             while queue or tally.held:
                 queue.extend(tally.due())
@@ -211,7 +208,7 @@ def _torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-def _remote_execute(job: Job, root: str, exec_cfg: ExecConfig, threads: int) -> Outcome:
+def _remote_execute(job: RunSpec, root: str, exec_cfg: ExecConfig, threads: int) -> Outcome:
     """The body of a Ray task: the same `execute`, with the thread count Ray gave the task."""
     import torch
 
@@ -258,21 +255,21 @@ class RayExecutor:
     def __init__(self, exec_cfg: ExecConfig):
         self.cfg = exec_cfg
 
-    def resources(self, job: Job, cluster_gpus: float) -> dict[str, float]:
+    def resources(self, job: RunSpec, cluster_gpus: float) -> dict[str, float]:
         gpus = 0.0
         if cluster_gpus > 0 and self.cfg.device != "cpu":
             gpus = self.cfg.gpus_per_run or gpu_share(job.n_params)
         return dict(num_cpus=self.cfg.cpus_per_run or 1, num_gpus=gpus)
 
-    def run(self, jobs: list[Job], root: Path, desc: str) -> dict[str, Outcome]:
+    def run(self, jobs: list[RunSpec], root: Path, desc: str, on_done=None) -> dict[str, Outcome]:
         ray = connect_ray(self.cfg.ray_address)
         task = ray.remote(_remote_execute)
         cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
         worker_cfg = dataclasses.replace(self.cfg, progress=False)  # the driver's bar is the progress
-        pending: dict[Any, Job] = {}
-        tally = _Tally(len(jobs), desc, self.cfg.progress)
+        pending: dict[Any, RunSpec] = {}
+        tally = _Tally(len(jobs), desc, self.cfg.progress, on_done)
 
-        def submit(job: Job) -> None:
+        def submit(job: RunSpec) -> None:
             res = self.resources(job, cluster_gpus)
             ref = task.options(**res, max_retries=self.cfg.max_retries, retry_exceptions=False,
                                name=f"{job.kind} {job.run_id}").remote(job, str(root), worker_cfg, int(res["num_cpus"]))

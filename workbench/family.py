@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from workbench.config import ConfigError
+from workbench.errors import ConfigError
 
 
 @dataclass(frozen=True)

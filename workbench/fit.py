@@ -1,21 +1,48 @@
-"""Power laws of loss (or 1 - metric) against model size N, fitted and judged as in the paper.
+"""Laws of loss (or 1 - metric) against model size N, and the paper's measures of a fit.
 
-    law = PowerLaw().fit(n, y)             # ln y = alpha ln N + beta, OLS over every (size, seed) point
-    law.alpha_, law.beta_, law.r2_         # R^2 in linear y space, over all points fitted
+    law = get_law("power")().fit(n, y)     # ln y = alpha ln N + beta, OLS over every (size, seed) point
+    law.params_, law.r2_                   # {"alpha": ..., "beta": ...}; R^2 in linear y space
     law.predict([1e8])
 
-Every function takes arrays or a tidy DataFrame with columns `n_params` and `value` (plus `seed`,
-`variant`, `task` where they matter). Definitions follow the paper (see PAPER.md, "Fitting"):
-R^2 = 1 - SS_res / SS_tot in linear y space; RE = (pred - actual) / actual and
-MRE = mean |RE| over held-out sizes, both on the metric itself.
+A law follows the `Law` protocol: `fit(n, y, sample_weight=None)` returning itself, `predict(n)`,
+`params_` (a dict), `r2_`, and for the bootstrap `curve(params, n)` (predictions of a (B, k) matrix of
+parameter rows) and `min_sizes`. `PowerLaw` is the paper's; `SaturatingPowerLaw`
+(`workbench.saturating`) adds an irreducible floor. `registry.LAWS` names them; a new form is one
+file plus one line there, and every report, plot, selection and check takes it through `law=`.
+
+Every function takes arrays or a tidy DataFrame with columns `n_params` and `value`. Definitions
+follow the paper (Ivgi, Carmon and Berant 2022, on fitting and judging laws): R^2 = 1 - SS_res / SS_tot in
+linear y space; RE = (pred - actual) / actual and MRE = mean |RE| over held-out sizes, both on the
+metric itself.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
+
+from workbench import registry
+from workbench.errors import FitError
+
+
+class Law(Protocol):
+    name: str
+    param_names: tuple[str, ...]
+    min_sizes: int  # distinct sizes needed to fit it
+
+    def fit(self, n, y=None, sample_weight=None) -> "Law": ...
+
+    def predict(self, n) -> np.ndarray: ...
+
+    @classmethod
+    def curve(cls, params: np.ndarray, n) -> np.ndarray: ...
+
+
+def get_law(name: str) -> type:
+    """The law class registered as `name` (registry.LAWS)."""
+    return registry.get(registry.LAWS, name, "law")
 
 
 def as_points(n, y=None) -> tuple[np.ndarray, np.ndarray]:
@@ -23,29 +50,21 @@ def as_points(n, y=None) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(n, pd.DataFrame):
         missing = {"n_params", "value"} - set(n.columns)
         if missing:
-            raise ValueError(f"DataFrame needs columns n_params and value; missing {sorted(missing)}")
+            raise FitError(f"DataFrame needs columns n_params and value; missing {sorted(missing)}")
         n, y = n["n_params"].to_numpy(), n["value"].to_numpy()
     if y is None:
-        raise ValueError("give n and y, or a DataFrame with n_params and value columns")
+        raise FitError("give n and y, or a DataFrame with n_params and value columns")
     n, y = np.asarray(n, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
     if len(n) != len(y):
-        raise ValueError(f"n and y have different lengths ({len(n)} vs {len(y)})")
+        raise FitError(f"n and y have different lengths ({len(n)} vs {len(y)})")
     for name, a in (("n", n), ("y", y)):
         bad = ~np.isfinite(a) | (a <= 0)
         if bad.any():
-            raise ValueError(f"{name} must be positive and finite; {bad.sum()} value(s) are not "
-                             f"(first: {a[bad][0]!r}). For metrics fit y = 1 - metric")
+            raise FitError(f"{name} must be positive and finite; {bad.sum()} value(s) are not "
+                           f"(first: {a[bad][0]!r}). For metrics fit y = 1 - metric")
     if len(np.unique(n)) < 2:
-        raise ValueError(f"need at least two distinct sizes to fit a power law, got {len(np.unique(n))}")
+        raise FitError(f"need at least two distinct sizes to fit a power law, got {len(np.unique(n))}")
     return n, y
-
-
-def ols_loglog(n: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(alpha, beta) of ln y = alpha ln n + beta by ordinary least squares."""
-    x, z = np.log(n), np.log(y)
-    xm, zm = x.mean(), z.mean()
-    alpha = ((x - xm) * (z - zm)).sum() / ((x - xm) ** 2).sum()
-    return float(alpha), float(zm - alpha * xm)
 
 
 def r2_linear(y: np.ndarray, pred: np.ndarray) -> float:
@@ -55,18 +74,51 @@ def r2_linear(y: np.ndarray, pred: np.ndarray) -> float:
     return float(1.0 - ((y - pred) ** 2).sum() / ss_tot) if ss_tot > 0 else float("nan")
 
 
-class PowerLaw:
-    """y = exp(beta) * N^alpha, fitted by OLS in log-log space (scikit-learn style)."""
+def weighted_ols(W: np.ndarray, x: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Slopes and intercepts of B weighted least-squares fits of z on x, one per row of W (B, P)."""
+    W = np.atleast_2d(W).astype(float)
+    sw, sx, sz = W.sum(1), W @ x, W @ z
+    sxx, sxz = W @ (x * x), W @ (x * z)
+    den = sxx - sx * sx / sw
+    den = np.where(den > 0, den, np.nan)  # one distinct size: the line is undefined
+    alpha = (sxz - sx * sz / sw) / den
+    return alpha, (sz - alpha * sx) / sw
 
-    def fit(self, n, y=None) -> "PowerLaw":
+
+class PowerLaw:
+    """y = exp(beta) * N^alpha, fitted by (weighted) OLS in log-log space (scikit-learn style)."""
+
+    name = "power"
+    param_names = ("alpha", "beta")
+    min_sizes = 2
+
+    def fit(self, n, y=None, sample_weight=None) -> "PowerLaw":
         n, y = as_points(n, y)
-        self.alpha_, self.beta_ = ols_loglog(n, y)
+        w = np.ones_like(y) if sample_weight is None else np.asarray(sample_weight, float)
+        (a,), (b,) = weighted_ols(w[None, :], np.log(n), np.log(y))
+        self.alpha_, self.beta_ = float(a), float(b)
         self.r2_ = r2_linear(y, self.predict(n))
         self.n_points_, self.sizes_ = len(n), np.unique(n)
         return self
 
+    @property
+    def params_(self) -> dict[str, float]:
+        return dict(alpha=self.alpha_, beta=self.beta_)
+
     def predict(self, n) -> np.ndarray:
         return np.exp(self.beta_) * np.asarray(n, dtype=float) ** self.alpha_
+
+    @classmethod
+    def curve(cls, params: np.ndarray, n) -> np.ndarray:
+        n = np.atleast_1d(np.asarray(n, dtype=float))
+        return np.exp(params[:, 1:2] + params[:, 0:1] * np.log(n)[None, :])
+
+    @classmethod
+    def fit_many(cls, W: np.ndarray, n: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """(B, 2) parameters of B weighted fits at once (the bootstrap's fast path); NaN rows where a
+        replicate has one distinct size."""
+        alpha, beta = weighted_ols(W, np.log(n), np.log(y))
+        return np.stack([alpha, beta], axis=1)
 
     def __repr__(self) -> str:
         if not hasattr(self, "alpha_"):
@@ -74,24 +126,21 @@ class PowerLaw:
         return f"PowerLaw(alpha={self.alpha_:.4f}, beta={self.beta_:.4f}, r2={self.r2_:.4f})"
 
 
-@dataclass(frozen=True)
-class Goodness:
-    r2: float  # over all points
-    r2_drop_smallest: float  # refit without the smallest size (the paper's R^2_2:)
-    residuals: pd.DataFrame  # per size: mean y, prediction, mean residual, relative residual
-
-
-def goodness(n, y=None, law: type = PowerLaw) -> Goodness:
-    """R^2, R^2 after dropping the smallest size (refit), and residuals per size."""
+def r2_drop_smallest(n, y=None, law: str = "power") -> float:
+    """R^2 of the law refitted without the smallest size (the paper's R^2_2:)."""
     n, y = as_points(n, y)
-    fit = law().fit(n, y)
     keep = n > n.min()
-    r2_2 = law().fit(n[keep], y[keep]).r2_ if len(np.unique(n[keep])) >= 2 else float("nan")
-    pred = fit.predict(n)
-    res = (pd.DataFrame(dict(n_params=n, y=y, pred=pred, residual=y - pred))
-           .groupby("n_params", as_index=False).mean())
+    cls = get_law(law)
+    return cls().fit(n[keep], y[keep]).r2_ if len(np.unique(n[keep])) >= cls.min_sizes else float("nan")
+
+
+def residuals(n, y=None, law: str = "power") -> pd.DataFrame:
+    """Per size: mean y, the law's prediction, mean residual and relative residual."""
+    n, y = as_points(n, y)
+    pred = get_law(law)().fit(n, y).predict(n)
+    res = pd.DataFrame(dict(n_params=n, y=y, pred=pred, residual=y - pred)).groupby("n_params", as_index=False).mean()
     res["relative_residual"] = res.residual / res.pred
-    return Goodness(fit.r2_, r2_2, res)
+    return res
 
 
 def relative_error(pred, actual):
@@ -105,64 +154,25 @@ def mean_relative_error(pred, actual) -> float:
     return float(np.mean(np.abs(relative_error(pred, actual))))
 
 
-def split_by_size(df: pd.DataFrame, n_fit: int | None = None, n_held_out: int | None = None):
-    """(fit rows, held-out rows): the smallest `n_fit` sizes vs the largest `n_held_out` sizes."""
+def split_by_size(df: pd.DataFrame, n_held_out: int, min_fit: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(fit rows, held-out rows): all but the largest `n_held_out` sizes vs those sizes."""
     sizes = np.sort(df["n_params"].unique())
-    if n_fit is None and n_held_out is None:
-        raise ValueError("give n_fit or n_held_out")
-    n_fit = len(sizes) - n_held_out if n_fit is None else n_fit
-    if not 2 <= n_fit < len(sizes):
-        raise ValueError(f"cannot fit {n_fit} of {len(sizes)} sizes and hold out the rest; "
-                         f"need at least 2 to fit and 1 held out")
-    fit_sizes = sizes[:n_fit]
-    return df[df.n_params.isin(fit_sizes)], df[~df.n_params.isin(fit_sizes)]
-
-
-def extrapolation_error(df: pd.DataFrame, n_held_out: int = 1, metric: bool = False) -> pd.DataFrame:
-    """Fit the smaller sizes, predict each held-out size; one row per held-out size with the
-    per-size mean actual value, the prediction and RE (on the metric if `metric`, y = 1 - metric).
-
-    `.attrs["mre"]` holds the MRE over the held-out sizes."""
-    fit_rows, held = split_by_size(df, n_held_out=n_held_out)
-    law = PowerLaw().fit(fit_rows)
-    out = held.groupby("n_params", as_index=False)["value"].mean()
-    out["pred"] = law.predict(out.n_params)
-    if metric:  # errors on the metric itself, not on 1 - metric
-        out["actual_metric"], out["pred_metric"] = 1 - out.value, 1 - out.pred
-        out["re"] = relative_error(out.pred_metric, out.actual_metric)
-    else:
-        out["re"] = relative_error(out.pred, out.value)
-    out.attrs.update(mre=float(out.re.abs().mean()), alpha=law.alpha_, beta=law.beta_, r2=law.r2_)
-    return out
+    if n_held_out < 0 or len(sizes) - n_held_out < min_fit:
+        raise FitError(f"holding out {n_held_out} of {len(sizes)} sizes leaves fewer than {min_fit} to fit; "
+                       f"hold out fewer sizes or add sizes")
+    cut = sizes[len(sizes) - n_held_out] if n_held_out else np.inf
+    return df[df.n_params < cut], df[df.n_params >= cut]
 
 
 def target_error(fit_rows: pd.DataFrame, target_rows: pd.DataFrame, metric: bool = False,
-                 drop_smallest: bool = False) -> float:
+                 drop_smallest: bool = False, law: str = "power") -> float:
     """RE at a larger target model (the paper's 'fit L1-8, predict BERT-Base'; RE_2: with
     `drop_smallest`), signed, on the metric itself when `metric` (value = 1 - metric)."""
     if drop_smallest:
         fit_rows = fit_rows[fit_rows.n_params > fit_rows.n_params.min()]
-    law = PowerLaw().fit(fit_rows)
+    fitted = get_law(law)().fit(fit_rows)
     actual = target_rows.groupby("n_params")["value"].mean()
     if len(actual) != 1:
-        raise ValueError(f"target_rows must hold one size, got {len(actual)}")
-    pred, act = float(law.predict(actual.index[0])), float(actual.iloc[0])
+        raise FitError(f"target_rows must hold one size, got {len(actual)}")
+    pred, act = float(fitted.predict(actual.index[0])), float(actual.iloc[0])
     return float(relative_error(1 - pred, 1 - act)) if metric else float(relative_error(pred, act))
-
-
-def runs_table(runs: pd.DataFrame, value: str = "best_eval_loss") -> pd.DataFrame:
-    """The fitting table of a run store's `load_runs` output: variant (family/objective), n_params,
-    seed, value. Runs that did not complete (diverged, unfinished) are left out with a warning."""
-    import logging
-
-    ok = runs["status"] == "completed"
-    if (~ok).any():
-        bad = runs[~ok]
-        why = [f"{r.run_id} ({r.status}" + (f" at step {int(r.diverged_step)})" if r.status == "diverged"
-                                            and "diverged_step" in bad and r.diverged_step == r.diverged_step else ")")
-               for r in bad.itertuples()]
-        logging.getLogger(__name__).warning("leaving out %d run(s) that did not complete: %s", len(bad), ", ".join(why))
-    rows = runs[ok]
-    variant = rows["family"].astype(str) + "/" + rows["train.objective"].astype(str)
-    return pd.DataFrame(dict(variant=variant, n_params=rows["n_params"].astype(float), seed=rows["seed"],
-                             value=rows[value].astype(float), run_id=rows["run_id"])).reset_index(drop=True)

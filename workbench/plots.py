@@ -1,50 +1,54 @@
-"""Pure plotting functions: each takes tables or fits and returns a matplotlib Figure.
+"""Pure plotting functions: each takes fitted reports or tables and returns a matplotlib Figure.
 
-    fig = plot_fit(df, held_out=df[df.n_params == df.n_params.max()])
-    fig = plot_comparison(df, target_n=85e6)            # two variants, their laws and bands
+    fig = plot_fit(law_report(table, fit))             # the law, its band, held-out sizes marked
+    fig = plot_laws({"mlm": curve_a, "pmi": curve_b}, target_n=85e6)   # several fitted laws
+    fig = plot_comparison(selection_report(...))        # two variants, their laws and bands
     fig = plot_convergence(convergence_check(df))
-    fig = plot_curves(curves, label="model.name")         # learning curves, plateaus shaded
+    fig = plot_curves(curves, label="name")             # learning curves, plateaus shaded
+
+Plots never fit: they draw the curves and bands the reports hold, so a figure's band is exactly
+the interval its report states.
 """
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import numpy as np
-from matplotlib.ticker import FuncFormatter
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import FuncFormatter
 
-from workbench.bootstrap import bootstrap_power_law
-from workbench.fit import PowerLaw
+from workbench.report import LawCurve, LawReport
 
 
-def _per_size(df: pd.DataFrame) -> pd.DataFrame:
+def _per_size(points) -> pd.DataFrame:
+    df = pd.DataFrame(list(points), columns=["n_params", "value"])
     g = df.groupby("n_params")["value"]
     return pd.DataFrame(dict(mean=g.mean(), std=g.std(ddof=1).fillna(0.0))).reset_index()
 
 
-def _draw_law(ax, df: pd.DataFrame, n_max: float, color, label: str, B: int, random_state) -> PowerLaw:
-    law = PowerLaw().fit(df)
-    grid = np.geomspace(df.n_params.min(), n_max, 100)
-    band = bootstrap_power_law(df, B=B, random_state=random_state).band(grid)
-    ax.fill_between(grid, band.lower, band.upper, color=color, alpha=0.2, lw=0)
-    ax.plot(grid, law.predict(grid), color=color,
-            label=f"{label}: $y = e^{{{law.beta_:.2f}}} N^{{{law.alpha_:.3f}}}$, $R^2$={law.r2_:.3f}")
-    stats = _per_size(df)
+def _label(curve: LawCurve, name: str) -> str:
+    p = curve.params
+    if curve.law == "power":
+        form = f"$y = e^{{{p['beta']:.2f}}} N^{{{p['alpha']:.3f}}}$"
+    else:
+        form = f"$y = {p['E']:.3g} + {p['A']:.3g} N^{{-{p['alpha']:.3f}}}$"
+    return f"{name}: {form}, $R^2$={curve.r2:.3f}"
+
+
+def _draw(ax, curve: LawCurve, color, name: str) -> None:
+    ax.fill_between(curve.n, curve.lower, curve.upper, color=color, alpha=0.2, lw=0)
+    ax.plot(curve.n, curve.pred, color=color, label=_label(curve, name))
+    stats = _per_size(curve.points)
     ax.errorbar(stats.n_params, stats["mean"], yerr=stats["std"], fmt="o", color=color, capsize=3, ms=5)
-    return law
 
 
-def plot_fit(df: pd.DataFrame, held_out: pd.DataFrame | None = None, target_n: float | None = None,
-             ylabel: str = "eval loss", title: str = "", B: int = 1000, random_state=0):
-    """Log-log fit: per-size mean +/- sample std, fitted line, 95% band, held-out points marked."""
+def plot_fit(report: LawReport, target_n: float | None = None, ylabel: str = "eval loss", title: str = ""):
+    """Log-log fit: per-size mean +/- sample std, the law fitted on `report.fit_sizes`, its band,
+    and the held-out sizes marked."""
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    n_max = max([df.n_params.max()] + ([held_out.n_params.max()] if held_out is not None else [])
-                + ([target_n] if target_n else []))
-    color = sns.color_palette()[0]
-    _draw_law(ax, df, n_max, color, "fit", B, random_state)
-    if held_out is not None and len(held_out):
-        stats = _per_size(held_out)
+    _draw(ax, report.curve, sns.color_palette()[0], "fit")
+    if report.held_points:
+        stats = _per_size(report.held_points)
         ax.errorbar(stats.n_params, stats["mean"], yerr=stats["std"], fmt="*", color="crimson", ms=12,
                     capsize=3, label="held out")
     if target_n:
@@ -53,17 +57,21 @@ def plot_fit(df: pd.DataFrame, held_out: pd.DataFrame | None = None, target_n: f
     return fig
 
 
-def plot_comparison(df: pd.DataFrame, target_n: float | None = None, ylabel: str = "eval loss",
-                    title: str = "", B: int = 1000, random_state=0):
-    """Two (or more) variants on one log-log plot, each with its law and 95% band."""
+def plot_laws(curves: dict[str, LawCurve], target_n: float | None = None, ylabel: str = "eval loss",
+              title: str = ""):
+    """Several fitted laws on one log-log plot, each with its band and points."""
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    n_max = max(df.n_params.max(), target_n or 0)
-    for color, (name, rows) in zip(sns.color_palette(), df.groupby("variant")):
-        _draw_law(ax, rows, n_max, color, str(name), B, random_state)
+    for color, (name, curve) in zip(sns.color_palette(), curves.items()):
+        _draw(ax, curve, color, str(name))
     if target_n:
         ax.axvline(target_n, color="gray", ls=":", lw=1, label=f"target N = {target_n:.3g}")
     _finish(ax, ylabel, title)
     return fig
+
+
+def plot_comparison(selection, ylabel: str = "eval loss", title: str = ""):
+    """The two variants of a `SelectionReport`, their laws and bands up to the target size."""
+    return plot_laws(selection.curves, selection.target_n, ylabel, title)
 
 
 def plot_convergence(check: pd.DataFrame, ylabel: str = "eval loss", title: str = "convergence check"):

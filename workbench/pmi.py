@@ -1,7 +1,8 @@
 """PMI-masking (Levine et al. 2021): mask whole-word units and collocations found by PMI on the corpus.
 
     units = pmi_units(data, min_count=10, n_ngrams=20000)      # cached beside the prepared blocks
-    batch = pmi_mask(blocks, unit_start, maskable, 0.15, vocab_size, mask_id, generator)
+    batch = pmi_mask(blocks, unit_start, 0.15, vocab_size, special_ids, mask_id, generator)
+    PMIMasking().train_masker(data, train_cfg)                   # the objective (registry.OBJECTIVES["pmi"])
 
 1. Words are WordPiece runs (a token plus its `##` continuations); special tokens break n-grams.
 2. Every word n-gram (n = 2..5) seen at least `min_count` times in the training blocks is scored by
@@ -22,8 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from workbench.config import config_hash
+from workbench.files import atomic_path, write_atomic
 from workbench.masking import MaskedBatch
 
 log = logging.getLogger(__name__)
@@ -191,12 +191,10 @@ def pmi_units(data, min_count: int = 10, n_ngrams: int = 20_000, seed: int = 0) 
     vocab = ngram_vocabulary(train_view, min_count, n_ngrams)
     train = merge_units(train_view, vocab, seed)
     held = merge_units(word_view(data.eval, is_cont, specials), vocab, seed + 1)
-    fd, tmp = tempfile.mkstemp(prefix=".pmi-", suffix=".npz", dir=data.path)
-    os.close(fd)
-    np.savez(tmp, train=train, eval=held, **{f"vocab_{k}": v for k, v in vocab.items()})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, train=train, eval=held, **{f"vocab_{k}": v for k, v in vocab.items()})
     lengths = {int(n): int((vocab["n"] == n).sum()) for n in np.unique(vocab["n"])}
-    (Path(data.path) / f"pmi-{key}.json").write_text(json.dumps(dict(
+    write_atomic(Path(data.path) / f"pmi-{key}.json", json.dumps(dict(
         min_count=min_count, n_ngrams=n_ngrams, seed=seed, selected=len(vocab["hash"]), by_length=lengths,
         units_per_word=float(train.sum() / max(train_view.start.sum(), 1))), indent=1))
     log.info("PMI vocabulary: %d n-grams (%s) with count >= %d", len(vocab["hash"]), lengths, min_count)
@@ -231,3 +229,25 @@ def pmi_mask(blocks: torch.Tensor, unit_start: torch.Tensor, mask_prob: float, v
     corrupted[positions] = torch.where(r < 0.8, torch.full_like(labels, mask_id),
                                        torch.where(r < 0.9, random_tokens, labels))
     return MaskedBatch(corrupted, positions, labels)
+
+
+class PMIMasking:
+    """The `pmi` objective: whole PMI units masked (training), plus `eval_pmi_loss` on fixed PMI masks."""
+
+    name = "pmi"
+
+    def train_masker(self, data, train_cfg):
+        from workbench.objectives import special_ids
+
+        specials, mask_id = special_ids(data)
+        units = torch.from_numpy(pmi_units(data, train_cfg.pmi_min_count, train_cfg.pmi_ngrams).train)
+        return lambda blocks, rows, gen: pmi_mask(blocks, units[rows], train_cfg.mask_prob, data.vocab_size,
+                                                  specials, mask_id, gen)
+
+    def eval_masks(self, data, train_cfg, index, blocks, seed) -> dict[str, MaskedBatch]:
+        from workbench.objectives import special_ids
+
+        specials, mask_id = special_ids(data)
+        units = torch.from_numpy(pmi_units(data, train_cfg.pmi_min_count, train_cfg.pmi_ngrams).eval[index])
+        return dict(eval_pmi_loss=pmi_mask(blocks, units, train_cfg.mask_prob, data.vocab_size, specials, mask_id,
+                                           torch.Generator().manual_seed(seed)))

@@ -1,35 +1,42 @@
-"""MLM / PMI-masking pretraining of one model to convergence, recorded as one run folder.
+"""MLM / PMI-masking pretraining of one model to convergence, as a run spec.
 
     summary = pretrain(PretrainConfig(family="ar32", n_layers=2), root="runs")
+    spec = PretrainSpec(cfg)          # what executors run: run_once(spec, root, exec_cfg)
 
 Same recipe at every size: AdamW, linear warm-up then linear decay to the step horizon (or
 constant), evaluation every `eval_interval` steps on a fixed held-out subset with fixed masks
 (identical for every size and seed, so losses are paired), early stopping on eval loss with
-patience (steps) and min-delta, best checkpoint kept in `best/`.
+patience (steps) and min-delta, best checkpoint kept in `best/`. The run's life (skip, claim,
+resume, config, summary) is `workbench.runs.run_once`; this module supplies the training.
+
+How one step reads: `batch_at(step)` picks the rows of the step's per-epoch permutation and masks
+them with the objective's masker seeded by (seed, step) -> `train_loop` does forward/backward on the
+masked positions only (`model.mlm_loss`) -> every `eval_interval` steps `evaluate()` measures the fixed
+held-out masks and early stopping decides.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
+from workbench import registry
 from workbench.config import ExecConfig, PretrainConfig, config_hash, to_dict
 from workbench.data import PreparedData, prepare_data
-from workbench.device import environment, peak_flops, place, resolve_device, resolve_precision
+from workbench.device import place, seeded
 from workbench.family import model_spec
 from workbench.masking import MaskedBatch, mlm_mask, step_generator
-from workbench.pmi import pmi_mask
 from workbench.model import build_mlm_model, mlm_loss, param_groups
-from workbench.runs import CONFIG, ENV, SUMMARY, RunStore, write_json_atomic
-from workbench.train import (CorruptCheckpointError, LoopConfig, make_schedule, remove_resume, reset_run,
-                             save_best_checkpoint, train_loop)
+from workbench.objectives import special_ids
+from workbench.runs import SpecBase, run_once
+from workbench.train import LoopConfig, make_schedule, save_best_checkpoint, train_loop
 
-log = logging.getLogger(__name__)
 EVAL_MASK_SEED = 20220213  # one fixed set of eval masks for every run: losses are paired across sizes
 
 
@@ -38,76 +45,69 @@ def run_id(cfg: PretrainConfig) -> str:
     return f"pretrain-{cfg.family}-L{cfg.n_layers}-{cfg.train.objective}-s{cfg.seed}-{config_hash(cfg)}"
 
 
+@dataclass(frozen=True)
+class PretrainSpec(SpecBase):
+    """One pretraining run for `workbench.runs.run_once` (and the executors)."""
+
+    cfg: PretrainConfig
+    data: PreparedData | None = field(default=None, compare=False, repr=False)  # already prepared, to reuse
+    kind: ClassVar[str] = "pretrain"
+    make_id = staticmethod(run_id)
+
+    @property
+    def n_params(self) -> int:
+        return model_spec(self.cfg.family, self.cfg.n_layers).n_params
+
+    def prepare(self) -> PreparedData:
+        return self.data or prepare_data(self.cfg.data)
+
+    def record(self, data: PreparedData) -> dict:
+        cfg, spec = self.cfg, model_spec(self.cfg.family, self.cfg.n_layers)
+        vocab, seq = data.vocab_size, cfg.data.seq_len
+        model = dict(name=spec.name, n_layers=spec.n_layers, hidden=spec.hidden, n_heads=spec.n_heads,
+                     n_params=spec.n_params, n_params_encoder=spec.n_params_encoder(),
+                     n_params_total=spec.n_params_total(vocab, seq), vocab_size=vocab,
+                     train_flops_per_token=spec.train_flops_per_token(seq, vocab, head_fraction=cfg.train.mask_prob))
+        return dict(config=to_dict(cfg), model=model, data=data.meta)
+
+    def train(self, data: PreparedData, run_dir: Path, ctx) -> dict:
+        cfg, t, d = self.cfg, self.cfg.train, self.cfg.data
+        spec = model_spec(cfg.family, cfg.n_layers)
+        tokens_per_step = t.batch_size * d.seq_len
+        flops_per_token = spec.train_flops_per_token(d.seq_len, data.vocab_size, head_fraction=t.mask_prob)
+        with seeded(cfg.seed, ctx.device):  # dropout draws are reproducible, the caller's RNG untouched
+            model, optimizer, scheduler, batch_at = setup_pretraining(cfg, data, ctx.device)
+            if ctx.exec.compile:
+                model.bert.compile()  # in place: state_dict keys and save_pretrained stay as they are
+            loop = LoopConfig(max_steps=t.max_steps, eval_interval=t.eval_interval, patience=t.patience,
+                              min_delta=t.min_delta, grad_clip=t.grad_clip, monitor="eval_loss",
+                              checkpoint_interval=ctx.exec.checkpoint_interval, tokens_per_step=tokens_per_step,
+                              flops_per_step=flops_per_token * tokens_per_step, peak_flops=ctx.peak_flops,
+                              micro_batch_size=ctx.exec.micro_batch_size)
+            wall0 = time.time()
+            res = train_loop(model, optimizer, scheduler, batch_at, mlm_loss, _evaluator(data, cfg, model, ctx.device),
+                             loop, run_dir, lambda: save_best_checkpoint(run_dir, model, data.tokenizer),
+                             ctx.device, ctx.precision, ctx.exec.progress, desc=spec.name)
+        tokens = res.steps * tokens_per_step
+        return dict(
+            status=res.status, stop_reason=res.stop_reason, best_eval_loss=res.best, best_step=res.best_step,
+            steps=res.steps, diverged_step=res.diverged_step, tokens=tokens,
+            tokens_at_best=max(res.best_step, 0) * tokens_per_step,
+            flops=6 * spec.n_params * tokens,  # C = 6 N D (paper)
+            flops_model=flops_per_token * tokens,  # with attention and MLM head
+            train_time_s=round(res.train_time_s, 2), wall_time_s=round(time.time() - wall0, 2),
+            tokens_per_s=round(tokens / res.train_time_s, 1) if res.train_time_s else None,
+            mfu=(round(flops_per_token * tokens / res.train_time_s / ctx.peak_flops, 5)
+                 if res.train_time_s and ctx.peak_flops else None),
+            micro_batch_size=ctx.exec.micro_batch_size or t.batch_size,
+            n_params=spec.n_params, device=str(ctx.device), precision=ctx.precision,
+        )
+
+
 def pretrain(cfg: PretrainConfig, root: str | Path, exec_cfg: ExecConfig = ExecConfig(),
              data: PreparedData | None = None) -> dict:
     """Pretrain (or resume, or skip if finished) the run of `cfg` under `root`; returns its summary."""
-    store, rid = RunStore(root), run_id(cfg)
-    if store.is_finished(rid):
-        return store.summary(rid)
-    data = data or prepare_data(cfg.data)  # errors in the data surface before any folder exists
-    device = resolve_device(exec_cfg.device)
-    precision = resolve_precision(device, exec_cfg.precision)
-    with store.claim(rid) as run_dir:
-        if store.is_finished(rid):  # finished by another process between the check above and the claim
-            return store.summary(rid)
-        try:
-            return _run(cfg, exec_cfg, data, run_dir, device, precision)
-        except CorruptCheckpointError as e:
-            log.warning("%s; restarting %s from scratch", e, rid)
-            reset_run(run_dir)
-            return _run(cfg, exec_cfg, data, run_dir, device, precision)
-
-
-def _run(cfg: PretrainConfig, exec_cfg: ExecConfig, data: PreparedData, run_dir: Path,
-         device: torch.device, precision: str) -> dict:
-    spec, t, d = model_spec(cfg.family, cfg.n_layers), cfg.train, cfg.data
-    vocab = data.vocab_size
-    tokens_per_step = t.batch_size * d.seq_len
-    flops_per_token = spec.train_flops_per_token(d.seq_len, vocab, head_fraction=t.mask_prob)
-    model_info = dict(name=spec.name, n_layers=spec.n_layers, hidden=spec.hidden, n_heads=spec.n_heads,
-                      n_params=spec.n_params, n_params_encoder=spec.n_params_encoder(),
-                      n_params_total=spec.n_params_total(vocab, d.seq_len), vocab_size=vocab,
-                      train_flops_per_token=flops_per_token)
-    if not (run_dir / CONFIG).exists():
-        write_json_atomic(run_dir / CONFIG, dict(kind="pretrain", run_id=run_dir.name, config=to_dict(cfg),
-                                                 exec=to_dict(exec_cfg), model=model_info, data=data.meta))
-    write_json_atomic(run_dir / ENV, environment(device, precision))
-
-    model, optimizer, scheduler, batch_at = setup_pretraining(cfg, data, device)
-    if exec_cfg.compile:
-        model.bert.compile()  # in place: state_dict keys and save_pretrained stay as they are
-    evaluate = _evaluator(data, cfg, model, device)
-
-    def save_best() -> None:
-        save_best_checkpoint(run_dir, model, data.tokenizer)
-
-    peak = exec_cfg.peak_flops or peak_flops(device, precision)
-    loop = LoopConfig(max_steps=t.max_steps, eval_interval=t.eval_interval, patience=t.patience,
-                      min_delta=t.min_delta, grad_clip=t.grad_clip, monitor="eval_loss",
-                      checkpoint_interval=exec_cfg.checkpoint_interval, tokens_per_step=tokens_per_step,
-                      flops_per_step=flops_per_token * tokens_per_step, peak_flops=peak,
-                      micro_batch_size=exec_cfg.micro_batch_size)
-    wall0 = time.time()
-    res = train_loop(model, optimizer, scheduler, batch_at, mlm_loss, evaluate, loop, run_dir, save_best,
-                     device, precision, exec_cfg.progress, desc=spec.name)
-    summary = dict(
-        status=res.status, stop_reason=res.stop_reason, best_eval_loss=res.best, best_step=res.best_step,
-        steps=res.steps, diverged_step=res.diverged_step, tokens=res.steps * tokens_per_step,
-        tokens_at_best=max(res.best_step, 0) * tokens_per_step,
-        flops=6 * spec.n_params * res.steps * tokens_per_step,  # C = 6 N D (paper)
-        flops_model=flops_per_token * res.steps * tokens_per_step,  # with attention and MLM head
-        train_time_s=round(res.train_time_s, 2), wall_time_s=round(time.time() - wall0, 2),
-        tokens_per_s=round(res.steps * tokens_per_step / res.train_time_s, 1) if res.train_time_s else None,
-        mfu=(round(flops_per_token * res.steps * tokens_per_step / res.train_time_s / peak, 5)
-             if res.train_time_s and peak else None),
-        micro_batch_size=exec_cfg.micro_batch_size or t.batch_size,
-        n_params=spec.n_params, device=str(device), precision=precision,
-    )
-    write_json_atomic(run_dir / SUMMARY, summary)
-    remove_resume(run_dir)
-    log.info("%s: %s (%s) best eval loss %.4f at step %d of %d", run_dir.name, res.status, res.stop_reason,
-             res.best, res.best_step, res.steps)
-    return summary
+    return run_once(PretrainSpec(cfg, data), root, exec_cfg)
 
 
 def setup_pretraining(cfg: PretrainConfig, data: PreparedData, device: torch.device):
@@ -123,9 +123,8 @@ def setup_pretraining(cfg: PretrainConfig, data: PreparedData, device: torch.dev
 def _batches(data: PreparedData, cfg: PretrainConfig, device: torch.device):
     """`batch_at(step)`: blocks in a per-epoch permutation seeded by (seed, epoch), masks by (seed, step)."""
     train = torch.from_numpy(np.asarray(data.train).astype(np.int64))
-    n, bs, t = len(train), cfg.train.batch_size, cfg.train
-    specials, mask_id = list(data.special_ids.values()), data.special_ids["[MASK]"]
-    units = torch.from_numpy(_pmi_units(data, t).train) if t.objective == "pmi" else None
+    n, bs = len(train), cfg.train.batch_size
+    mask = registry.get(registry.OBJECTIVES, cfg.train.objective)().train_masker(data, cfg.train)
 
     @functools.lru_cache(maxsize=2)
     def order(epoch: int) -> torch.Tensor:
@@ -135,38 +134,25 @@ def _batches(data: PreparedData, cfg: PretrainConfig, device: torch.device):
         idx = torch.arange(step * bs, (step + 1) * bs)  # global sample indices of this step
         epochs = idx // n
         rows = torch.cat([order(int(e))[idx[epochs == e] % n] for e in epochs.unique()])
-        gen = step_generator(cfg.seed, step)
-        if units is None:
-            b = mlm_mask(train[rows], t.mask_prob, data.vocab_size, specials, mask_id, gen)
-        else:
-            b = pmi_mask(train[rows], units[rows], t.mask_prob, data.vocab_size, specials, mask_id, gen)
-        return b.to(device)
+        return mask(train[rows], rows, step_generator(cfg.seed, step)).to(device)
 
     return batch_at
-
-
-def _pmi_units(data: PreparedData, t):
-    from workbench.pmi import pmi_units
-
-    return pmi_units(data, t.pmi_min_count, t.pmi_ngrams)
 
 
 def _evaluator(data: PreparedData, cfg: PretrainConfig, model, device: torch.device):
     """Mean masked-token loss on the fixed held-out subset with fixed masks.
 
     `eval_loss` (early stopping, fits) always uses random-token MLM masks, so every objective is
-    measured on the same task and losses compare across objectives; PMI runs also log
-    `eval_pmi_loss` on fixed PMI-unit masks of the same blocks."""
+    measured on the same task and losses compare across objectives; an objective may add its own
+    (PMI runs log `eval_pmi_loss` on fixed PMI-unit masks of the same blocks)."""
     t = cfg.train
     idx = data.eval_subset_index(cfg.data.eval_blocks)
     blocks = torch.from_numpy(np.asarray(data.eval[idx]).astype(np.int64))
-    specials, mask_id = list(data.special_ids.values()), data.special_ids["[MASK]"]
+    specials, mask_id = special_ids(data)
     masks = dict(eval_loss=mlm_mask(blocks, t.mask_prob, data.vocab_size, specials, mask_id,
                                     torch.Generator().manual_seed(EVAL_MASK_SEED)))
-    if t.objective == "pmi":
-        units = torch.from_numpy(_pmi_units(data, t).eval[idx])
-        masks["eval_pmi_loss"] = pmi_mask(blocks, units, t.mask_prob, data.vocab_size, specials, mask_id,
-                                          torch.Generator().manual_seed(EVAL_MASK_SEED))
+    objective = registry.get(registry.OBJECTIVES, t.objective)()
+    masks.update(objective.eval_masks(data, t, idx, blocks, EVAL_MASK_SEED))
     chunk = max(1, t.batch_size * 2)
 
     def masked_loss(fixed: MaskedBatch) -> float:

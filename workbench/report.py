@@ -1,126 +1,166 @@
-"""The numbers a study reports, as plain dicts: one law's quality, and a two-variant decision.
+"""Typed reports of a law: fitted once, with intervals, so tables, text and figures agree.
 
-    law_report(table, n_held_out=1)                      # R^2, alpha with CI, held-out-size error
-    selection_report(table, ("ar32/mlm", "ar32/pmi"))    # predicted gap at the held-out size vs actual
+    report = law_report(table, FitConfig(n_held_out=1))    # R^2, parameters with CIs, held-out error
+    report.alpha, report.alpha_ci, report.held_out[0].re
+    report.curve                                           # the fitted line and its band (what plots draw)
+    report.to_dict(); LawReport.from_dict(d)               # results.json and the study summary
 
-Tables are tidy: variant, n_params, seed, value (loss, or 1 - metric).
+Tables are tidy: n_params, value (loss, or 1 - metric), optionally seed and variant. `curve` is the
+law fitted on `fit_sizes` (all sizes when nothing is held out) with its bootstrap band on a grid
+that includes the held-out sizes: the band a figure draws is the interval the report states.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from workbench.bootstrap import bootstrap_power_law
-from workbench.fit import PowerLaw, goodness, mean_relative_error, relative_error
-from workbench.select import compare_variants
+from workbench.bootstrap import bootstrap_law
+from workbench.config import FitConfig
+from workbench.errors import FitError
+from workbench.fit import (as_points, get_law, mean_relative_error, r2_drop_smallest, relative_error,
+                           split_by_size)
 
 
-def _split(table: pd.DataFrame, n_held_out: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    sizes = np.sort(table.n_params.unique())
-    if n_held_out < 0 or len(sizes) - n_held_out < 2:
-        raise ValueError(f"holding out {n_held_out} of {len(sizes)} sizes leaves fewer than two to fit")
-    cut = sizes[len(sizes) - n_held_out] if n_held_out else np.inf
-    return table[table.n_params < cut], table[table.n_params >= cut]
+@dataclass(frozen=True)
+class LawCurve:
+    """A fitted law, its bootstrap band on a grid of N, and the points it was fitted on."""
+
+    law: str
+    params: dict
+    r2: float
+    n: tuple[float, ...]
+    pred: tuple[float, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    points: tuple[tuple[float, float], ...]  # (n_params, value) of every fitted point
+
+    def interval(self, n: float) -> tuple[float, float]:
+        """The band at a grid size `n` (held-out and target sizes are on the grid)."""
+        i = int(np.argmin(np.abs(np.log(self.n) - np.log(n))))
+        if not np.isclose(self.n[i], n, rtol=1e-9):
+            raise FitError(f"N={n:g} is not on the curve's grid")
+        return self.lower[i], self.upper[i]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LawCurve":
+        return cls(**{k: tuple(tuple(p) for p in v) if k == "points" else tuple(v) if isinstance(v, list) else v
+                      for k, v in d.items()})
 
 
-def law_report(table: pd.DataFrame, n_held_out: int = 1, B: int = 1000, metric: bool = False,
-               level: float = 0.95, random_state=0) -> dict:
-    """Fit on every size (R^2, R^2 without the smallest, alpha and its hierarchical-bootstrap CI);
-    then fit without the `n_held_out` largest sizes and predict them (relative error per size on
-    the value, or on the metric when `metric`; MRE; whether the actual lies in the 95% band)."""
-    law = PowerLaw().fit(table)
-    g = goodness(table)
-    boot = bootstrap_power_law(table, B=B, random_state=random_state)
-    out = dict(n_sizes=int(table.n_params.nunique()), n_points=len(table), alpha=law.alpha_, beta=law.beta_,
-               r2=law.r2_, r2_drop_smallest=g.r2_drop_smallest, alpha_ci=boot.ci(level), held_out=[])
-    if n_held_out:
-        fit_rows, held = _split(table, n_held_out)
-        small = PowerLaw().fit(fit_rows)
-        band = bootstrap_power_law(fit_rows, B=B, random_state=random_state).band(np.sort(held.n_params.unique()), level)
-        for (n, rows), (_, b) in zip(held.groupby("n_params"), band.iterrows()):
-            pred, actual = float(small.predict(n)), float(rows.value.mean())
-            re = relative_error(1 - pred, 1 - actual) if metric else relative_error(pred, actual)
-            out["held_out"].append(dict(n_params=float(n), pred=pred, actual=actual, re=float(re),
-                                        lower=float(b.lower), upper=float(b.upper),
-                                        inside_band=bool(b.lower <= actual <= b.upper)))
-        preds = np.array([h["pred"] for h in out["held_out"]])
-        acts = np.array([h["actual"] for h in out["held_out"]])
-        out["mre"] = float(mean_relative_error(1 - preds, 1 - acts) if metric else mean_relative_error(preds, acts))
-        out["fit_sizes"] = sorted(float(x) for x in fit_rows.n_params.unique())
-    return out
+def fit_curve(table: pd.DataFrame, fit: FitConfig, extra_n=(), n_grid: int = 80) -> LawCurve:
+    """Fit `fit.law` on `table` and bootstrap its band over [min N, max(N, extra_n)] plus `extra_n`."""
+    n, y = as_points(table)
+    law = get_law(fit.law)().fit(n, y)
+    boot = bootstrap_law(n, y, fit.law, fit.n_bootstrap, random_state=fit.random_state)
+    hi = max([n.max(), *extra_n])
+    grid = np.unique(np.concatenate([np.geomspace(n.min(), hi, n_grid), n, np.asarray(extra_n, float)]))
+    band = boot.band(grid, fit.level)
+    return LawCurve(fit.law, law.params_, law.r2_, tuple(grid.tolist()), tuple(law.predict(grid).tolist()),
+                    tuple(band.lower.tolist()), tuple(band.upper.tolist()),
+                    tuple(zip(n.tolist(), y.tolist())))
 
 
-def _actual_at(rows: pd.DataFrame, n: float) -> tuple[float | None, str]:
-    """The measured value at N: the runs there, else log-log interpolation between the two bracketing sizes."""
-    per = rows.groupby("n_params").value.mean()
-    if np.isclose(per.index, n, rtol=1e-9).any():
-        return float(per[np.isclose(per.index, n, rtol=1e-9)].iloc[0]), "measured"
-    lo, hi = per.index[per.index < n], per.index[per.index > n]
-    if len(lo) and len(hi):
-        a, b = lo.max(), hi.min()
-        w = (np.log(n) - np.log(a)) / (np.log(b) - np.log(a))
-        return float(np.exp((1 - w) * np.log(per[a]) + w * np.log(per[b]))), \
-            f"interpolated between its runs at N={a:,.0f} and N={b:,.0f}"
-    return None, "not measured"
+@dataclass(frozen=True)
+class HeldOut:
+    n_params: float
+    pred: float
+    actual: float
+    re: float  # on the value, or on the metric when the report is about 1 - metric
+    lower: float
+    upper: float
+    inside_band: bool
 
 
-def selection_report(table: pd.DataFrame, variants: tuple[str, str], n_held_out: int | dict = 1,
-                     target_n: float | None = None, B: int = 1000, r2_threshold: float = 0.95,
-                     random_state=0) -> dict:
-    """Fit each variant without its `n_held_out` largest sizes (an int, or a dict per variant),
-    predict both at `target_n` (default: the first variant's largest held-out size) with the gap's
-    interval and P(A beats B), then compare with what the runs measured there (interpolated for a
-    variant whose sizes differ).
+@dataclass(frozen=True)
+class LawReport:
+    """One law over a table: quality on every size, and prediction of the held-out largest sizes."""
 
-    `verdict` says in words whether the predicted winner was right and whether the fits make it
-    trustworthy: R^2 >= `r2_threshold`, on at least three sizes each."""
-    if len(variants) != 2:
-        raise ValueError(f"compare exactly two variants, got {list(variants)}")
-    parts = {}
-    held_n = n_held_out if isinstance(n_held_out, dict) else {v: n_held_out for v in variants}
-    for v in variants:
-        rows, n_held_out = table[table.variant == v], held_n[v]
-        if rows.empty:
-            raise ValueError(f"variant {v!r} has no runs; variants present: {sorted(table.variant.unique())}")
-        if rows.n_params.nunique() < 2 + n_held_out:
-            raise ValueError(f"variant {v!r} has {rows.n_params.nunique()} size(s); it needs at least "
-                             f"{2 + n_held_out} (two to fit, {n_held_out} held out)")
-        parts[v] = (rows, *_split(rows, n_held_out))
-    if target_n is None:
-        held_a = parts[variants[0]][2]
-        target_n = float(held_a.n_params.max() if len(held_a) else parts[variants[0]][0].n_params.max())
-    fit_rows = pd.concat([parts[v][1] for v in variants])
-    cmp = compare_variants(fit_rows, target_n, variants, B=B, r2_threshold=r2_threshold, random_state=random_state)
-    actual, how = {}, {}
-    for v in variants:
-        actual[v], how[v] = _actual_at(parts[v][0], target_n)
-    a, b = variants
-    out = dict(cmp, actual=actual, actual_source=how, n_held_out=held_n)
-    if actual[a] is not None and actual[b] is not None:
-        out["actual_gap"] = actual[a] - actual[b]
-        out["actual_winner"] = a if actual[a] < actual[b] else b
-        out["prediction_right"] = out["actual_winner"] == cmp["winner"]
-        lo, hi = cmp["gap_interval"]
-        out["actual_gap_in_interval"] = bool(lo <= out["actual_gap"] <= hi)
-        right = "RIGHT" if out["prediction_right"] else "WRONG"
-        measured = f"the runs gave {out['actual_winner']} (gap {out['actual_gap']:+.4g}, {how[b]} for {b})"
-    else:
-        out["prediction_right"] = None
-        right, measured = "UNCHECKED", "no runs at the target to check against"
-    fit_sizes = {v: int(parts[v][1].n_params.nunique()) for v in variants}
-    out["fit_sizes"] = fit_sizes
-    if min(fit_sizes.values()) < 3:  # two points: R^2 = 1 by construction, and the bootstrap has nothing to vary
-        out["trustworthy"] = False
-        trust = ("NOT trustworthy: a law is fitted on 2 sizes (%s), so its R^2 is 1 by construction and its "
-                 "interval has almost no width" % ", ".join(f"{k} {n}" for k, n in fit_sizes.items()))
-    elif cmp["trustworthy"]:
-        trust = "trustworthy: both fits have R^2 >= %.2f on >= 3 sizes" % r2_threshold
-    else:
-        trust = "NOT trustworthy: a fit has R^2 < %.2f (%s)" % (
-            r2_threshold, ", ".join(f"{k} {v:.3f}" for k, v in cmp["r2"].items()))
-    out["verdict"] = (f"At N={target_n:,.0f} the laws fitted on the smaller sizes predict {cmp['winner']} wins "
-                      f"(gap {a} - {b} = {cmp['gap']:+.4g}, 95% CI [{cmp['gap_interval'][0]:+.4g}, "
-                      f"{cmp['gap_interval'][1]:+.4g}], P({a} beats {b}) = {cmp['p_a_beats_b']:.2f}); "
-                      f"{measured}: prediction {right}; {trust}.")
-    return out
+    law: str
+    params: dict  # fitted on every size
+    params_ci: dict  # {name: (lo, hi)} hierarchical-bootstrap intervals at `level`
+    r2: float  # linear-space R^2 over every point
+    r2_drop_smallest: float
+    n_sizes: int
+    n_points: int
+    level: float
+    r2_gate: float
+    metric: bool  # values are 1 - metric: relative errors are on the metric itself
+    fit_sizes: tuple[float, ...]  # sizes the extrapolating fit used
+    held_out: tuple[HeldOut, ...]
+    mre: float | None
+    curve: LawCurve  # fitted on fit_sizes, band reaching the held-out sizes
+    held_points: tuple[tuple[float, float], ...]  # (n_params, value) of the held-out runs
+
+    @property
+    def alpha(self) -> float:
+        return self.params["alpha"]
+
+    @property
+    def alpha_ci(self) -> tuple[float, float]:
+        return self.params_ci["alpha"]
+
+    @property
+    def trusted(self) -> bool:
+        """R^2 reaches the gate on at least three sizes (two points always fit exactly)."""
+        return bool(self.n_sizes >= 3 and self.r2 >= self.r2_gate)
+
+    def describe(self) -> str:
+        ci = self.params_ci["alpha"]
+        text = (f"{self.n_sizes} sizes, {self.law} law: alpha = {self.alpha:.4f} (95% CI {ci[0]:.4f} .. {ci[1]:.4f}), "
+                f"R^2 = {self.r2:.4f}" + ("" if self.trusted else f" (below the R^2 >= {self.r2_gate} gate)"))
+        for h in self.held_out:
+            text += (f"; held out N = {h.n_params:,.0f}: predicted {h.pred:.4f}, measured {h.actual:.4f}, "
+                     f"RE = {100 * h.re:+.2f}% ({'inside' if h.inside_band else 'OUTSIDE'} the band)")
+        return text
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.update(alpha=self.alpha, alpha_ci=list(self.alpha_ci), trusted=self.trusted)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LawReport":
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["params_ci"] = {k: tuple(v) for k, v in kw["params_ci"].items()}
+        kw["fit_sizes"] = tuple(kw["fit_sizes"])
+        kw["held_out"] = tuple(HeldOut(**h) for h in kw["held_out"])
+        kw["curve"] = LawCurve.from_dict(kw["curve"])
+        kw["held_points"] = tuple(tuple(p) for p in kw["held_points"])
+        return cls(**kw)
+
+
+def law_report(table: pd.DataFrame, fit: FitConfig = FitConfig(), metric: bool = False) -> LawReport:
+    """Fit `fit.law` on every size (R^2, R^2 without the smallest, parameters and their
+    hierarchical-bootstrap CIs); then fit without the `fit.n_held_out` largest sizes and predict
+    them (relative error per size, on the metric when `metric`; MRE; inside the band or not)."""
+    cls = get_law(fit.law)
+    full = cls().fit(table)
+    boot = bootstrap_law(table, law=fit.law, B=fit.n_bootstrap, random_state=fit.random_state)
+    fit_rows, held = split_by_size(table, fit.n_held_out, cls.min_sizes)
+    held_sizes = np.sort(held.n_params.unique())
+    curve = fit_curve(fit_rows, fit, extra_n=held_sizes)
+    small = cls().fit(fit_rows)
+    out = []
+    for n, rows in held.groupby("n_params"):
+        pred, actual = float(small.predict(n)), float(rows.value.mean())
+        lo, hi = curve.interval(float(n))
+        re = relative_error(1 - pred, 1 - actual) if metric else relative_error(pred, actual)
+        out.append(HeldOut(float(n), pred, actual, float(re), lo, hi, bool(lo <= actual <= hi)))
+    mre = None
+    if out:
+        p, a = np.array([h.pred for h in out]), np.array([h.actual for h in out])
+        mre = mean_relative_error(1 - p, 1 - a) if metric else mean_relative_error(p, a)
+    return LawReport(
+        law=fit.law, params=full.params_, params_ci={k: boot.ci(k, fit.level) for k in cls.param_names},
+        r2=full.r2_, r2_drop_smallest=r2_drop_smallest(table, law=fit.law), n_sizes=int(table.n_params.nunique()),
+        n_points=len(table), level=fit.level, r2_gate=fit.r2_gate, metric=metric,
+        fit_sizes=tuple(float(x) for x in np.sort(fit_rows.n_params.unique())), held_out=tuple(out), mre=mre,
+        curve=curve, held_points=tuple(zip(held.n_params.astype(float).tolist(), held.value.astype(float).tolist())))

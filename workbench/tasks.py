@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from workbench.config import WorkbenchError
+from workbench.errors import ConfigError, WorkbenchError
+from workbench.paths import task_files_dir
+from workbench.registry import TASK_KINDS
 
-KINDS = ("single", "pair", "yes_no", "multiple_choice", "qa", "qa_v2")
+KINDS = tuple(TASK_KINDS)  # the kinds of task the finetuning engine knows (registry.TASK_KINDS)
 
 
 @dataclass
@@ -41,6 +43,11 @@ class Task:
     eval_split: str
     origin: str  # "hub:<id>[:<config>]" or "offline:<source>"
     reader: Callable = field(repr=False, compare=False)  # (source | None) -> TaskData
+
+    @property
+    def offline(self) -> bool:
+        """True for tasks read from files that `workbench prepare-tasks` fetches (no hub needed)."""
+        return self.origin.startswith("offline:")
 
     def load(self, source: str | None = None) -> TaskData:
         data = self.reader(source)
@@ -65,7 +72,7 @@ def register(task: Task) -> Task:
 
 def get_task(name: str) -> Task:
     if name not in REGISTRY:
-        raise WorkbenchError(f"unknown task {name!r}: use one of {', '.join(sorted(REGISTRY))}")
+        raise ConfigError(f"unknown task {name!r}: use one of {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]
 
 
@@ -171,8 +178,6 @@ register(Task("boolq", "yes_no", "accuracy", ("no", "yes"), "validation", "hub:g
 
 def _offline(relpath: str, parse: Callable[[Path], TaskData]):
     def read(source):
-        from workbench.taskdata import task_files_dir
-
         path = Path(source) if source else task_files_dir() / relpath
         if not path.exists():
             raise WorkbenchError(f"offline task file {path} is missing: run `workbench prepare-tasks` "

@@ -13,9 +13,6 @@ its last checkpoint instead of starting over.
 from __future__ import annotations
 
 import logging
-import math
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,48 +20,13 @@ from typing import Any, Callable
 
 import torch
 
-from workbench.config import WorkbenchError
 from workbench.device import autocast
-from workbench.runs import append_metrics, truncate_metrics
+from workbench.errors import CorruptCheckpointError, WorkbenchError
+from workbench.files import atomic_path
+from workbench.runs import BEST, RESUME, append_metrics, truncate_metrics
+from workbench.stopping import EarlyStopping
 
 log = logging.getLogger(__name__)
-RESUME = "resume.pt"
-
-
-@dataclass
-class EarlyStopping:
-    """Stop once `patience` steps pass without an improvement of more than `min_delta`.
-
-    `mode="min"` for losses, `"max"` for metrics. The best value and its step are kept."""
-
-    patience: int
-    min_delta: float = 0.0
-    mode: str = "min"
-    best: float = math.nan
-    best_step: int = -1
-
-    def update(self, step: int, value: float) -> bool:
-        """Record an evaluation; True if it is a new best."""
-        sign = 1.0 if self.mode == "min" else -1.0
-        if self.best_step < 0 or sign * (self.best - value) > self.min_delta:
-            self.best, self.best_step = value, step
-            return True
-        return False
-
-    def should_stop(self, step: int) -> bool:
-        return self.best_step >= 0 and step - self.best_step >= self.patience
-
-
-def replay_early_stopping(steps, values, patience: int, min_delta: float = 0.0, mode: str = "min") -> dict:
-    """Replay the stopping rule on a logged curve: where it would have stopped and what it kept."""
-    stopper = EarlyStopping(patience, min_delta, mode)
-    stop_step = None
-    for step, value in zip(steps, values):
-        stopper.update(int(step), float(value))
-        if stopper.should_stop(int(step)):
-            stop_step = int(step)
-            break
-    return dict(stop_step=stop_step, best_step=stopper.best_step, best=stopper.best)
 
 
 def make_schedule(optimizer, kind: str, warmup: int, horizon: int):
@@ -212,10 +174,9 @@ def _evaluate_and_log(model, evaluate, loop: LoopConfig, step: int, train_loss: 
 
 def _save_resume(run_dir: Path, model, optimizer, scheduler, stopper: EarlyStopping, step: int,
                  elapsed: float) -> None:
-    tmp = Path(run_dir) / f".{RESUME}.tmp"
-    torch.save(dict(step=step, train_time_s=elapsed, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict(), stopper=asdict(stopper), rng=torch.get_rng_state()), tmp)
-    os.replace(tmp, Path(run_dir) / RESUME)
+    with atomic_path(Path(run_dir) / RESUME) as tmp:  # a failed save leaves neither a torn file nor a temp one
+        torch.save(dict(step=step, train_time_s=elapsed, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                        scheduler=scheduler.state_dict(), stopper=asdict(stopper), rng=torch.get_rng_state()), tmp)
 
 
 def _load_resume(run_dir: Path, model, optimizer, scheduler, stopper: EarlyStopping) -> dict:
@@ -235,28 +196,16 @@ def _load_resume(run_dir: Path, model, optimizer, scheduler, stopper: EarlyStopp
     return state
 
 
-class CorruptCheckpointError(WorkbenchError):
-    """A resume checkpoint that cannot be loaded; the caller restarts the run from scratch."""
-
-
-def remove_resume(run_dir: Path) -> None:
-    (Path(run_dir) / RESUME).unlink(missing_ok=True)
-
-
 def save_best_checkpoint(run_dir: Path, model, tokenizer) -> None:
     """Write `best/` (model + tokenizer, `from_pretrained`-ready) through a temp folder and a rename."""
     from transformers.utils import logging as hf_logging
 
+    was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # one "Writing model shards" bar per improvement is noise
-    tmp = Path(run_dir) / "best.tmp"
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(Path(run_dir) / "best", ignore_errors=True)
-    tmp.rename(Path(run_dir) / "best")
-
-
-def reset_run(run_dir: Path, keep: tuple[str, ...] = ("config.json", "claim.json", "attempts.jsonl")) -> None:
-    """Empty a run folder (but its config, claim and attempt log) so the run restarts from scratch."""
-    for p in Path(run_dir).iterdir():
-        if p.name not in keep:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    try:
+        with atomic_path(Path(run_dir) / BEST, directory=True) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()

@@ -1,12 +1,12 @@
 """Control panels for JupyterLab: pick the family, sizes (with N), seeds, objective and tasks,
-then run with live progress and a plot that redraws as each size finishes.
+then run with live progress and a plot that redraws as each run finishes.
 
-    panel = SweepPanel(profile="smoke", root="runs", layers=[1, 2]); panel   # displays itself
+    panel = SweepPanel(profile="smoke", layers=[1, 2]); panel   # displays itself
     panel.params()              # the same names and values as the notebook's parameters cell
     panel.papermill_command()   # the batch equivalent of what is selected
 
-The panels only gather parameters and call the library (`notebook.sweep_config`, `pretrain`,
-`run_finetune_study`); they hold no experiment logic.
+The panels only gather parameters and call the library (`load_study`, `sweep_table`,
+`finetune_tables`, with a callback per finished run); they hold no experiment logic.
 """
 
 from __future__ import annotations
@@ -18,28 +18,36 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 from IPython.display import display
 
-from workbench.config import ExecConfig, WorkbenchError
+from workbench.config import load
+from workbench.errors import WorkbenchError
 from workbench.family import FAMILIES
-from workbench.notebook import finetune_config, size_labels, sweep_config
+from workbench.notebook import load_study, size_labels
 
 
 class _Panel:
     notebook = ""
 
-    def __init__(self, family: str, layers, seeds: int, objective: str):
+    def __init__(self, profile: str, overrides, layers):
+        self.profile, self.overrides = profile, list(overrides)
+        base = load(profile, overrides)
+        self.base = base
+        family = base.sweep.family
         self.family = W.Dropdown(options=sorted(set(FAMILIES) - {"bert-base"} | {family}), value=family,
                                  description="family")
         self.sizes = W.SelectMultiple(description="sizes", rows=6, layout=W.Layout(width="320px"))
         self._fill_sizes(layers)
         self.family.observe(lambda _: self._fill_sizes([]), "value")
-        self.seeds = W.BoundedIntText(value=seeds, min=1, max=20, description="seeds")
-        self.objective = W.ToggleButtons(options=["mlm", "pmi"], value=objective, description="objective")
+        self.seeds = W.BoundedIntText(value=len(base.sweep.seeds), min=1, max=20, description="seeds")
+        self.objective = W.ToggleButtons(options=["mlm", "pmi"], value=base.sweep.train.objective,
+                                         description="objective")
         self.run_button = W.Button(description="Run", button_style="primary", icon="play")
         self.run_button.on_click(lambda _: self.run())
         self.status = W.HTML()
         self.command = W.Textarea(layout=W.Layout(width="100%", height="60px"), disabled=True)
         self.progress = W.Output()
         self.plot = W.Output()
+
+    def _watch(self) -> None:
         for w in self._controls():
             w.observe(lambda _: self._show_command(), "value")
 
@@ -50,6 +58,12 @@ class _Panel:
 
     def _controls(self) -> list:
         return [self.family, self.sizes, self.seeds, self.objective]
+
+    def _overrides(self) -> list[str]:
+        """The profile's overrides plus what the controls changed, as `--set` strings."""
+        return self.overrides + [f"sweep.family={self.family.value}",
+                                 f"sweep.seeds={list(range(self.seeds.value))}",
+                                 f"sweep.train.objective={self.objective.value}"]
 
     def _ipython_display_(self) -> None:
         self._show_command()
@@ -67,6 +81,10 @@ class _Panel:
     def _show_command(self) -> None:
         self.command.value = self.papermill_command()
 
+    def study(self):
+        p = self.params()
+        return load_study(p["profile"], p["overrides"], **{k: v for k, v in p.items() if k not in ("profile", "overrides")})
+
     def run(self) -> None:
         """Run what is selected; errors show in the panel and never kill the kernel."""
         self.run_button.disabled = True
@@ -74,7 +92,7 @@ class _Panel:
         try:
             self.status.value = "<b>running...</b>"
             with self.progress:
-                self._run()
+                self._run(self.study())
             self.status.value = "<b style='color:green'>done</b>"
         except WorkbenchError as e:
             self.status.value = f"<b style='color:crimson'>error:</b> {e}"
@@ -93,46 +111,48 @@ class _Panel:
 
 
 class SweepPanel(_Panel):
-    """Pretraining sweep: each size runs in turn; the loss-vs-N plot redraws after each."""
+    """Pretraining sweep: the loss-vs-N plot redraws as each run finishes."""
 
     notebook = "sweep"
 
-    def __init__(self, profile: str = "smoke", root: str = "runs", family: str = "ar32", layers=(1, 2),
-                 seeds: int = 1, objective: str = "mlm", max_steps: int = 0):
-        self.profile, self.root = profile, root
-        self.max_steps = W.IntText(value=max_steps, description="max steps")
-        super().__init__(family, layers, seeds, objective)
-
-    def _controls(self) -> list:
-        return super()._controls() + [self.max_steps]
+    def __init__(self, profile: str = "smoke", overrides=(), layers=(1, 2)):
+        super().__init__(profile, overrides, layers)
+        self.max_steps = W.IntText(value=self.base.sweep.train.max_steps, description="max steps")
+        self._watch()
+        self.max_steps.observe(lambda _: self._show_command(), "value")
 
     def _extra(self) -> list:
-        return [W.VBox([self.max_steps, W.HTML("<small>0 = the profile's horizon</small>")])]
+        return [W.VBox([self.max_steps, W.HTML("<small>the step horizon of every run</small>")])]
 
     def params(self) -> dict:
-        return dict(profile=self.profile, family=self.family.value, layers=list(self.sizes.value),
-                    seeds=self.seeds.value, objective=self.objective.value, max_steps=self.max_steps.value,
-                    root=self.root)
+        return dict(profile=self.profile, overrides=self._overrides() + [f"sweep.train.max_steps={self.max_steps.value}"],
+                    layers=list(self.sizes.value))
 
-    def _run(self) -> None:
-        from workbench.data import prepare_data
-        from workbench.fit import runs_table
+    def _run(self, study) -> None:
+        import dataclasses
+
+        from workbench.notebook import sweep_table
         from workbench.plots import plot_fit
-        from workbench.pretrain import pretrain, run_id
-        from workbench.runs import load_runs
+        from workbench.report import law_report
+        from workbench.runs import law_table, load_runs
 
-        p = self.params()
-        cfg = sweep_config(p["profile"], p["family"], p["layers"], p["seeds"], p["objective"], p["max_steps"])
-        data = prepare_data(cfg.data)
-        runs = cfg.runs()
-        ids = {run_id(r) for r in runs}
-        for i, r in enumerate(runs, 1):
-            self.status.value = f"<b>running</b> {run_id(r)} ({i}/{len(runs)})"
-            pretrain(r, self.root, ExecConfig(progress=True), data)
-            df = load_runs(self.root)
-            table = runs_table(df[df.run_id.isin(ids)])
+        ids = {s.run_id for s in _specs(study)}
+        fit = dataclasses.replace(study.fit, n_held_out=0, n_bootstrap=200)
+
+        def redraw(outcome) -> None:
+            self.status.value = f"<b>finished</b> {outcome.run_id} ({outcome.status})"
+            df = load_runs(study.root)
+            table = law_table(df[df.run_id.isin(ids)])
             if table.n_params.nunique() >= 2:
-                self._show(plot_fit(table, title=f"{p['family']} {p['objective']}: best eval loss", B=200))
+                self._show(plot_fit(law_report(table, fit), title=f"{study.sweep.label}: best eval loss"))
+
+        sweep_table(study.sweep, study.root, study.exec, on_done=redraw)
+
+
+def _specs(study):
+    from workbench.pretrain import PretrainSpec
+
+    return [PretrainSpec(r) for r in study.sweep.runs()]
 
 
 class FinetunePanel(_Panel):
@@ -140,43 +160,33 @@ class FinetunePanel(_Panel):
 
     notebook = "finetune"
 
-    def __init__(self, tasks=("trec",), pretrain_root: str = "runs", root: str = "runs", family: str = "ar32",
-                 layers=(1, 2), seeds: int = 2, objective: str = "mlm", lrs=(1e-3,), epochs=(2,),
-                 max_train: int = 500, max_eval: int = 200):
+    def __init__(self, profile: str = "smoke", overrides=(), tasks=("trec",), layers=(1, 2)):
         from workbench.tasks import REGISTRY
 
-        self.pretrain_root, self.root = pretrain_root, root
-        self.lrs, self.epochs, self.max_train, self.max_eval = list(lrs), list(epochs), max_train, max_eval
+        super().__init__(profile, overrides, layers)
         self.tasks = W.SelectMultiple(options=sorted(REGISTRY), value=tuple(tasks), description="tasks", rows=8)
-        super().__init__(family, layers, seeds, objective)
-
-    def _controls(self) -> list:
-        return super()._controls() + [self.tasks]
+        self._watch()
 
     def _extra(self) -> list:
         return [self.tasks]
 
     def params(self) -> dict:
-        return dict(tasks=list(self.tasks.value), pretrain_root=self.pretrain_root, root=self.root,
-                    family=self.family.value, layers=list(self.sizes.value), seeds=self.seeds.value,
-                    objective=self.objective.value, lrs=self.lrs, epochs=self.epochs, max_train=self.max_train,
-                    max_eval=self.max_eval)
+        return dict(profile=self.profile, overrides=self._overrides() + [f"sweep.layers={list(self.sizes.value)}"],
+                    tasks=list(self.tasks.value))
 
-    def _run(self) -> None:
-        import pandas as pd
+    def _run(self, study) -> None:
+        import dataclasses
 
-        from workbench.plots import plot_comparison, plot_fit
-        from workbench.study import finetune_table, run_finetune_study
+        from workbench.notebook import finetune_tables, prepare_offline_tasks
+        from workbench.plots import plot_laws
+        from workbench.report import law_report
 
-        p = self.params()
-        tables = []
-        for n in p["layers"]:
+        prepare_offline_tasks(study.finetune.tasks)
+        fit = dataclasses.replace(study.fit, n_held_out=0, n_bootstrap=200)
+        for n in sorted(study.sweep.layers):  # one size at a time, so the plot grows as sizes finish
             self.status.value = f"<b>finetuning</b> L{n}"
-            cfg = finetune_config(p["tasks"], p["pretrain_root"], p["family"], [n], p["seeds"], p["lrs"],
-                                  p["epochs"], objective=p["objective"], max_train=p["max_train"],
-                                  max_eval=p["max_eval"])
-            tables.append(finetune_table(run_finetune_study(cfg, p["root"], ExecConfig(progress=True))))
-            table = pd.concat(tables)
+            sweep = dataclasses.replace(study.sweep, layers=tuple(m for m in study.sweep.layers if m <= n))
+            table = finetune_tables(study, {sweep.label: sweep}, study.finetune.tasks)
             if table.n_params.nunique() >= 2:
-                plot = plot_comparison if table.variant.nunique() > 1 else plot_fit
-                self._show(plot(table, ylabel="1 - metric", title="finetuning", B=200))
+                self._show(plot_laws({t: law_report(rows, fit, metric=True).curve for t, rows in table.groupby("task")},
+                                     ylabel="1 - metric", title="finetuning"))

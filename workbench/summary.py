@@ -1,0 +1,103 @@
+"""The study summary: `summary.md` and `summary.json` from the typed reports the notebooks wrote.
+
+    write_summary(Path("outputs/cpu"), "cpu", timings, failure=None, names=["sweep", ...])
+
+Each notebook writes its reports with `to_dict()` into `<out>/<notebook>/results.json`; this module
+reads them back as `LawReport` / `SelectionReport`, so the summary states exactly what the
+notebooks computed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from workbench.config import NOTEBOOKS
+from workbench.notebook import read_results
+from workbench.report import LawReport
+from workbench.selection import SelectionReport
+
+# the default study's bar: a law over >= 4 sizes with R^2 >= 0.98, and the held-out size within 5%
+BAR = dict(min_sizes=4, min_r2=0.98, max_abs_re=0.05)
+
+
+def _n(n) -> str:
+    return f"{float(n):,.0f}"
+
+
+def _sweep(sw: dict) -> tuple[list[str], dict]:
+    law = LawReport.from_dict(sw["law"])
+    max_re = max((abs(h.re) for h in law.held_out), default=None)
+    checks = dict(sizes=law.n_sizes >= BAR["min_sizes"], r2=law.r2 >= BAR["min_r2"],
+                  held_out=max_re is not None and max_re <= BAR["max_abs_re"],
+                  converged=not sw.get("stop_reasons", {}).get("horizon"))
+    lines = ["## Pretraining sweep", "",
+             f"{sw['label']}, {law.n_sizes} sizes, runs in `{sw['root']}` (stop reasons: {sw.get('stop_reasons')}).", "",
+             "| N | best eval loss |", "|---|---|"]
+    lines += [f"| {_n(n)} | {v:.4f} |" for n, v in sorted(sw["losses"].items(), key=lambda kv: float(kv[0]))]
+    lines += ["", f"- {law.describe()}"]
+    if not checks["converged"]:
+        lines.append(f"- **NOT converged**: {sw['stop_reasons']['horizon']} run(s) stopped at the step horizon; "
+                     f"this law is not the paper's result")
+    lines += [f"- bar (>= {BAR['min_sizes']} sizes, R^2 >= {BAR['min_r2']}, held-out |RE| <= "
+              f"{100 * BAR['max_abs_re']:.0f}%, converged runs): "
+              + ", ".join(f"{k} {'ok' if v else 'NOT MET'}" for k, v in checks.items()),
+              "", "![fit](sweep/fit.png) ![curves](sweep/curves.png)", ""]
+    return lines, checks
+
+
+def _finetune(ft: dict) -> list[str]:
+    lines = ["## Finetuning", "", f"{ft['completed']}/{ft['n_runs']} runs completed.", ""]
+    for t, d in ft["laws"].items():
+        law = LawReport.from_dict(d)
+        by = ", ".join(f"{_n(n)}: {v:.3f}" for n, v in sorted(ft["metric_by_size"][t].items(), key=lambda kv: float(kv[0])))
+        lines.append(f"- {t}: metric by N {by}; {law.describe()}")
+    if ft.get("tuning"):
+        lines += ["", "Hyperparameter sensitivity (per-size tuning against one fixed recipe):"]
+        lines += [f"- {name}: {LawReport.from_dict(d).describe()}" for name, d in ft["tuning"].items()]
+    figures = "![finetuning](finetune/fit.png)" + (" ![tuning](finetune/tuning.png)" if ft.get("tuning") else "")
+    return lines + ["", figures, ""]
+
+
+def _convergence(cv: dict) -> list[str]:
+    return ["## Convergence check", "",
+            f"{cv['n_runs']} runs; flagged: {', '.join(cv['flagged']) or 'none'}; stop reasons: {cv['stop_reasons']}.",
+            "Patience each run needed (longest wait between improvements): "
+            + ", ".join(f"{cv['names'][k]} {v:.0f}" for k, v in cv["patience_needed"].items()), "",
+            "![check](convergence/check.png) ![curves](convergence/curves.png)", ""]
+
+
+def _extrapolation(ex: dict) -> list[str]:
+    law = LawReport.from_dict(ex["law"])
+    return ["## Extrapolation", "", f"- fit on N = {', '.join(_n(n) for n in law.fit_sizes)} with the {law.law} law: "
+            f"MRE on held-out sizes {100 * (law.mre or 0):.2f}%", f"- {law.describe()}", "",
+            "![extrapolation](extrapolation/extrapolation.png)", ""]
+
+
+def _selection(se: dict) -> list[str]:
+    lines = ["## Model selection", "", f"- pretraining loss: {SelectionReport.from_dict(se['selection']).verdict}"]
+    lines += [f"- {task} (1 - metric): {SelectionReport.from_dict(d).verdict}" for task, d in (se.get("downstream") or {}).items()]
+    return lines + ["", "![comparison](selection/comparison.png)", ""]
+
+
+def write_summary(out: Path, profile: str, timings: dict, failure: dict | None, names=NOTEBOOKS) -> dict:
+    """`summary.json` (every notebook's results and the bar checks) and a readable `summary.md`."""
+    res = {nb: read_results(out, nb) if nb in names else {} for nb in NOTEBOOKS}
+    lines, checks = [f"# Study summary (`{profile}` profile)", ""], {}
+    if failure:
+        lines += [f"**FAILED** in `{failure['notebook']}.ipynb`: {failure['error']}", ""]
+    writers = dict(finetune=_finetune, convergence=_convergence, extrapolation=_extrapolation, selection=_selection)
+    for nb in NOTEBOOKS:
+        if not res[nb]:
+            continue
+        if nb == "sweep":
+            part, checks = _sweep(res[nb])
+        else:
+            part = writers[nb](res[nb])
+        lines += part
+    lines += ["## Files", ""] + [f"- [{nb}.ipynb]({nb}.ipynb) ({timings[nb]:.0f} s)" for nb in timings]
+    lines += [f"- total {sum(timings.values()):.0f} s"]
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    summary = dict(profile=profile, timings_s=timings, failure=failure, bar=BAR, bar_checks=checks, results=res)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
