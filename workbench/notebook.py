@@ -140,13 +140,16 @@ def law_conclusion(report, what: str, stop_reasons: dict | None = None) -> str:
     return "\n\n".join(lines)
 
 
-def selection_conclusion(sel) -> str:
+def selection_conclusion(sel, stop_reasons: dict | None = None) -> str:
     lines = [f"**What this shows.** {sel.verdict}"]
     if sel.crossover_n:
         lines.append(f"The fitted laws cross at N = {sel.crossover_n:,.0f}: below it the order is the other way round.")
-    caveat = ("the decision rests on laws that are not trustworthy; treat the winner as a guess"
-              if not sel.trustworthy else "a trustworthy decision is still only as good as the runs' convergence")
-    lines.append(f"**Caveats.** {caveat}.")
+    caveats = ["the decision rests on laws that are not trustworthy; treat the winner as a guess"
+               if not sel.trustworthy else "a trustworthy decision is still only as good as the runs' convergence"]
+    if stop_reasons and stop_reasons.get("horizon"):
+        caveats.insert(0, f"{stop_reasons['horizon']} run(s) stopped at the step horizon: they are NOT converged, "
+                          f"and laws over them are not the paper's result")
+    lines.append("**Caveats.** " + "; ".join(caveats) + ".")
     return "\n\n".join(lines)
 
 

@@ -25,6 +25,13 @@ def _n(n) -> str:
     return f"{float(n):,.0f}"
 
 
+def _not_converged(results: dict) -> list[str]:
+    """The warning line every section over horizon-stopped runs carries."""
+    n = (results.get("stop_reasons") or {}).get("horizon")
+    return [f"- **NOT converged**: {n} run(s) stopped at the step horizon; laws over them are not the paper's "
+            f"result"] if n else []
+
+
 def _sweep(sw: dict) -> tuple[list[str], dict]:
     law = LawReport.from_dict(sw["law"])
     max_re = max((abs(h.re) for h in law.held_out), default=None)
@@ -35,10 +42,7 @@ def _sweep(sw: dict) -> tuple[list[str], dict]:
              f"{sw['label']}, {law.n_sizes} sizes, runs in `{sw['root']}` (stop reasons: {sw.get('stop_reasons')}).", "",
              "| N | best eval loss |", "|---|---|"]
     lines += [f"| {_n(n)} | {v:.4f} |" for n, v in sorted(sw["losses"].items(), key=lambda kv: float(kv[0]))]
-    lines += ["", f"- {law.describe()}"]
-    if not checks["converged"]:
-        lines.append(f"- **NOT converged**: {sw['stop_reasons']['horizon']} run(s) stopped at the step horizon; "
-                     f"this law is not the paper's result")
+    lines += ["", f"- {law.describe()}"] + _not_converged(sw)
     lines += [f"- bar (>= {BAR['min_sizes']} sizes, R^2 >= {BAR['min_r2']}, held-out |RE| <= "
               f"{100 * BAR['max_abs_re']:.0f}%, converged runs): "
               + ", ".join(f"{k} {'ok' if v else 'NOT MET'}" for k, v in checks.items()),
@@ -52,6 +56,7 @@ def _finetune(ft: dict) -> list[str]:
         law = LawReport.from_dict(d)
         by = ", ".join(f"{_n(n)}: {v:.3f}" for n, v in sorted(ft["metric_by_size"][t].items(), key=lambda kv: float(kv[0])))
         lines.append(f"- {t}: metric by N {by}; {law.describe()}")
+    lines += _not_converged(ft)
     if ft.get("tuning"):
         lines += ["", "Hyperparameter sensitivity (per-size tuning against one fixed recipe):"]
         lines += [f"- {name}: {LawReport.from_dict(d).describe()}" for name, d in ft["tuning"].items()]
@@ -70,13 +75,14 @@ def _convergence(cv: dict) -> list[str]:
 def _extrapolation(ex: dict) -> list[str]:
     law = LawReport.from_dict(ex["law"])
     return ["## Extrapolation", "", f"- fit on N = {', '.join(_n(n) for n in law.fit_sizes)} with the {law.law} law: "
-            f"MRE on held-out sizes {100 * (law.mre or 0):.2f}%", f"- {law.describe()}", "",
+            f"MRE on held-out sizes {100 * (law.mre or 0):.2f}%", f"- {law.describe()}", *_not_converged(ex), "",
             "![extrapolation](extrapolation/extrapolation.png)", ""]
 
 
 def _selection(se: dict) -> list[str]:
     lines = ["## Model selection", "", f"- pretraining loss: {SelectionReport.from_dict(se['selection']).verdict}"]
     lines += [f"- {task} (1 - metric): {SelectionReport.from_dict(d).verdict}" for task, d in (se.get("downstream") or {}).items()]
+    lines += _not_converged(se)
     return lines + ["", "![comparison](selection/comparison.png)", ""]
 
 
