@@ -54,17 +54,24 @@ class LawCurve:
                       for k, v in d.items()})
 
 
-def fit_curve(table: pd.DataFrame, fit: FitConfig, extra_n=(), n_grid: int = 80) -> LawCurve:
-    """Fit `fit.law` on `table` and bootstrap its band over [min N, max(N, extra_n)] plus `extra_n`."""
+def _fit(table: pd.DataFrame, fit: FitConfig, extra_n=(), n_grid: int = 80):
+    """(fitted law, bootstrap, LawCurve) of `fit.law` on `table`: one fit, one bootstrap."""
     n, y = as_points(table)
     law = get_law(fit.law)().fit(n, y)
     boot = bootstrap_law(n, y, fit.law, fit.n_bootstrap, random_state=fit.random_state)
+    return law, boot, curve_of(law, boot.params, n, y, fit, extra_n, n_grid)
+
+
+def curve_of(law, params: np.ndarray, n, y, fit: FitConfig, extra_n=(), n_grid: int = 80) -> LawCurve:
+    """The LawCurve of a fitted law and its bootstrap parameter rows (B, k): the band is their
+    pointwise percentile interval at `fit.level`."""
+    n = np.asarray(n, float)
     hi = max([n.max(), *extra_n])
     grid = np.unique(np.concatenate([np.geomspace(n.min(), hi, n_grid), n, np.asarray(extra_n, float)]))
-    band = boot.band(grid, fit.level)
+    q = 100 * (1 - fit.level) / 2
+    lower, upper = np.percentile(get_law(fit.law).curve(params, grid), [q, 100 - q], axis=0)
     return LawCurve(fit.law, law.params_, law.r2_, tuple(grid.tolist()), tuple(law.predict(grid).tolist()),
-                    tuple(band.lower.tolist()), tuple(band.upper.tolist()),
-                    tuple(zip(n.tolist(), y.tolist())))
+                    tuple(lower.tolist()), tuple(upper.tolist()), tuple(zip(n.tolist(), np.asarray(y, float).tolist())))
 
 
 @dataclass(frozen=True)
@@ -142,12 +149,12 @@ def law_report(table: pd.DataFrame, fit: FitConfig = FitConfig(), metric: bool =
     hierarchical-bootstrap CIs); then fit without the `fit.n_held_out` largest sizes and predict
     them (relative error per size, on the metric when `metric`; MRE; inside the band or not)."""
     cls = get_law(fit.law)
-    full = cls().fit(table)
-    boot = bootstrap_law(table, law=fit.law, B=fit.n_bootstrap, random_state=fit.random_state)
     fit_rows, held = split_by_size(table, fit.n_held_out, cls.min_sizes)
-    held_sizes = np.sort(held.n_params.unique())
-    curve = fit_curve(fit_rows, fit, extra_n=held_sizes)
-    small = cls().fit(fit_rows)
+    full, boot, curve = _fit(table, fit)
+    if len(held):  # the extrapolating law: fitted (and bootstrapped) on the smaller sizes only
+        small, _, curve = _fit(fit_rows, fit, extra_n=np.sort(held.n_params.unique()))
+    else:
+        small = full
     out = []
     for n, rows in held.groupby("n_params"):
         pred, actual = float(small.predict(n)), float(rows.value.mean())

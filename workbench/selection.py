@@ -22,7 +22,7 @@ from workbench.bootstrap import SizeGroups, fit_replicates
 from workbench.config import FitConfig
 from workbench.errors import FitError
 from workbench.fit import as_points, get_law, split_by_size
-from workbench.report import LawCurve, fit_curve
+from workbench.report import LawCurve, curve_of
 
 
 @dataclass(frozen=True)
@@ -95,16 +95,18 @@ def compare_variants(df: pd.DataFrame, target_n: float, variants: tuple | None =
     cls = get_law(fit.law)
     rng = np.random.default_rng(fit.random_state)
     size_draws = rng.integers(0, m[0], (fit.n_bootstrap, m[0]))
-    fits, preds, ok_all = [], [], np.ones(fit.n_bootstrap, bool)
+    fits, points, replicates, ok_all = [], [], [], np.ones(fit.n_bootstrap, bool)
     for rows in parts:
         n, y = as_points(rows)
         fits.append(cls().fit(n, y))
+        points.append((n, y))
         groups = SizeGroups.of(n)
         W = groups.weights(fit.n_bootstrap, rng, size_draws=size_draws)
         params = fit_replicates(fit.law, W, n[groups.order], y[groups.order], groups)
         ok_all &= np.isfinite(params).all(1)
-        preds.append(cls.curve(np.nan_to_num(params, nan=1.0), [target_n])[:, 0])
-    pa, pb = preds[0][ok_all], preds[1][ok_all]
+        replicates.append(params)
+    replicates = [params[ok_all] for params in replicates]  # paired draws where both laws could be fitted
+    pa, pb = (cls.curve(params, [target_n])[:, 0] for params in replicates)
     q = 100 * (1 - fit.level) / 2
 
     def interval(v):
@@ -125,7 +127,9 @@ def compare_variants(df: pd.DataFrame, target_n: float, variants: tuple | None =
         alpha=dict(zip(variants, (fa.params_["alpha"], fb.params_["alpha"]))),
         trustworthy=bool(fa.r2_ >= fit.r2_gate and fb.r2_ >= fit.r2_gate),
         n_dropped=int((~ok_all).sum()),
-        curves={v: fit_curve(p, fit, extra_n=[target_n]) for v, p in zip(variants, parts)},
+        # the curves' bands come from the same paired replicates as the intervals at the target
+        curves={v: curve_of(f, params, n, y, fit, extra_n=[target_n])
+                for v, f, params, (n, y) in zip(variants, fits, replicates, points)},
         fit_sizes=dict(zip(variants, (int(x) for x in m))))
 
 

@@ -22,6 +22,7 @@ from workbench.config import load
 from workbench.errors import WorkbenchError
 from workbench.family import FAMILIES
 from workbench.notebook import load_study, size_labels
+from workbench.registry import OBJECTIVES
 
 
 class _Panel:
@@ -29,8 +30,7 @@ class _Panel:
 
     def __init__(self, profile: str, overrides, layers):
         self.profile, self.overrides = profile, list(overrides)
-        base = load(profile, overrides)
-        self.base = base
+        self.base = base = load(profile, overrides)
         family = base.sweep.family
         self.family = W.Dropdown(options=sorted(set(FAMILIES) - {"bert-base"} | {family}), value=family,
                                  description="family")
@@ -38,7 +38,7 @@ class _Panel:
         self._fill_sizes(layers)
         self.family.observe(lambda _: self._fill_sizes([]), "value")
         self.seeds = W.BoundedIntText(value=len(base.sweep.seeds), min=1, max=20, description="seeds")
-        self.objective = W.ToggleButtons(options=["mlm", "pmi"], value=base.sweep.train.objective,
+        self.objective = W.ToggleButtons(options=list(OBJECTIVES), value=base.sweep.train.objective,
                                          description="objective")
         self.run_button = W.Button(description="Run", button_style="primary", icon="play")
         self.run_button.on_click(lambda _: self.run())
@@ -133,10 +133,11 @@ class SweepPanel(_Panel):
 
         from workbench.notebook import sweep_table
         from workbench.plots import plot_fit
+        from workbench.pretrain import run_id
         from workbench.report import law_report
         from workbench.runs import law_table, load_runs
 
-        ids = {s.run_id for s in _specs(study)}
+        ids = {run_id(r) for r in study.sweep.runs()}
         fit = dataclasses.replace(study.fit, n_held_out=0, n_bootstrap=200)
 
         def redraw(outcome) -> None:
@@ -147,12 +148,6 @@ class SweepPanel(_Panel):
                 self._show(plot_fit(law_report(table, fit), title=f"{study.sweep.label}: best eval loss"))
 
         sweep_table(study.sweep, study.root, study.exec, on_done=redraw)
-
-
-def _specs(study):
-    from workbench.pretrain import PretrainSpec
-
-    return [PretrainSpec(r) for r in study.sweep.runs()]
 
 
 class FinetunePanel(_Panel):
