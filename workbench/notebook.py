@@ -121,6 +121,13 @@ def plateau_table(curves: pd.DataFrame, min_steps: int) -> pd.DataFrame:
 # ------------------------------------------------------------------ closing text, filled from results
 
 
+def not_converged(stop_reasons: dict | None) -> str | None:
+    """The warning every result over horizon-stopped runs carries, or None when no run stopped there."""
+    n = (stop_reasons or {}).get("horizon")
+    return (f"{n} run(s) stopped at the step horizon: they are NOT converged, and laws over them are not the "
+            f"paper's result") if n else None
+
+
 def law_conclusion(report, what: str, stop_reasons: dict | None = None) -> str:
     """'What this shows, and its caveats' for one law."""
     lines = [f"**What this shows.** {what}: {report.describe()}."]
@@ -128,9 +135,8 @@ def law_conclusion(report, what: str, stop_reasons: dict | None = None) -> str:
     if not report.trusted:
         caveats.append(f"the fit does not reach R^2 >= {report.r2_gate} on >= 3 sizes, so it is not a law in "
                        f"the paper's sense")
-    if stop_reasons and stop_reasons.get("horizon"):
-        caveats.append(f"{stop_reasons['horizon']} run(s) stopped at the step horizon, not by early stopping: "
-                       f"they are NOT converged, and a law over them is not the paper's result")
+    if not_converged(stop_reasons):
+        caveats.append(not_converged(stop_reasons))
     if report.n_sizes < 4:
         caveats.append(f"only {report.n_sizes} sizes: the slope's interval is wide and one size moves it")
     if any(not h.inside_band for h in report.held_out):
@@ -146,9 +152,8 @@ def selection_conclusion(sel, stop_reasons: dict | None = None) -> str:
         lines.append(f"The fitted laws cross at N = {sel.crossover_n:,.0f}: below it the order is the other way round.")
     caveats = ["the decision rests on laws that are not trustworthy; treat the winner as a guess"
                if not sel.trustworthy else "a trustworthy decision is still only as good as the runs' convergence"]
-    if stop_reasons and stop_reasons.get("horizon"):
-        caveats.insert(0, f"{stop_reasons['horizon']} run(s) stopped at the step horizon: they are NOT converged, "
-                          f"and laws over them are not the paper's result")
+    if not_converged(stop_reasons):
+        caveats.insert(0, not_converged(stop_reasons))
     lines.append("**Caveats.** " + "; ".join(caveats) + ".")
     return "\n\n".join(lines)
 
@@ -158,9 +163,8 @@ def convergence_conclusion(check: pd.DataFrame, stop_reasons: dict) -> str:
     lines = [f"**What this shows.** {len(flagged)} of {len(check)} runs sit off the law of the other sizes"
              + (f": {', '.join(flagged)}." if flagged else ".")]
     caveats = ["being inside the band is necessary, not sufficient: a whole sweep under-trained alike still fits a line"]
-    if stop_reasons.get("horizon"):
-        caveats.insert(0, f"{stop_reasons['horizon']} run(s) stopped at the step horizon: NOT converged, whatever "
-                          f"their flag")
+    if not_converged(stop_reasons):
+        caveats.insert(0, not_converged(stop_reasons) + ", whatever their flag")
     lines.append("**Caveats.** " + "; ".join(caveats) + ".")
     return "\n\n".join(lines)
 

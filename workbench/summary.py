@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from workbench.config import NOTEBOOKS
-from workbench.notebook import read_results
+from workbench.notebook import not_converged, read_results
 from workbench.report import LawReport
 from workbench.selection import SelectionReport
 
@@ -27,9 +27,8 @@ def _n(n) -> str:
 
 def _not_converged(results: dict) -> list[str]:
     """The warning line every section over horizon-stopped runs carries."""
-    n = (results.get("stop_reasons") or {}).get("horizon")
-    return [f"- **NOT converged**: {n} run(s) stopped at the step horizon; laws over them are not the paper's "
-            f"result"] if n else []
+    warning = not_converged(results.get("stop_reasons"))
+    return [f"- **{warning}**"] if warning else []
 
 
 def _sweep(sw: dict) -> tuple[list[str], dict]:
@@ -37,7 +36,7 @@ def _sweep(sw: dict) -> tuple[list[str], dict]:
     max_re = max((abs(h.re) for h in law.held_out), default=None)
     checks = dict(sizes=law.n_sizes >= BAR["min_sizes"], r2=law.r2 >= BAR["min_r2"],
                   held_out=max_re is not None and max_re <= BAR["max_abs_re"],
-                  converged=not sw.get("stop_reasons", {}).get("horizon"))
+                  converged=not_converged(sw.get("stop_reasons")) is None)
     lines = ["## Pretraining sweep", "",
              f"{sw['label']}, {law.n_sizes} sizes, runs in `{sw['root']}` (stop reasons: {sw.get('stop_reasons')}).", "",
              "| N | best eval loss |", "|---|---|"]
