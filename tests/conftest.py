@@ -14,7 +14,7 @@ from workbench.config import DataConfig, ExecConfig, TrainConfig  # noqa: E402
 TINY_DATA = DataConfig(corpus="sotu", vocab_size=512, seq_len=32, max_documents=8, eval_fraction=0.25,
                        eval_blocks=32)
 TINY_TRAIN = TrainConfig(batch_size=8, lr=3e-3, warmup_steps=2, max_steps=30, eval_interval=10, patience=100)
-QUIET = ExecConfig(device="cpu", progress=False)
+QUIET = ExecConfig(device="cpu", progress=False, workers=1)  # in this process: tests patch its functions
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -69,6 +69,15 @@ def test_failures_are_collected_and_crashes_retried_from_the_checkpoint(tmp_path
     assert again[0].skipped and len(store.attempts(run_id(_cfg(1)))) == 2
 
 
+def test_a_crash_before_the_first_checkpoint_restarts_without_logging_twice(tmp_path, tiny_data, monkeypatch):
+    """No resume checkpoint yet (checkpoint_interval beyond the crash): the retry starts from step 0
+    and the evaluations the crashed attempt logged are dropped, not duplicated."""
+    _failing_at(monkeypatch, {1}, step=25, times=1)
+    out = run_jobs([pretrain_job(_cfg(1))], tmp_path, replace(QUIET, checkpoint_interval=1000))
+    assert out[0].status == "completed" and out[0].attempts == 2
+    assert [r["step"] for r in read_metrics(tmp_path / run_id(_cfg(1)))] == [10, 20, 30]
+
+
 def test_config_errors_are_not_retried(tmp_path, tiny_data, monkeypatch):
     _failing_at(monkeypatch, {1}, step=3, times=99, error=ConfigError)
     with pytest.warns(UserWarning, match="injected crash"):
@@ -101,7 +110,8 @@ def test_two_sweeps_on_one_store_split_the_work_and_never_duplicate(tmp_path):
     root = tmp_path / "runs"
     args = [sys.executable, "-m", "workbench.cli", "sweep", "--profile", "smoke", "--root", str(root),
             "--set", "sweep.layers=[1, 2, 3]", "--set", "sweep.seeds=[0, 1]", "--set", "sweep.train.max_steps=60",
-            "--set", "sweep.train.patience=100", "--set", "exec.cpus_per_run=1"]  # one thread each: 2 cores, 2 sweeps
+            "--set", "sweep.train.patience=100", "--set", "exec.cpus_per_run=1",
+            "--set", "exec.workers=1"]  # one process and thread each: 2 cores, 2 sweeps
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outs):
@@ -178,6 +188,6 @@ def test_resume_checkpoints_load_with_weights_only(tmp_path, tiny_data):
     from workbench.train import EarlyStopping, _save_resume
 
     model, opt, sched, batch_at = setup_pretraining(_cfg(1), tiny_data, torch.device("cpu"))
-    _save_resume(tmp_path, model, opt, sched, EarlyStopping(5), 7, 1.0)
+    _save_resume(tmp_path, model, opt, sched, EarlyStopping(5), 7, 1.0, torch.get_rng_state())
     state = torch.load(tmp_path / "resume.pt", map_location="cpu", weights_only=True)
     assert state["step"] == 7 and set(state) >= {"model", "optimizer", "scheduler", "stopper", "rng"}

@@ -175,12 +175,16 @@ class ExecConfig:
     cpus_per_run: int = 0  # CPU threads (and Ray CPUs) per run; 0 = torch's default locally, 1 on Ray
     gpus_per_run: float = 0.0  # Ray GPUs per run (fractions share a GPU); 0 = by model size where the cluster has GPUs
     max_retries: int = 2  # a run that crashed (error, killed worker) is retried this often, from its last checkpoint
+    workers: int = 0  # local: runs at once, each in its own process; 0 = auto (one per core on a CPU, 1 on a GPU)
+    ensemble: int = -1  # most runs of one shape trained as one stacked model (workbench.ensemble): -1 = auto
+    #                     (8 on a GPU, off on a CPU, where benchmarks/parallel_speed.py measured no gain); 0 = off
 
     def __post_init__(self) -> None:
         registry.check(registry.EXECUTORS, self.executor, "exec.executor")
-        for name in ("micro_batch_size", "cpus_per_run", "max_retries", "checkpoint_interval"):
+        for name in ("micro_batch_size", "cpus_per_run", "max_retries", "checkpoint_interval", "workers"):
             _check(getattr(self, name) >= 0, f"exec.{name} must be >= 0, got {getattr(self, name)}")
         _check(self.peak_flops >= 0, f"exec.peak_flops must be >= 0, got {self.peak_flops}")
+        _check(self.ensemble >= -1, f"exec.ensemble must be -1 (auto), 0 (off) or a member count, got {self.ensemble}")
         _check(0 <= self.gpus_per_run <= 1 or float(self.gpus_per_run).is_integer(),
                f"exec.gpus_per_run must be a fraction in [0, 1] or a whole number, got {self.gpus_per_run}")
         _check(self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),

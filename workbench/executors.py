@@ -11,9 +11,13 @@ resumed from its last checkpoint when an earlier attempt died. So a killed worke
 a run held by the other sweep is left to it and collected when it finishes (or taken over if its
 holder dies).
 
-`local` runs one run after another with a progress bar. `ray` submits Ray core tasks that request
-`exec.cpus_per_run` CPUs and, on clusters with GPUs, a share of a GPU by model size (`gpu_share`),
-so several tiny models train side by side on one GPU and large ones get a whole one. Ray is an
+Jobs are first grouped into work units (`workbench.ensemble.plan`): runs of one shape train as
+one stacked ensemble, the rest alone. `local` runs the units, largest first, in `exec.workers`
+spawned processes (`plan_workers`: never more processes x threads than cores), or in this process
+when one worker is all that pays; one bar per worker under the aggregate bar. `ray` submits one Ray
+core task per unit, requesting `exec.cpus_per_run` CPUs and, on clusters with GPUs, a share of a
+GPU by the parameters it trains (`gpu_share`), so several tiny models train side by side on one
+GPU and large ones get a whole one. Ray is an
 optional dependency (`pip install 'scaling-workbench[ray]'`), imported only here and only when used.
 
 The executor contract (`Executor`): built from the ExecConfig, `run(jobs, root, desc, on_done)`
@@ -176,22 +180,227 @@ class _Tally:
         return self.done
 
 
+def execute_unit(unit: list[RunSpec], root: str | Path, exec_cfg: ExecConfig) -> list[Outcome]:
+    """Run one work unit here: a run alone (`execute`) or an ensemble (`workbench.ensemble`), retrying
+    a crashed ensemble from its members' checkpoints; one outcome per run, never raises."""
+    if len(unit) == 1:
+        return [execute(unit[0], root, exec_cfg)]
+    from workbench.ensemble import run_ensemble
+
+    store, error = RunStore(root), None
+    for attempt in range(exec_cfg.max_retries + 1):
+        try:
+            out = run_ensemble(unit, root, exec_cfg)
+            return [Outcome(j.run_id, "busy") if out[j.run_id] is None else
+                    Outcome(j.run_id, out[j.run_id]["status"], out[j.run_id], attempts=len(store.attempts(j.run_id)))
+                    for j in unit]
+        except WorkbenchError as e:
+            error = str(e)
+            break
+        except Exception as e:  # noqa: BLE001 - a crashed ensemble must not stop the sweep
+            error = f"{type(e).__name__}: {e}"
+            log.warning("ensemble of %d (%s ...): attempt %d of %d failed: %s", len(unit), unit[0].run_id,
+                        attempt + 1, exec_cfg.max_retries + 1, error)
+    return [_failed_or_finished(j, store, error) for j in unit]
+
+
+def _failed_or_finished(job: RunSpec, store: RunStore, error: str | None) -> Outcome:
+    """A member that finished before its ensemble failed keeps its result."""
+    n = len(store.attempts(job.run_id))
+    if store.is_finished(job.run_id):
+        s = store.summary(job.run_id)
+        return Outcome(job.run_id, s["status"], s, attempts=n)
+    return Outcome(job.run_id, "failed", error=error, attempts=n)
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def plan_workers(exec_cfg: ExecConfig, units: list[list[RunSpec]], device) -> tuple[int, int]:
+    """(processes, torch threads each) for `units` on `device`: `exec.workers` (auto: one process
+    per core on a CPU, bounded by memory; one on a GPU, where ensembles fill the device), never
+    more processes than units, and processes x threads never above the cores (oversubscribed
+    torch threads spin and slow everything down many times over)."""
+    n_cores = cores()
+    per_run = exec_cfg.cpus_per_run or 0
+    if exec_cfg.workers:
+        workers = exec_cfg.workers
+    elif device.type == "cpu":
+        workers = max(1, n_cores // max(1, per_run))
+        workers = min(workers, _memory_bound(units))
+    else:
+        workers = 1
+    workers = max(1, min(workers, len(units)))
+    if device.type == "cpu" and workers > n_cores:
+        log.warning("exec.workers=%d is more than the %d cores: using %d", workers, n_cores, n_cores)
+        workers = n_cores
+    threads = per_run or max(1, n_cores // workers)
+    if device.type == "cpu" and workers * threads > n_cores:
+        log.warning("exec.cpus_per_run=%d x %d workers is more than the %d cores: %d thread(s) each",
+                    per_run, workers, n_cores, max(1, n_cores // workers))
+        threads = max(1, n_cores // workers)
+    return workers, threads
+
+
+def _memory_bound(units: list[list[RunSpec]]) -> int:
+    """How many of the largest units fit in the available memory at once (rough: 64 bytes per
+    parameter and member, weights, gradients, AdamW state and activations)."""
+    try:
+        pages = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 30
+    largest = max((sum(64 * max(j.n_params, 1_000_000) for j in u) for u in units), default=1)
+    return max(1, int(0.5 * pages // largest))
+
+
 class LocalExecutor:
-    """Runs in this process, one after another (a run's own progress bar shows inside)."""
+    """Runs on this machine: work units (single runs and ensembles, `workbench.ensemble.plan`),
+    largest first, in `exec.workers` processes at once (`plan_workers`), or in this process when
+    one is all that pays. Each worker process shows its own bar under the aggregate one."""
 
     def __init__(self, exec_cfg: ExecConfig):
         self.cfg = exec_cfg
 
     def run(self, jobs: list[RunSpec], root: Path, desc: str, on_done=None) -> dict[str, Outcome]:
-        queue, tally = deque(jobs), _Tally(len(jobs), desc, self.cfg.progress, on_done)
+        from workbench.device import resolve_device
+        from workbench.ensemble import plan
+
+        device = resolve_device(self.cfg.device)
+        units = plan(jobs, self.cfg, device)
+        workers, threads = plan_workers(self.cfg, units, device)
+        log.info("%s: %d runs in %d work units on %d worker(s) x %d thread(s)", desc, len(jobs), len(units), workers,
+                 threads)
+        if workers == 1:
+            return self._here(units, root, desc, on_done)
+        return _Parallel(self.cfg, workers, threads).run(units, root, desc, on_done)
+
+    def _here(self, units, root, desc, on_done) -> dict[str, Outcome]:
+        queue, tally = deque(units), _Tally(sum(map(len, units)), desc, self.cfg.progress, on_done)
         with _torch_threads(self.cfg.cpus_per_run):
             while queue or tally.held:
-                queue.extend(tally.due())
+                queue.extend([job] for job in tally.due())
                 if not queue:  # everything left is held by another process: wait, then look again
                     time.sleep(POLL_S / 4)
                     continue
-                job = queue.popleft()
-                tally.record(job, execute(job, root, self.cfg))
+                unit = queue.popleft()
+                for job, o in zip(unit, execute_unit(unit, root, self.cfg)):
+                    tally.record(job, o)
+        return tally.close()
+
+
+def _worker_init(queue, budget, parent: int) -> None:
+    """Set up a worker process: its progress reports, its thread budget, and an end with its parent
+    (a killed driver must not leave runs training and holding their claims)."""
+    import threading
+
+    import torch
+
+    torch.set_num_threads(budget.value)
+    _Parallel.queue, _Parallel.budget = queue, budget
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _follow_budget() -> None:
+    """At every training step of a worker: take the thread count the driver allows now (the cores
+    split over the units running), so the last runs of a sweep get the cores of idle workers."""
+    import torch
+
+    want = _Parallel.budget.value
+    if want != torch.get_num_threads():
+        torch.set_num_threads(want)
+
+
+def _worker_unit(unit: list[RunSpec], root: str, exec_cfg: ExecConfig, slot: int) -> list[Outcome]:
+    from workbench import progress
+
+    progress.report_to(_Parallel.queue, slot, _follow_budget)
+    _follow_budget()
+    return execute_unit(unit, root, exec_cfg)
+
+
+class _Parallel:
+    """Work units in `workers` spawned processes (fresh interpreters: torch's thread pools do not
+    survive fork), at most one unit per worker at a time, largest first. A worker that dies breaks
+    the pool: it is rebuilt and the units in flight resume from their checkpoints (`max_retries`)."""
+
+    queue = budget = None  # in a worker: where its bars report, and its thread budget
+
+    def __init__(self, exec_cfg: ExecConfig, workers: int, threads: int):
+        self.cfg, self.workers, self.threads = exec_cfg, workers, threads
+
+    def _pool(self, ctx, queue, budget):
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init,
+                                   initargs=(queue, budget, os.getpid()))
+
+    def _budget(self, running: int) -> int:
+        """Threads per worker with `running` units in flight: `exec.cpus_per_run` when set, else the
+        cores split over them (one each when all workers are busy)."""
+        if self.cfg.cpus_per_run:
+            return self.threads
+        return max(self.threads, cores() // max(1, running))
+
+    def run(self, units: list[list[RunSpec]], root: Path, desc: str, on_done=None) -> dict[str, Outcome]:
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        from workbench.progress import WorkerBars
+
+        ctx = multiprocessing.get_context("spawn")
+        queue, budget = ctx.Queue(), ctx.Value("i", self.threads, lock=False)
+        tally = _Tally(sum(map(len, units)), desc, self.cfg.progress, on_done)
+        bars = WorkerBars(queue, self.workers, self.cfg.progress)
+        pending, running, free = deque(units), {}, list(range(self.workers))
+        crashes: dict[str, int] = {}
+        pool, broken = self._pool(ctx, queue, budget), False
+        try:
+            while pending or running or tally.held:
+                pending.extend([job] for job in tally.due())
+                if broken and not running:  # every unit of the broken pool is back: start fresh workers
+                    log.warning("a worker process died; restarting the workers (runs resume from their checkpoints)")
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    pool, broken = self._pool(ctx, queue, budget), False
+                while pending and free and not broken:
+                    unit, slot = pending.popleft(), free.pop(0)
+                    running[pool.submit(_worker_unit, unit, str(root), self.cfg, slot)] = (unit, slot)
+                budget.value = self._budget(len(running))
+                if not running:
+                    time.sleep(POLL_S / 4)
+                    continue
+                done, _ = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
+                bars.drain()
+                for fut in done:
+                    unit, slot = running.pop(fut)
+                    free.append(slot)
+                    try:
+                        outcomes = fut.result()
+                    except BrokenProcessPool as e:  # a worker died (killed, out of memory)
+                        broken = True
+                        key = unit[0].run_id
+                        crashes[key] = crashes.get(key, 0) + 1
+                        if crashes[key] <= self.cfg.max_retries:
+                            pending.appendleft(unit)
+                            continue
+                        store = RunStore(root)
+                        outcomes = [_failed_or_finished(j, store, f"worker process died: {e}") for j in unit]
+                    for job, o in zip(unit, outcomes):
+                        tally.record(job, o)
+                budget.value = self._budget(len(running))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            bars.close()
         return tally.close()
 
 
@@ -208,12 +417,12 @@ def _torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-def _remote_execute(job: RunSpec, root: str, exec_cfg: ExecConfig, threads: int) -> Outcome:
-    """The body of a Ray task: the same `execute`, with the thread count Ray gave the task."""
+def _remote_execute(unit: list[RunSpec], root: str, exec_cfg: ExecConfig, threads: int) -> list[Outcome]:
+    """The body of a Ray task: the same `execute_unit`, with the thread count Ray gave the task."""
     import torch
 
     torch.set_num_threads(threads)
-    return execute(job, root, exec_cfg)
+    return execute_unit(unit, root, exec_cfg)
 
 
 def import_ray():
@@ -255,41 +464,53 @@ class RayExecutor:
     def __init__(self, exec_cfg: ExecConfig):
         self.cfg = exec_cfg
 
-    def resources(self, job: RunSpec, cluster_gpus: float) -> dict[str, float]:
+    def resources(self, unit: list[RunSpec] | RunSpec, cluster_gpus: float) -> dict[str, float]:
+        """CPUs and GPU share of a task: by the parameters it trains (an ensemble counts all members)."""
+        unit = unit if isinstance(unit, list) else [unit]
         gpus = 0.0
         if cluster_gpus > 0 and self.cfg.device != "cpu":
-            gpus = self.cfg.gpus_per_run or gpu_share(job.n_params)
+            gpus = self.cfg.gpus_per_run or gpu_share(sum(j.n_params for j in unit))
         return dict(num_cpus=self.cfg.cpus_per_run or 1, num_gpus=gpus)
 
     def run(self, jobs: list[RunSpec], root: Path, desc: str, on_done=None) -> dict[str, Outcome]:
+        import torch
+
+        from workbench.ensemble import plan
+
         ray = connect_ray(self.cfg.ray_address)
         task = ray.remote(_remote_execute)
         cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
+        # ensembles of cluster GPUs are sized by exec.ensemble (the driver cannot see their memory)
+        units = plan(jobs, self.cfg, torch.device("cuda" if cluster_gpus and self.cfg.device != "cpu" else "cpu"),
+                     memory=False)
         worker_cfg = dataclasses.replace(self.cfg, progress=False)  # the driver's bar is the progress
-        pending: dict[Any, RunSpec] = {}
+        pending: dict[Any, list[RunSpec]] = {}
         tally = _Tally(len(jobs), desc, self.cfg.progress, on_done)
 
-        def submit(job: RunSpec) -> None:
-            res = self.resources(job, cluster_gpus)
+        def submit(unit: list[RunSpec]) -> None:
+            res = self.resources(unit, cluster_gpus)
+            name = f"{unit[0].kind} {unit[0].run_id}" + (f" +{len(unit) - 1}" if len(unit) > 1 else "")
             ref = task.options(**res, max_retries=self.cfg.max_retries, retry_exceptions=False,
-                               name=f"{job.kind} {job.run_id}").remote(job, str(root), worker_cfg, int(res["num_cpus"]))
-            pending[ref] = job
+                               name=name).remote(unit, str(root), worker_cfg, int(res["num_cpus"]))
+            pending[ref] = unit
 
-        for job in jobs:
-            submit(job)
+        for unit in units:
+            submit(unit)
         while pending or tally.held:
             for job in tally.due():
-                submit(job)
+                submit([job])
             if not pending:
                 time.sleep(POLL_S / 4)
                 continue
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
             for ref in ready:
-                job = pending.pop(ref)
+                unit = pending.pop(ref)
                 try:
-                    o = ray.get(ref)
+                    outcomes = ray.get(ref)
                 except ray.exceptions.RayError as e:  # the worker died more often than max_retries
-                    o = Outcome(job.run_id, "failed", error=f"{type(e).__name__}: {str(e).splitlines()[0][:300]}",
-                                attempts=len(RunStore(root).attempts(job.run_id)))
-                tally.record(job, o)
+                    store = RunStore(root)
+                    outcomes = [_failed_or_finished(j, store, f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
+                                for j in unit]
+                for job, o in zip(unit, outcomes):
+                    tally.record(job, o)
         return tally.close()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -22,14 +21,14 @@ from typing import ClassVar
 import numpy as np
 
 from workbench.config import ExecConfig, FinetuneConfig, config_hash, to_dict
-from workbench.device import place, seeded
+from workbench.device import place
 from workbench.errors import WorkbenchError
 from workbench.files import read_json
 from workbench.model import param_groups
 from workbench.runs import BEST, CONFIG, SpecBase, run_once
 from workbench.taskkinds import collate, task_kind
 from workbench.tasks import get_task
-from workbench.train import LoopConfig, make_schedule, save_best_checkpoint, train_loop
+from workbench.train import LoopConfig, LoopResult, Setup, make_schedule, save_best_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +99,13 @@ class FinetuneSpec(SpecBase):
                     task=dict(name=t.name, kind=t.kind, metric=t.metric, labels=list(t.labels), eval_split=t.eval_split,
                               origin=t.origin, n_train=len(x.train_rows), n_eval=len(x.eval_rows)))
 
-    def train(self, x: Inputs, run_dir: Path, ctx) -> dict:
+    def ensemble_key(self):
+        """The grid of one size and task (LR x epochs x seeds x warm-up) trains together."""
+        c = self.cfg
+        return ("finetune", str(Path(c.pretrain_run).resolve()), c.task, c.source, c.batch_size, c.seq_len,
+                c.max_train, c.max_eval, c.dropout)
+
+    def setup(self, x: Inputs, run_dir: Path, ctx) -> Setup:
         from transformers.utils import logging as hf_logging
 
         import torch
@@ -113,30 +118,28 @@ class FinetuneSpec(SpecBase):
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # "newly initialized head weights" is expected here
         try:
-            with seeded(cfg.seed, ctx.device):
-                model = place(kind.load_head(x.task, x.ckpt, cfg.dropout), ctx.device)
-                optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
-                                              fused=ctx.device.type == "cuda")
-                scheduler = make_schedule(optimizer, "constant", int(cfg.warmup_fraction * max_steps), max_steps)
-                loop = LoopConfig(max_steps=max_steps, eval_interval=steps_per_epoch, patience=max_steps + 1,
-                                  mode="max", monitor=x.task.metric, grad_clip=1.0,
-                                  checkpoint_interval=ctx.exec.checkpoint_interval,
-                                  micro_batch_size=ctx.exec.micro_batch_size)
-                wall0 = time.time()
-                res = train_loop(
-                    model, optimizer, scheduler, _batches(train, cfg, steps_per_epoch, ctx.device),
-                    lambda m, b: m(**b).loss,
-                    lambda: kind.evaluate(x.task, model, evalset, x.eval_rows, cfg.batch_size * 2, ctx.device),
-                    loop, run_dir, lambda: save_best_checkpoint(run_dir, model, x.tokenizer), ctx.device,
-                    ctx.precision, ctx.exec.progress, desc=f"{x.task.name} {x.pretrain['model']['name']}")
+            model = place(kind.load_head(x.task, x.ckpt, cfg.dropout), ctx.device)
         finally:
             hf_logging.set_verbosity(verbosity)
+        optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=ctx.device.type == "cuda")
+        scheduler = make_schedule(optimizer, "constant", int(cfg.warmup_fraction * max_steps), max_steps)
+        loop = LoopConfig(max_steps=max_steps, eval_interval=steps_per_epoch, patience=max_steps + 1, mode="max",
+                          monitor=x.task.metric, grad_clip=1.0, checkpoint_interval=ctx.exec.checkpoint_interval,
+                          micro_batch_size=ctx.exec.micro_batch_size)
+        return Setup(model, optimizer, scheduler, _batches(train, cfg, steps_per_epoch, ctx.device),
+                     lambda m, b: m(**b).loss,
+                     lambda: kind.evaluate(x.task, model, evalset, x.eval_rows, cfg.batch_size * 2, ctx.device),
+                     loop, lambda: save_best_checkpoint(run_dir, model, x.tokenizer),
+                     desc=f"{x.task.name} {x.pretrain['model']['name']}")
+
+    def summarize(self, x: Inputs, s: Setup, res: LoopResult, ctx, wall_time_s: float) -> dict:
+        cfg, steps_per_epoch = self.cfg, s.loop.eval_interval
         return dict(status=res.status, stop_reason=res.stop_reason, task=x.task.name, metric=x.task.metric,
                     value=res.best, one_minus=1 - res.best if res.best == res.best else None,
                     best_epoch=res.best_step // steps_per_epoch if res.best_step > 0 else None,
                     steps=res.steps, epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed,
                     n_params=x.pretrain["model"]["n_params"], tokens=int(res.steps * cfg.batch_size * x.seq_len),
-                    train_time_s=round(res.train_time_s, 2), wall_time_s=round(time.time() - wall0, 2),
+                    train_time_s=round(res.train_time_s, 2), wall_time_s=round(wall_time_s, 2),
                     diverged_step=res.diverged_step)
 
 

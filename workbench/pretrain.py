@@ -18,7 +18,6 @@ held-out masks and early stopping decides.
 from __future__ import annotations
 
 import functools
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -29,13 +28,13 @@ import torch
 from workbench import registry
 from workbench.config import ExecConfig, PretrainConfig, config_hash, to_dict
 from workbench.data import PreparedData, prepare_data
-from workbench.device import place, seeded
+from workbench.device import place
 from workbench.family import model_spec
 from workbench.masking import MaskedBatch, mlm_mask, step_generator
 from workbench.model import build_mlm_model, mlm_loss, param_groups
 from workbench.objectives import special_ids
 from workbench.runs import SpecBase, run_once
-from workbench.train import LoopConfig, make_schedule, save_best_checkpoint, train_loop
+from workbench.train import LoopConfig, LoopResult, Setup, make_schedule, save_best_checkpoint
 
 EVAL_MASK_SEED = 20220213  # one fixed set of eval masks for every run: losses are paired across sizes
 
@@ -70,24 +69,32 @@ class PretrainSpec(SpecBase):
                      train_flops_per_token=spec.train_flops_per_token(seq, vocab, head_fraction=cfg.train.mask_prob))
         return dict(config=to_dict(cfg), model=model, data=data.meta)
 
-    def train(self, data: PreparedData, run_dir: Path, ctx) -> dict:
+    def ensemble_key(self):
+        """Seeds (and LRs, objectives, schedules) of one size on one corpus train together."""
+        c = self.cfg
+        return ("pretrain", c.family, c.n_layers, config_hash(c.data), c.train.batch_size, c.train.dropout)
+
+    def setup(self, data: PreparedData, run_dir: Path, ctx) -> Setup:
         cfg, t, d = self.cfg, self.cfg.train, self.cfg.data
         spec = model_spec(cfg.family, cfg.n_layers)
         tokens_per_step = t.batch_size * d.seq_len
         flops_per_token = spec.train_flops_per_token(d.seq_len, data.vocab_size, head_fraction=t.mask_prob)
-        with seeded(cfg.seed, ctx.device):  # dropout draws are reproducible, the caller's RNG untouched
-            model, optimizer, scheduler, batch_at = setup_pretraining(cfg, data, ctx.device)
-            if ctx.exec.compile:
-                model.bert.compile()  # in place: state_dict keys and save_pretrained stay as they are
-            loop = LoopConfig(max_steps=t.max_steps, eval_interval=t.eval_interval, patience=t.patience,
-                              min_delta=t.min_delta, grad_clip=t.grad_clip, monitor="eval_loss",
-                              checkpoint_interval=ctx.exec.checkpoint_interval, tokens_per_step=tokens_per_step,
-                              flops_per_step=flops_per_token * tokens_per_step, peak_flops=ctx.peak_flops,
-                              micro_batch_size=ctx.exec.micro_batch_size)
-            wall0 = time.time()
-            res = train_loop(model, optimizer, scheduler, batch_at, mlm_loss, _evaluator(data, cfg, model, ctx.device),
-                             loop, run_dir, lambda: save_best_checkpoint(run_dir, model, data.tokenizer),
-                             ctx.device, ctx.precision, ctx.exec.progress, desc=spec.name)
+        model, optimizer, scheduler, batch_at = setup_pretraining(cfg, data, ctx.device)
+        if ctx.exec.compile:
+            model.bert.compile()  # in place: state_dict keys and save_pretrained stay as they are
+        loop = LoopConfig(max_steps=t.max_steps, eval_interval=t.eval_interval, patience=t.patience,
+                          min_delta=t.min_delta, grad_clip=t.grad_clip, monitor="eval_loss",
+                          checkpoint_interval=ctx.exec.checkpoint_interval, tokens_per_step=tokens_per_step,
+                          flops_per_step=flops_per_token * tokens_per_step, peak_flops=ctx.peak_flops,
+                          micro_batch_size=ctx.exec.micro_batch_size)
+        return Setup(model, optimizer, scheduler, batch_at, mlm_loss, _evaluator(data, cfg, model, ctx.device), loop,
+                     lambda: save_best_checkpoint(run_dir, model, data.tokenizer), desc=spec.name)
+
+    def summarize(self, data: PreparedData, s: Setup, res: LoopResult, ctx, wall_time_s: float) -> dict:
+        cfg, t = self.cfg, self.cfg.train
+        spec = model_spec(cfg.family, cfg.n_layers)
+        tokens_per_step = s.loop.tokens_per_step
+        flops_per_token = s.loop.flops_per_step / tokens_per_step
         tokens = res.steps * tokens_per_step
         return dict(
             status=res.status, stop_reason=res.stop_reason, best_eval_loss=res.best, best_step=res.best_step,
@@ -95,7 +102,7 @@ class PretrainSpec(SpecBase):
             tokens_at_best=max(res.best_step, 0) * tokens_per_step,
             flops=6 * spec.n_params * tokens,  # C = 6 N D (paper)
             flops_model=flops_per_token * tokens,  # with attention and MLM head
-            train_time_s=round(res.train_time_s, 2), wall_time_s=round(time.time() - wall0, 2),
+            train_time_s=round(res.train_time_s, 2), wall_time_s=round(wall_time_s, 2),
             tokens_per_s=round(tokens / res.train_time_s, 1) if res.train_time_s else None,
             mfu=(round(flops_per_token * tokens / res.train_time_s / ctx.peak_flops, 5)
                  if res.train_time_s and ctx.peak_flops else None),

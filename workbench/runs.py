@@ -61,13 +61,31 @@ class RunSpec(Protocol):
 
 @dataclass(frozen=True)
 class SpecBase:
-    """What every run spec shares: its config, and an id derived from it by the spec's `make_id`."""
+    """What every run spec shares: its config, an id derived from it by the spec's `make_id`, and
+    training alone (`train`) from the spec's `setup` (model, optimiser, schedule, batches, loss,
+    evaluation, loop settings; the same pieces an ensemble trains with) and `summarize`."""
 
     cfg: Any
 
     @property
     def run_id(self) -> str:
         return type(self).make_id(self.cfg)
+
+    def ensemble_key(self) -> Any:
+        """Runs with the same key (not None) can train together as one ensemble
+        (`workbench.ensemble`): same shape, same inputs, same batch size."""
+        return None
+
+    def train(self, inputs: Any, run_dir: Path, ctx) -> dict:
+        from workbench.device import seeded
+        from workbench.train import train_loop
+
+        with seeded(self.cfg.seed, ctx.device):  # init and dropout reproducible, the caller's RNG untouched
+            s = self.setup(inputs, run_dir, ctx)
+            wall0 = time.time()
+            res = train_loop(s.model, s.optimizer, s.scheduler, s.batch_at, s.loss_fn, s.evaluate, s.loop, run_dir,
+                             s.save_best, ctx.device, ctx.precision, ctx.exec.progress, desc=s.desc)
+        return self.summarize(inputs, s, res, ctx, time.time() - wall0)
 
 
 def run_once(spec: RunSpec, root: str | os.PathLike, exec_cfg) -> dict:
@@ -77,8 +95,7 @@ def run_once(spec: RunSpec, root: str | os.PathLike, exec_cfg) -> dict:
     raises `RunBusy`); look for a summary again under the claim; write `config.json` (once) and
     `env.json`; train, resuming from `resume.pt` when an earlier attempt left one, or from scratch
     when that checkpoint is unreadable; write `summary.json` last and drop the checkpoint."""
-    from workbench.config import to_dict
-    from workbench.device import environment, run_context
+    from workbench.device import run_context
 
     store = RunStore(root)
     if store.is_finished(spec.run_id):
@@ -88,10 +105,7 @@ def run_once(spec: RunSpec, root: str | os.PathLike, exec_cfg) -> dict:
         if store.is_finished(spec.run_id):  # finished by another process between the check above and the claim
             return store.summary(spec.run_id)
         for restart in (False, True):
-            if not (run_dir / CONFIG).exists():
-                write_json_atomic(run_dir / CONFIG, dict(kind=spec.kind, run_id=spec.run_id, exec=to_dict(exec_cfg),
-                                                         **spec.record(inputs)))
-            write_json_atomic(run_dir / ENV, environment(ctx.device, ctx.precision))
+            begin_run(spec, inputs, run_dir, exec_cfg, ctx)
             try:
                 summary = spec.train(inputs, run_dir, ctx)
                 break
@@ -100,10 +114,30 @@ def run_once(spec: RunSpec, root: str | os.PathLike, exec_cfg) -> dict:
                     raise
                 log.warning("%s; restarting %s from scratch", e, spec.run_id)
                 reset_run(run_dir)
-        write_json_atomic(run_dir / SUMMARY, summary)
-        (run_dir / RESUME).unlink(missing_ok=True)
-        log.info("%s: %s (%s)", spec.run_id, summary.get("status"), summary.get("stop_reason"))
+        finish_run(spec, run_dir, summary)
         return summary
+
+
+def begin_run(spec: RunSpec, inputs: Any, run_dir: Path, exec_cfg, ctx, ensemble: list[str] | None = None) -> None:
+    """Write a claimed run's `config.json` (once: a resumed run keeps the one it started with) and
+    `env.json` (every attempt; with the ids of the runs it trained beside when in an ensemble)."""
+    from workbench.config import to_dict
+    from workbench.device import environment
+
+    if not (run_dir / CONFIG).exists():
+        write_json_atomic(run_dir / CONFIG, dict(kind=spec.kind, run_id=spec.run_id, exec=to_dict(exec_cfg),
+                                                 **spec.record(inputs)))
+    env = environment(ctx.device, ctx.precision)
+    if ensemble:
+        env["ensemble"] = ensemble
+    write_json_atomic(run_dir / ENV, env)
+
+
+def finish_run(spec: RunSpec, run_dir: Path, summary: dict) -> None:
+    """Write the summary (the run is finished from here on) and drop the resume checkpoint."""
+    write_json_atomic(run_dir / SUMMARY, summary)
+    (run_dir / RESUME).unlink(missing_ok=True)
+    log.info("%s: %s (%s)", spec.run_id, summary.get("status"), summary.get("stop_reason"))
 
 
 def reset_run(run_dir: Path, keep: tuple[str, ...] = (CONFIG, CLAIM, ATTEMPTS)) -> None:

@@ -23,7 +23,8 @@ import torch
 from workbench.device import autocast
 from workbench.errors import CorruptCheckpointError, WorkbenchError
 from workbench.files import atomic_path
-from workbench.runs import BEST, RESUME, append_metrics, truncate_metrics
+from workbench.progress import bar as progress_bar
+from workbench.runs import BEST, METRICS, RESUME, append_metrics, truncate_metrics
 from workbench.stopping import EarlyStopping
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,21 @@ class LoopConfig:
 
 
 @dataclass
+class Setup:
+    """What a run spec's `setup` returns: everything training needs, alone or in an ensemble."""
+
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    batch_at: Callable[[int], Any]  # deterministic in the step
+    loss_fn: Callable  # loss_fn(model, batch) -> scalar loss (training alone)
+    evaluate: Callable[[], dict]
+    loop: LoopConfig
+    save_best: Callable[[], None]
+    desc: str = ""
+
+
+@dataclass
 class LoopResult:
     status: str  # "completed" | "diverged"
     stop_reason: str  # "early_stopped" | "horizon" | "diverged"
@@ -68,60 +84,98 @@ class LoopResult:
     diverged_step: int | None = None
 
 
+class RunLoop:
+    """The per-run half of training, driven one optimisation step at a time: apply a step whose
+    gradient is in place, log, evaluate, stop early, save the best and resume checkpoints.
+
+    `train_loop` drives one of these on one model; `workbench.ensemble` drives several, one per
+    member of a stacked ensemble, with the same code, so a member's run folder is what training it
+    alone writes. `rng` is where the run's dropout draws come from: None = torch's global generator
+    (training alone), else a `workbench.ensemble.MemberRNG` whose state is saved and resumed instead."""
+
+    def __init__(self, model, optimizer, scheduler, evaluate: Callable[[], dict], loop: LoopConfig, run_dir: Path,
+                 save_best: Callable[[], None], device: torch.device, precision: str = "fp32",
+                 progress: bool = True, desc: str = "", rng=None):
+        self.model, self.optimizer, self.scheduler, self.evaluate = model, optimizer, scheduler, evaluate
+        self.loop, self.run_dir, self.save_best, self.device, self.precision = loop, Path(run_dir), save_best, device, precision
+        self.desc, self.rng = desc, rng
+        self.stopper = EarlyStopping(loop.patience, loop.min_delta, loop.mode)
+        state = _load_resume(self.run_dir, model, optimizer, scheduler, self.stopper)
+        if state:
+            if rng is None:
+                torch.set_rng_state(state["rng"])
+            else:
+                rng.set_state(state["rng"])
+        self.step, self.elapsed = state.get("step", 0), state.get("train_time_s", 0.0)
+        if (self.run_dir / METRICS).exists():  # evaluations logged after the checkpoint (or before the first
+            truncate_metrics(self.run_dir, self.step)  # one, from a killed attempt) are redone: drop them
+        if self.step:
+            log.info("%s: resumed at step %d (best %s=%.4f at %d)", desc, self.step, loop.monitor, self.stopper.best,
+                     self.stopper.best_step)
+        self.ckpt_every = loop.checkpoint_interval or loop.eval_interval
+        self.loss_sum, self.loss_n = torch.zeros((), device=device), 0
+        self.bar = progress_bar(total=loop.max_steps, initial=self.step, desc=desc, enabled=progress)
+        self.result: LoopResult | None = None
+        model.train()
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None or self.step >= self.loop.max_steps
+
+    def advance(self, loss: torch.Tensor, seconds: float) -> None:
+        """Finish step `self.step` whose loss is `loss` (gradients accumulated in `.grad`);
+        `seconds` is the training time to book for it (evaluation is not training time)."""
+        loop, t0 = self.loop, time.perf_counter()
+        self.elapsed += seconds
+        if not torch.isfinite(loss):
+            self.result = LoopResult("diverged", "diverged", self.step, self.stopper.best, self.stopper.best_step,
+                                     self.elapsed, diverged_step=self.step)
+            log.warning("%s: loss is %s at step %d: recorded as diverged", self.desc, loss.item(), self.step)
+            self.optimizer.zero_grad(set_to_none=True)
+            return
+        if loop.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), loop.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.elapsed += time.perf_counter() - t0  # the update is training time too
+        self.loss_sum += loss.detach()
+        self.loss_n += 1
+        self.step += 1
+        self.bar.update(1)
+        if self.step % loop.eval_interval and self.step < loop.max_steps:
+            return
+        row = _evaluate_and_log(self.model, self.evaluate, loop, self.step, self.loss_sum.item() / self.loss_n,
+                                self.elapsed, self.scheduler, self.run_dir, self.device, self.precision)
+        if self.stopper.update(self.step, row[loop.monitor]):
+            self.save_best()
+        self.bar.set_postfix({loop.monitor: f"{row[loop.monitor]:.4f}", "best": f"{self.stopper.best:.4f}"})
+        stop = self.stopper.should_stop(self.step)
+        if self.step % self.ckpt_every == 0 and not stop and self.step < loop.max_steps:
+            _save_resume(self.run_dir, self.model, self.optimizer, self.scheduler, self.stopper, self.step,
+                         self.elapsed, self.rng.get_state() if self.rng is not None else torch.get_rng_state())
+        self.loss_sum, self.loss_n = torch.zeros((), device=self.device), 0
+        if stop:
+            self.result = LoopResult("completed", "early_stopped", self.step, self.stopper.best,
+                                     self.stopper.best_step, self.elapsed)
+        self.model.train()
+
+    def finish(self) -> LoopResult:
+        self.bar.close()
+        return self.result or LoopResult("completed", "horizon", self.step, self.stopper.best, self.stopper.best_step,
+                                         self.elapsed)
+
+
 def train_loop(model, optimizer, scheduler, batch_at: Callable[[int], Any], loss_fn: Callable,
                evaluate: Callable[[], dict], loop: LoopConfig, run_dir: Path, save_best: Callable[[], None],
                device: torch.device, precision: str = "fp32", progress: bool = True, desc: str = "") -> LoopResult:
-    from tqdm.auto import tqdm
-
-    stopper = EarlyStopping(loop.patience, loop.min_delta, loop.mode)
-    state = _load_resume(run_dir, model, optimizer, scheduler, stopper)
-    step, elapsed = state.get("step", 0), state.get("train_time_s", 0.0)
-    if step:
-        truncate_metrics(run_dir, step)
-        log.info("%s: resumed at step %d (best %s=%.4f at %d)", desc, step, loop.monitor, stopper.best,
-                 stopper.best_step)
-    ckpt_every = loop.checkpoint_interval or loop.eval_interval
-    loss_sum, loss_n, t0 = torch.zeros((), device=device), 0, time.perf_counter()
-    bar = tqdm(total=loop.max_steps, initial=step, desc=desc, disable=not progress, leave=False,
-               dynamic_ncols=True)
-    model.train()
-    result = None
-    while step < loop.max_steps:
-        loss = _forward_backward(model, loss_fn, batch_at(step), loop.micro_batch_size, device, precision)
-        if not torch.isfinite(loss):
-            result = LoopResult("diverged", "diverged", step, stopper.best, stopper.best_step,
-                                elapsed + time.perf_counter() - t0, diverged_step=step)
-            log.warning("%s: loss is %s at step %d: recorded as diverged", desc, loss.item(), step)
-            optimizer.zero_grad(set_to_none=True)
-            break
-        if loop.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), loop.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss_sum += loss.detach()
-        loss_n += 1
-        step += 1
-        bar.update(1)
-        if step % loop.eval_interval and step < loop.max_steps:
-            continue
-        elapsed += time.perf_counter() - t0
-        row = _evaluate_and_log(model, evaluate, loop, step, loss_sum.item() / loss_n, elapsed, scheduler,
-                                run_dir, device, precision)
-        improved = stopper.update(step, row[loop.monitor])
-        if improved:
-            save_best()
-        bar.set_postfix({loop.monitor: f"{row[loop.monitor]:.4f}", "best": f"{stopper.best:.4f}"})
-        stop = stopper.should_stop(step)
-        if step % ckpt_every == 0 and not stop and step < loop.max_steps:
-            _save_resume(run_dir, model, optimizer, scheduler, stopper, step, elapsed)
-        loss_sum, loss_n, t0 = torch.zeros((), device=device), 0, time.perf_counter()
-        if stop:
-            result = LoopResult("completed", "early_stopped", step, stopper.best, stopper.best_step, elapsed)
-            break
-        model.train()
-    bar.close()
-    return result or LoopResult("completed", "horizon", step, stopper.best, stopper.best_step, elapsed)
+    """Train one model alone: forward/backward on `batch_at(step)`, then `RunLoop.advance`."""
+    run = RunLoop(model, optimizer, scheduler, evaluate, loop, run_dir, save_best, device, precision, progress, desc)
+    while not run.done:
+        t0 = time.perf_counter()
+        loss = _forward_backward(model, loss_fn, batch_at(run.step), loop.micro_batch_size, device, precision)
+        run.advance(loss, time.perf_counter() - t0)
+    return run.finish()
 
 
 def split_batch(batch, micro_batch_size: int) -> list[tuple[Any, float]]:
@@ -173,10 +227,10 @@ def _evaluate_and_log(model, evaluate, loop: LoopConfig, step: int, train_loss: 
 
 
 def _save_resume(run_dir: Path, model, optimizer, scheduler, stopper: EarlyStopping, step: int,
-                 elapsed: float) -> None:
+                 elapsed: float, rng: torch.Tensor) -> None:
     with atomic_path(Path(run_dir) / RESUME) as tmp:  # a failed save leaves neither a torn file nor a temp one
         torch.save(dict(step=step, train_time_s=elapsed, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                        scheduler=scheduler.state_dict(), stopper=asdict(stopper), rng=torch.get_rng_state()), tmp)
+                        scheduler=scheduler.state_dict(), stopper=asdict(stopper), rng=rng), tmp)
 
 
 def _load_resume(run_dir: Path, model, optimizer, scheduler, stopper: EarlyStopping) -> dict:
@@ -192,7 +246,6 @@ def _load_resume(run_dir: Path, model, optimizer, scheduler, stopper: EarlyStopp
         raise CorruptCheckpointError(f"resume checkpoint {path} is unreadable ({type(e).__name__}: {e})") from None
     for k, v in state["stopper"].items():
         setattr(stopper, k, v)
-    torch.set_rng_state(state["rng"])
     return state
 
 
