@@ -112,10 +112,11 @@ def _sweep(args) -> int:
             print(run_id(r))
         return 0
     df = run_sweep(study.sweep, study.root, study.exec)
-    cols = ["run_id", "n_params", "seed", "status", "stop_reason", "best_eval_loss", "best_step", "steps",
-            "tokens", "tokens_per_s", "wall_time_s"]
+    cols = ["run_id", "n_params", "seed", "status", "stop_reason", "converged", "best_eval_loss", "forecast_loss",
+            "best_step", "steps", "tokens", "tokens_per_s", "wall_time_s"]
     if not df.empty:
         print(df[[c for c in cols if c in df]].to_string(index=False))
+        _print_convergence(df)
     _print_counts(df.attrs["counts"])
     return 1 if df.attrs["counts"]["failed"] else 0
 
@@ -135,9 +136,22 @@ def _fit(args) -> int:
     print(report.describe())
     for name, (lo, hi) in report.params_ci.items():
         print(f"  {name} = {report.params[name]:.5g}  ({100 * report.level:.0f}% CI {lo:.5g} .. {hi:.5g})")
-    if (runs.stop_reason == "horizon").any():
-        print(f"NOT converged: {(runs.stop_reason == 'horizon').sum()} run(s) stopped at the step horizon")
+    _print_convergence(runs)
     return 0
+
+
+def _print_convergence(runs) -> None:
+    """One line per run that is not converged (pretraining runs), and the warning."""
+    from workbench.notebook import convergence_counts, not_converged
+
+    pre = runs[runs.run_id.str.startswith("pretrain-")] if "run_id" in runs else runs
+    warning = not_converged(convergence_counts(pre))
+    if warning:
+        print(f"NOT converged: {warning}")
+        if "convergence" in pre:
+            for r in pre.itertuples():
+                if r.converged is not True and isinstance(r.convergence, str):
+                    print(f"  {r.run_id}: {r.convergence}")
 
 
 def _runs(args) -> int:
@@ -147,9 +161,11 @@ def _runs(args) -> int:
     if df.empty:
         print(f"no runs under {args.root}")
         return 0
-    cols = [c for c in ["run_id", "n_params", "seed", "status", "stop_reason", "best_eval_loss", "steps",
-                        "wall_time_s"] if c in df]
+    cols = [c for c in ["run_id", "n_params", "seed", "status", "stop_reason", "converged", "best_eval_loss",
+                        "forecast_loss", "steps", "wall_time_s"] if c in df]
     print(df[cols].to_string(index=False))
+    if "stop_reason" in df:
+        _print_convergence(df[df.status.isin(["completed", "diverged"])] if "status" in df else df)
     return 0
 
 

@@ -115,12 +115,15 @@ class FinetuneSpec(SpecBase):
         evalset = kind.encode(x.task, x.eval_rows, x.tokenizer, x.seq_len, for_training=False)  # seed and size
         steps_per_epoch = max(1, -(-len(train["input_ids"]) // cfg.batch_size))
         max_steps = cfg.epochs * steps_per_epoch
-        verbosity = hf_logging.get_verbosity()
+        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()  # "newly initialized head weights" is expected here
+        hf_logging.disable_progress_bar()  # and one "Loading weights" bar per run is noise
         try:
             model = place(kind.load_head(x.task, x.ckpt, cfg.dropout), ctx.device)
         finally:
             hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
         optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=ctx.device.type == "cuda")
         scheduler = make_schedule(optimizer, "constant", int(cfg.warmup_fraction * max_steps), max_steps)
         loop = LoopConfig(max_steps=max_steps, eval_interval=steps_per_epoch, patience=max_steps + 1, mode="max",

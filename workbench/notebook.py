@@ -121,11 +121,51 @@ def plateau_table(curves: pd.DataFrame, min_steps: int) -> pd.DataFrame:
 # ------------------------------------------------------------------ closing text, filled from results
 
 
-def not_converged(stop_reasons: dict | None) -> str | None:
-    """The warning every result over horizon-stopped runs carries, or None when no run stopped there."""
-    n = (stop_reasons or {}).get("horizon")
-    return (f"{n} run(s) stopped at the step horizon: they are NOT converged, and laws over them are not the "
-            f"paper's result") if n else None
+def convergence_counts(runs: pd.DataFrame) -> dict:
+    """How many runs are converged, and why the others are not: {"converged": n, "horizon": n,
+    "decayed LR": n, "diverged": n} (`workbench.convergence.verdict`). Runs recorded before the
+    verdict existed are judged by their stop reason alone."""
+    if runs is None or runs.empty:
+        return {}
+    if "converged" not in runs:
+        runs = runs.assign(converged=runs.stop_reason.eq("early_stopped"), convergence="")
+    kinds = []
+    for r in runs.itertuples():
+        if r.converged is True or r.converged == 1:
+            kinds.append("converged")
+        elif r.status == "diverged":
+            kinds.append("diverged")
+        elif r.stop_reason == "horizon":
+            kinds.append("horizon")
+        elif "decayed LR" in str(r.convergence):
+            kinds.append("decayed LR")
+        else:
+            kinds.append(str(r.stop_reason))
+    return pd.Series(kinds).value_counts().to_dict()
+
+
+def verdict_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per pretraining run: converged, why, best loss, the forecast converged loss with its
+    interval, and the steps the forecast says are still needed."""
+    cols = ["name", "n_params", "converged", "convergence", "best_eval_loss", "forecast_loss", "forecast_low",
+            "forecast_high", "forecast_steps_needed"]
+    return runs[[c for c in cols if c in runs]].reset_index(drop=True)
+
+
+def not_converged(counts: dict | None) -> str | None:
+    """The warning every result over runs that are not converged carries, or None when all are.
+    `counts` is `convergence_counts(runs)` (older results: the runs' stop reasons)."""
+    counts = counts or {}
+    bad = {k: v for k, v in counts.items() if k not in ("converged", "early_stopped")}
+    if not bad:
+        return None
+    why = ", ".join(f"{v} {WHY.get(k, k)}" for k, v in bad.items())
+    return (f"{sum(bad.values())} run(s) are NOT converged ({why}), and laws over them are not the "
+            f"paper's result")
+
+
+WHY = {"horizon": "stopped at the step horizon", "decayed LR": "had their best step on a decayed LR",
+       "diverged": "diverged"}
 
 
 def law_conclusion(report, what: str, stop_reasons: dict | None = None) -> str:

@@ -33,7 +33,8 @@ from workbench.family import model_spec
 from workbench.masking import MaskedBatch, mlm_mask, step_generator
 from workbench.model import build_mlm_model, mlm_loss, param_groups
 from workbench.objectives import special_ids
-from workbench.runs import SpecBase, run_once
+from workbench.convergence import summarize_run
+from workbench.runs import SpecBase, read_metrics, run_once
 from workbench.train import LoopConfig, LoopResult, Setup, make_schedule, save_best_checkpoint
 
 EVAL_MASK_SEED = 20220213  # one fixed set of eval masks for every run: losses are paired across sizes
@@ -88,7 +89,7 @@ class PretrainSpec(SpecBase):
                           flops_per_step=flops_per_token * tokens_per_step, peak_flops=ctx.peak_flops,
                           micro_batch_size=ctx.exec.micro_batch_size)
         return Setup(model, optimizer, scheduler, batch_at, mlm_loss, _evaluator(data, cfg, model, ctx.device), loop,
-                     lambda: save_best_checkpoint(run_dir, model, data.tokenizer), desc=spec.name)
+                     lambda: save_best_checkpoint(run_dir, model, data.tokenizer), desc=spec.name, run_dir=Path(run_dir))
 
     def summarize(self, data: PreparedData, s: Setup, res: LoopResult, ctx, wall_time_s: float) -> dict:
         cfg, t = self.cfg, self.cfg.train
@@ -108,6 +109,8 @@ class PretrainSpec(SpecBase):
                  if res.train_time_s and ctx.peak_flops else None),
             micro_batch_size=ctx.exec.micro_batch_size or t.batch_size,
             n_params=spec.n_params, device=str(ctx.device), precision=ctx.precision,
+            # converged (bool) and why, the LR at the best step, and a forecast of the converged loss
+            **summarize_run(read_metrics(s.run_dir), res.stop_reason, res.best_step, res.steps, t.lr, res.status),
         )
 
 

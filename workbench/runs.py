@@ -292,7 +292,7 @@ def _read_or_none(path: Path) -> dict | None:
 
 def law_table(runs, value: str = "best_eval_loss"):
     """The fitting table of `load_runs` output: variant (family/objective), n_params, seed, value,
-    run_id. Runs that did not complete (diverged, unfinished) are left out with a warning."""
+    run_id (and the convergence verdict and forecast where the summaries have them). Runs that did not complete (diverged, unfinished) are left out with a warning."""
     import pandas as pd
 
     ok = runs["status"] == "completed"
@@ -304,8 +304,12 @@ def law_table(runs, value: str = "best_eval_loss"):
         log.warning("leaving out %d run(s) that did not complete: %s", len(bad), ", ".join(why))
     rows = runs[ok]
     variant = rows["family"].astype(str) + "/" + rows["train.objective"].astype(str)
-    return pd.DataFrame(dict(variant=variant, n_params=rows["n_params"].astype(float), seed=rows["seed"],
-                             value=rows[value].astype(float), run_id=rows["run_id"])).reset_index(drop=True)
+    table = pd.DataFrame(dict(variant=variant, n_params=rows["n_params"].astype(float), seed=rows["seed"],
+                              value=rows[value].astype(float), run_id=rows["run_id"]))
+    for col in ("converged", "convergence", "forecast_loss", "forecast_low", "forecast_high"):
+        if col in rows:  # each run's convergence verdict travels with its point (`workbench.convergence`)
+            table[col] = rows[col]
+    return table.reset_index(drop=True)
 
 
 def load_curves(root: str | os.PathLike):

@@ -38,7 +38,7 @@ def _sweep(sw: dict) -> tuple[list[str], dict]:
                   held_out=max_re is not None and max_re <= BAR["max_abs_re"],
                   converged=not_converged(sw.get("stop_reasons")) is None)
     lines = ["## Pretraining sweep", "",
-             f"{sw['label']}, {law.n_sizes} sizes, runs in `{sw['root']}` (stop reasons: {sw.get('stop_reasons')}).", "",
+             f"{sw['label']}, {law.n_sizes} sizes, runs in `{sw['root']}` (convergence: {sw.get('stop_reasons')}).", "",
              "| N | best eval loss |", "|---|---|"]
     lines += [f"| {_n(n)} | {v:.4f} |" for n, v in sorted(sw["losses"].items(), key=lambda kv: float(kv[0]))]
     lines += ["", f"- {law.describe()}"] + _not_converged(sw)
@@ -64,8 +64,13 @@ def _finetune(ft: dict) -> list[str]:
 
 
 def _convergence(cv: dict) -> list[str]:
-    return ["## Convergence check", "",
-            f"{cv['n_runs']} runs; flagged: {', '.join(cv['flagged']) or 'none'}; stop reasons: {cv['stop_reasons']}.",
+    verdicts = [f"- {'converged' if v['converged'] else '**NOT converged**'}: {v['name']}: {v['convergence']}"
+                + (f"; forecast converged loss {v['forecast_loss']:.4f} ({v['forecast_low']:.4f} .. "
+                   f"{v['forecast_high']:.4f}), {v['forecast_steps_needed']:,} more steps to within 0.5%"
+                   if v.get("forecast_loss") is not None and v.get("forecast_steps_needed") is not None else "")
+                for v in cv.get("verdicts", []) if v.get("convergence")]
+    return ["## Convergence check", "", *verdicts, *([""] if verdicts else []),
+            f"{cv['n_runs']} runs; flagged: {', '.join(cv['flagged']) or 'none'}; convergence: {cv['stop_reasons']}.",
             "Patience each run needed (longest wait between improvements): "
             + ", ".join(f"{cv['names'][k]} {v:.0f}" for k, v in cv["patience_needed"].items()), "",
             "![check](convergence/check.png) ![curves](convergence/curves.png)", ""]

@@ -71,6 +71,7 @@ class Setup:
     loop: LoopConfig
     save_best: Callable[[], None]
     desc: str = ""
+    run_dir: Path | None = None  # where the run logs (its summary reads the curve back)
 
 
 @dataclass
