@@ -280,7 +280,6 @@ def _padded_inputs(batches: list[dict]):
 
 def _pooled(S: Stack, config, batches: list[dict], drop: _Dropout) -> torch.Tensor:
     lengths, (ids, types, mask) = _padded_inputs(batches)
-    drop.lengths = lengths
     hidden = encoder(S, config, ids, types, mask, drop)
     pooled = torch.tanh(_linear(hidden[:, :, 0], S["bert.pooler.dense.weight"], S["bert.pooler.dense.bias"]))
     return _linear(drop(pooled), S["classifier.weight"], S["classifier.bias"])  # (M, rows, C)
@@ -303,7 +302,6 @@ def span_losses(S: Stack, config, batches: list[dict], drop: _Dropout) -> list[t
     """`BertForQuestionAnswering(**batch).loss` of every member: start and end cross-entropy over
     each member's own positions (the ensemble's padding is masked out, answers past them ignored)."""
     lengths, (ids, types, mask) = _padded_inputs(batches)
-    drop.lengths = lengths
     hidden = encoder(S, config, ids, types, mask, drop)
     logits = _linear(hidden, S["qa_outputs.weight"], S["qa_outputs.bias"]).float()  # (M, B, T, 2)
     out = []
@@ -332,7 +330,9 @@ def member_losses(models: list, batches: list, rngs: list[MemberRNG] | None, tra
     p = config.hidden_dropout_prob
     if training and p != config.attention_probs_dropout_prob:
         raise NotImplementedError("ensembles need one dropout rate for hidden states and attention")
-    drop = _Dropout(p if training else 0.0, rngs if training else None, None)
+    # each member's own sequence length (finetuning batches are padded to a common one; MLM blocks are full)
+    lengths = [b["input_ids"].shape[-1] for b in batches] if isinstance(batches[0], dict) else None
+    drop = _Dropout(p if training else 0.0, rngs if training else None, lengths)
     return FORWARDS[name](Stack(models), config, batches, drop)
 
 
