@@ -3,6 +3,7 @@ and see the figure appear. The test installs Chromium (Debian package) if it is 
 JupyterLab on 127.0.0.1 with a private token, and stops everything afterwards."""
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -42,7 +43,7 @@ def _free_port() -> int:
 @pytest.fixture
 def lab(tmp_path):
     shutil.copy(notebooks_dir() / "sweep.ipynb", tmp_path / "sweep.ipynb")
-    port, token = _free_port(), "wb-test-token"
+    port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ, WORKBENCH_DATA_DIR=os.environ["WORKBENCH_DATA_DIR"], JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
                JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"), HOME=str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",

@@ -32,7 +32,7 @@ def test_round_trip_and_hash_stability():
     ({"train": {"pmi_min_count": 1}}, "pmi_min_count"),
     ({"train": {"adam_betas": [0.9]}}, "must have 2 items"),
     ({"seeds": [0, 0]}, "seeds has duplicates"),
-    ({"train": {"lr": float("inf")}}, "train.lr must be positive"),
+    ({"train": {"lr": float("inf")}}, "train.lr must be a finite number > 0"),
 ])
 def test_bad_configs_fail_loudly(raw, match):
     with pytest.raises(ConfigError, match=match):
@@ -95,3 +95,41 @@ def test_sweep_expands_smallest_first():
     runs = SweepConfig(layers=(3, 1, 2), seeds=(0, 1)).runs()
     assert [(r.n_layers, r.seed) for r in runs] == [(1, 0), (1, 1), (2, 0), (2, 1), (3, 0), (3, 1)]
     assert all(isinstance(r, PretrainConfig) and r.data == DataConfig() for r in runs)
+
+
+@pytest.mark.parametrize("override, says", [
+    ("sweep.data.corpus='files:'", "names no source"),
+    ("sweep.train.lr=.inf", "train.lr must be a finite number > 0, got inf"),
+    ("sweep.seeds=[0, 0]", "sweep.seeds has duplicates"),
+])
+def test_inputs_that_used_to_be_accepted_silently(override, says):
+    with pytest.raises(ConfigError, match=says):
+        load("smoke", [override])
+
+
+def test_cli_family_refuses_bad_numbers_in_one_line(capsys):
+    from workbench.cli import main
+
+    assert main(["family", "ar32", "--vocab-size", "-5"]) == 2
+    assert "must be positive" in capsys.readouterr().err
+    assert main(["family", "ar32", "--layers", "a"]) == 2
+    assert "--layers must be comma-separated depths" in capsys.readouterr().err
+
+
+def test_a_vocabulary_larger_than_the_corpus_yields_is_said(tmp_path, text_corpus, caplog):
+    from workbench.config import DataConfig
+    from workbench.data import prepare_data
+
+    data = prepare_data(DataConfig(corpus=f"files:{text_corpus}", vocab_size=60000, seq_len=16, eval_blocks=4),
+                        cache_dir=tmp_path)
+    assert data.vocab_size < 60000
+    assert f"data.vocab_size=60000 asked, but WordPiece finds only {data.vocab_size} tokens" in caplog.text
+
+
+def test_a_files_folder_corpus_skips_hidden_folders(tmp_path, text_corpus):
+    from workbench.corpus import corpus_files
+
+    (text_corpus / ".git").mkdir()
+    (text_corpus / ".git" / "HEAD").write_text("ref: refs/heads/main")
+    files = corpus_files(f"files:{text_corpus}")
+    assert len(files) == 6 and not any(".git" in str(f) for f in files)

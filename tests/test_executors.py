@@ -1,6 +1,7 @@
 """Executors and fault tolerance on the local executor: failures collected, crashes retried from the
 checkpoint, NaN runs recorded and skipped by fits, two sweeps sharing one store, micro-batches."""
 
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -191,3 +192,54 @@ def test_resume_checkpoints_load_with_weights_only(tmp_path, tiny_data):
     _save_resume(tmp_path, model, opt, sched, EarlyStopping(5), 7, 1.0, torch.get_rng_state())
     state = torch.load(tmp_path / "resume.pt", map_location="cpu", weights_only=True)
     assert state["step"] == 7 and set(state) >= {"model", "optimizer", "scheduler", "stopper", "rng"}
+
+
+def test_a_failed_checkpoint_save_leaves_no_temp_file(tmp_path, tiny_data, monkeypatch):
+    from workbench.pretrain import setup_pretraining
+    from workbench.train import EarlyStopping, _save_resume
+
+    model, opt, sched, _ = setup_pretraining(_cfg(1), tiny_data, torch.device("cpu"))
+    real_save = torch.save
+
+    def full_disk(obj, path):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        _save_resume(tmp_path, model, opt, sched, EarlyStopping(5), 7, 1.0, torch.get_rng_state())
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(torch, "save", real_save)
+
+
+def test_environment_errors_are_one_line_and_not_retried(tmp_path, tiny_data, capsys):
+    from workbench.cli import main
+
+    afile = tmp_path / "a-file"
+    afile.write_text("")
+    assert main(["sweep", "--profile", "smoke", "--root", str(afile), "--set", "sweep.layers=[1]"]) == 2
+    assert "is not a writable folder" in capsys.readouterr().err
+    assert main(["sweep", "--profile", "smoke", "--root", str(tmp_path / "r"), "--set", "sweep.layers=[1]",
+                 "--set", "exec.device=mps"]) == 2
+    assert "MPS is not available" in capsys.readouterr().err
+    assert not list((tmp_path / "r").glob("pretrain-*"))  # refused before any run was claimed
+    from workbench.executors import execute
+    from workbench.pretrain import PretrainSpec
+
+    out = execute(PretrainSpec(_cfg(1)), afile / "sub", QUIET)  # past the up-front check: a permanent OSError is not retried
+    assert out.status == "failed" and "NotADirectoryError" in out.error and out.attempts == 0
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
+def test_a_read_only_root_is_refused_up_front(tmp_path, capsys):
+    from workbench.cli import main
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        assert main(["sweep", "--profile", "smoke", "--root", str(ro), "--set", "sweep.layers=[1]"]) == 2
+        assert "is not a writable folder" in capsys.readouterr().err
+    finally:
+        ro.chmod(0o755)

@@ -70,6 +70,11 @@ def test_bad_finetune_inputs(tmp_path, pretrained):
         finetune(FinetuneConfig(task="sms-spam", pretrain_run=str(pretrained[1][1]), seq_len=64, **{
             k: v for k, v in TINY.items()}), tmp_path, QUIET)
     assert not any(tmp_path.glob("finetune-*"))  # refused before a run folder was claimed
+    foreign = tmp_path / "foreign"
+    (foreign / "best").mkdir(parents=True)
+    (foreign / "best" / "config.json").write_text("{}")
+    with pytest.raises(WorkbenchError, match="has a checkpoint but no config.json"):
+        finetune(FinetuneConfig(task="sms-spam", pretrain_run=str(foreign)), tmp_path, QUIET)
     with pytest.raises(ConfigError, match="epochs must be positive"):
         FinetuneConfig(task="sms-spam", pretrain_run="x", epochs=0)
     with pytest.raises(ConfigError, match="grid is empty"):
@@ -124,3 +129,29 @@ def test_interrupted_finetune_resumes_to_the_same_curve(tmp_path, pretrained, ta
     a, b = (read_metrics(tmp_path / d / run_id(cfg)) for d in ("a", "b"))
     assert [r["step"] for r in b] == [6, 12, 18]
     assert [r["f1"] for r in b] == pytest.approx([r["f1"] for r in a])
+
+
+def test_a_missing_checkpoint_stops_the_study_with_the_fix(tmp_path, pretrained):
+    import shutil
+
+    from workbench.cli import main
+
+    root, runs, sweep = pretrained
+    store = tmp_path / "store"
+    shutil.copytree(root, store)
+    shutil.rmtree(store / runs[2].name / "best")
+    cfg = FinetuneStudyConfig(tasks=("sms-spam",), lrs=(1e-3,), epochs=(1,), n_seeds=1, **TINY)
+    with pytest.raises(WorkbenchError, match=rf"{runs[2].name} is finished but its checkpoint best/ is missing.*delete"):
+        run_finetune_study(cfg, sweep, tmp_path / "ft", QUIET, pretrain_root=store)
+    rc = main(["finetune", "--profile", "smoke", "--root", str(store), "--set", "sweep.layers=[1, 2]",
+               "--set", "exec.workers=1"])
+    assert rc != 0
+
+
+def test_a_study_whose_runs_all_fail_says_so(tmp_path, pretrained, monkeypatch):
+    root, _, sweep = pretrained
+    monkeypatch.setenv("WORKBENCH_TASKS_DIR", str(tmp_path / "no-task-files"))
+    cfg = FinetuneStudyConfig(tasks=("sms-spam",), lrs=(1e-3,), epochs=(1,), n_seeds=1, **TINY)
+    with pytest.warns(UserWarning, match="failed"):
+        with pytest.raises(WorkbenchError, match="every finetuning run of the study failed.*prepare-tasks"):
+            run_finetune_study(cfg, sweep, tmp_path / "new" / "store", QUIET, pretrain_root=root)

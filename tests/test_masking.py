@@ -37,3 +37,11 @@ def test_at_least_one_position():
     blocks = _blocks(1, 4)
     m = mlm_mask(blocks, 1e-9, 1000, SPECIALS, 4, torch.Generator().manual_seed(0))
     assert m.positions.sum() == 1 and len(m.labels) == 1
+
+
+def test_a_batch_of_special_tokens_only_is_a_clear_error():
+    import pytest
+
+    blocks = torch.tensor([[0, 2, 3, 3], [0, 2, 3, 3]])
+    with pytest.raises(ValueError, match="no maskable token"):
+        mlm_mask(blocks, 0.15, 100, {0, 2, 3}, 4, step_generator(0, 0))

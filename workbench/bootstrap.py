@@ -116,12 +116,19 @@ def bootstrap_law(n, y=None, law: str = "power", B: int = 1000, method: str = "h
     if B < 1:
         raise FitError(f"B must be >= 1, got {B}")
     n, y = as_points(n, y)
+    cls = get_law(law)
+    if len(np.unique(n)) < cls.min_sizes:
+        raise FitError(f"the {law} law needs at least {cls.min_sizes} distinct sizes, got {len(np.unique(n))}; "
+                       f"add sizes or use a law with fewer parameters")
     groups = SizeGroups.of(n)
     n, y = n[groups.order], y[groups.order]
     W = groups.weights(B, np.random.default_rng(random_state), method)
     params = fit_replicates(law, W, n, y, groups)
     ok = np.isfinite(params).all(1)
-    return BootstrapResult(law, get_law(law).param_names, params[ok], int((~ok).sum()), method)
+    if not ok.any():
+        raise FitError(f"none of the {B} bootstrap replicates drew the {cls.min_sizes} distinct sizes the {law} law "
+                       f"needs; raise B (fit.n_bootstrap) or add sizes")
+    return BootstrapResult(law, cls.param_names, params[ok], int((~ok).sum()), method)
 
 
 def bootstrap_power_law(n, y=None, B: int = 1000, method: str = "hierarchical", random_state=0) -> BootstrapResult:

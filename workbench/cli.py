@@ -172,7 +172,10 @@ def _runs(args) -> int:
 def _family(args) -> int:
     from workbench.family import family_table
 
-    layers = tuple(int(x) for x in args.layers.split(",")) if args.layers else None
+    try:
+        layers = tuple(int(x) for x in args.layers.split(",")) if args.layers else None
+    except ValueError:
+        raise WorkbenchError(f"--layers must be comma-separated depths such as 1,2,3, got {args.layers!r}") from None
     print(family_table(args.family, layers, args.vocab_size, args.seq_len).to_string(index=False))
     return 0
 
@@ -199,11 +202,17 @@ def _finetune(args) -> int:
     from workbench.finetune_study import finetune_table, run_finetune_study
 
     study = _study(args)
-    table = finetune_table(run_finetune_study(study.finetune, study.sweep, study.root, study.exec))
-    if table.empty:
-        raise WorkbenchError("no finetuning run finished; see the warnings above")
-    print(table.groupby(["task", "n_params"]).metric.agg(["mean", "std", "count"]).reset_index().to_string(index=False))
-    return 0
+    df = run_finetune_study(study.finetune, study.sweep, study.root, study.exec)
+    table = finetune_table(df)
+    if not table.empty:
+        print(table.groupby(["task", "n_params"]).metric.agg(["mean", "std", "count"]).reset_index()
+              .to_string(index=False))
+    failed = df.attrs.get("failed", {})
+    for rid, err in failed.items():
+        print(f"failed: {rid}: {err}", file=sys.stderr)
+    if failed:
+        print(f"error: {len(failed)} finetuning run(s) failed and are left out of the table", file=sys.stderr)
+    return 1 if failed or table.empty else 0
 
 
 def _notebooks(args) -> int:

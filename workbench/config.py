@@ -44,7 +44,7 @@ def _positive(obj, section: str, *names: str, strict: bool = True) -> None:
         v = getattr(obj, name)
         ok = v > 0 if strict else v >= 0
         _check(ok and (not isinstance(v, float) or math.isfinite(v)),
-               f"{section}.{name} must be {'positive' if strict else '>= 0'}, got {v}")
+               f"{section}.{name} must be a finite number {'> 0' if strict else '>= 0'}, got {v}")
 
 
 # ---------------------------------------------------------------- pretraining
@@ -70,6 +70,9 @@ class DataConfig:
         _check(self.max_documents >= 0, f"data.max_documents must be >= 0, got {self.max_documents}")
         _check(self.corpus == "sotu" or self.corpus.startswith(("files:", "hf:")),
                f"data.corpus must be 'sotu', 'files:<path>' or 'hf:<dataset>', got {self.corpus!r}")
+        _check(self.corpus not in ("files:", "hf:") and self.corpus.strip() == self.corpus,
+               f"data.corpus {self.corpus!r} names no source: give a path after files: (files:my_texts/*.txt) "
+               f"or a dataset after hf:")
         _check(self.tokenizer == "wordpiece" or self.tokenizer.startswith("hf:"),
                f"data.tokenizer must be 'wordpiece' or 'hf:<name>', got {self.tokenizer!r}")
 
@@ -280,6 +283,7 @@ class FitConfig:
     level: float = 0.95  # interval level
     n_held_out: int = 1  # largest sizes held out of the fit and predicted
     r2_gate: float = 0.95  # a law, and a decision from two laws, is trusted only at R^2 >= this (the paper's bar)
+    r2_gate_on: str = "both"  # selection: "both" laws must pass the gate (stricter), or "baseline" only (the paper's)
     random_state: int = 0  # seed of every bootstrap: the same inputs give the same intervals
 
     def __post_init__(self) -> None:
@@ -288,6 +292,8 @@ class FitConfig:
         _check(0 < self.level < 1, f"fit.level must be in (0, 1), got {self.level}")
         _check(self.n_held_out >= 0, f"fit.n_held_out must be >= 0, got {self.n_held_out}")
         _check(0 <= self.r2_gate <= 1, f"fit.r2_gate must be in [0, 1], got {self.r2_gate}")
+        _check(self.r2_gate_on in ("both", "baseline"),
+               f"fit.r2_gate_on must be 'both' or 'baseline' (the paper's rule), got {self.r2_gate_on!r}")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ document by a hash of its id, so it is the same on every machine and for every m
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import importlib.util
@@ -45,8 +46,9 @@ def corpus_files(source: str) -> list[Path]:
         p = Path(pattern)
         if p.is_file():
             return [p]
-        if p.is_dir():
-            return sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+        if p.is_dir():  # hidden files and folders (.git, .ipynb_checkpoints) are not text of the corpus
+            return sorted(f for f in p.rglob("*") if f.is_file()
+                          and not any(part.startswith(".") for part in f.relative_to(p).parts))
         found = sorted(Path(f) for f in glob.glob(pattern, recursive=True) if Path(f).is_file())
         if not found:
             raise WorkbenchError(f"corpus {source!r}: no such file, folder or glob match; "
@@ -130,10 +132,18 @@ def split_documents(docs: list[Document], eval_fraction: float) -> tuple[list[Do
 
 
 def fingerprint(source: str, max_documents: int = 0) -> str:
-    """Content hash of a file corpus (name + bytes of every file); name-based for hub sources."""
-    h = hashlib.sha256(f"{source}|{max_documents}".encode())
+    """Content hash of a file corpus (name + bytes of every file); name-based for hub sources.
+    Memoised on the files' sizes and modification times, so asking again costs a `stat` per file."""
     files = corpus_files(source)
-    for f in files[:max_documents] if max_documents else files:
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
+    files = files[:max_documents] if max_documents else files
+    stats = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _content_hash(source, max_documents, stats)
+
+
+@functools.lru_cache(maxsize=64)
+def _content_hash(source: str, max_documents: int, stats: tuple) -> str:
+    h = hashlib.sha256(f"{source}|{max_documents}".encode())
+    for name, _, _ in stats:
+        h.update(Path(name).name.encode())
+        h.update(Path(name).read_bytes())
     return h.hexdigest()[:16]

@@ -67,10 +67,15 @@ class PreparedData:
         return np.asarray(self.eval[self.eval_subset_index(n_blocks)])
 
 
+def data_key(cfg: DataConfig) -> str:
+    """The prepared data's name in the cache: the corpus, every data setting and the corpus content."""
+    return f"{_slug(cfg.corpus)}-{config_hash((cfg, fingerprint(cfg.corpus, cfg.max_documents), PREP_VERSION), 12)}"
+
+
 def prepare_data(cfg: DataConfig, cache_dir: Path | None = None) -> PreparedData:
     """Prepare (or reuse) the blocks and tokenizer for `cfg`."""
     cache_dir = Path(cache_dir or default_data_dir())
-    key = f"{_slug(cfg.corpus)}-{config_hash((cfg, fingerprint(cfg.corpus, cfg.max_documents), PREP_VERSION), 12)}"
+    key = data_key(cfg)
     path = cache_dir / key
     if (path / "meta.json").exists():
         return PreparedData(path, json.loads((path / "meta.json").read_text()))
@@ -101,6 +106,9 @@ def prepare_data(cfg: DataConfig, cache_dir: Path | None = None) -> PreparedData
     except OSError:
         if not (path / "meta.json").exists():
             raise
+    if cfg.tokenizer == "wordpiece" and meta["vocab_size"] < cfg.vocab_size:
+        log.warning("data.vocab_size=%d asked, but WordPiece finds only %d tokens in this corpus: the runs use %d "
+                    "(each run's config.json records it)", cfg.vocab_size, meta["vocab_size"], meta["vocab_size"])
     log.info("prepared %s: %d train / %d eval blocks of %d tokens, vocab %d", key,
              len(train), len(held), cfg.seq_len, meta["vocab_size"])
     return PreparedData(path, json.loads((path / "meta.json").read_text()))  # the published one, ours or a rival's

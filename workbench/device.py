@@ -33,6 +33,11 @@ def resolve_device(name: str = "auto") -> torch.device:
             name = "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise WorkbenchError(f"device {name!r} requested but CUDA is not available; use exec.device=auto")
+    if name.startswith("cuda:") and int(name[5:] or 0) >= torch.cuda.device_count():
+        raise WorkbenchError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} "
+                             f"CUDA device(s); use cuda:0 .. cuda:{torch.cuda.device_count() - 1} or exec.device=auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise WorkbenchError("device 'mps' requested but MPS is not available on this machine; use exec.device=auto")
     return torch.device(name)
 
 

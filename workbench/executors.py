@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
+import tempfile
 import time
 import warnings
 from collections import deque
@@ -97,10 +99,34 @@ def execute(job: RunSpec, root: str | Path, exec_cfg: ExecConfig) -> Outcome:
         except WorkbenchError as e:  # a wrong input or unusable data: another attempt cannot help
             error = str(e)
             break
+        except OSError as e:
+            error = f"{type(e).__name__}: {e}"
+            if e.errno in PERMANENT_ERRNOS:  # no permission, not a folder, read-only: the same next time
+                break
+            log.warning("%s: attempt %d of %d failed: %s", job.run_id, attempt + 1, exec_cfg.max_retries + 1, error)
         except Exception as e:  # noqa: BLE001 - a crashed run must not stop the sweep
             error = f"{type(e).__name__}: {e}"
             log.warning("%s: attempt %d of %d failed: %s", job.run_id, attempt + 1, exec_cfg.max_retries + 1, error)
     return Outcome(job.run_id, "failed", error=error, attempts=len(store.attempts(job.run_id)))
+
+
+PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
+
+
+def check_environment(root: Path, exec_cfg: ExecConfig) -> None:
+    """What no retry can fix, said in one line before any run starts: a store root that cannot be a
+    writable folder, and (locally) a device this machine does not have."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise WorkbenchError(f"run store {root} is not a writable folder ({e.strerror or type(e).__name__}); "
+                             f"give --root a folder you can write to") from None
+    if exec_cfg.executor == "local":
+        from workbench.device import resolve_device
+
+        resolve_device(exec_cfg.device)
 
 
 def run_jobs(jobs: list[RunSpec], root: str | Path, exec_cfg: ExecConfig = ExecConfig(), desc: str = "runs",
@@ -120,6 +146,8 @@ def run_jobs(jobs: list[RunSpec], root: str | Path, exec_cfg: ExecConfig = ExecC
             if on_done:
                 on_done(outcomes[j.run_id])
     todo = [j for j in unique if j.run_id not in outcomes]
+    if todo:
+        check_environment(root, exec_cfg)
     log.info("%s: %d runs, %d finished, %d to run on %s", desc, len(unique), len(outcomes), len(todo),
              exec_cfg.executor)
     if todo:

@@ -133,6 +133,9 @@ def family_table(family: str, layers: tuple[int, ...] | None = None, vocab_size:
     """A DataFrame with one row per size: shape, N, exact counts and FLOPs per token."""
     import pandas as pd
 
+    if vocab_size < 1 or seq_len < 1:
+        raise ConfigError(f"vocab size and sequence length must be positive, got {vocab_size} and {seq_len}")
+
     fam = get_family(family)
     rows = []
     for n in layers or fam.layers:

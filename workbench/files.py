@@ -11,12 +11,15 @@ at most a hidden temp file behind (removed on the way out when it can be).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -60,20 +63,42 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def append_jsonl(path: str | os.PathLike, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    """Append one row. A torn last line (a writer killed mid-line) is cut off first, so the new
+    row starts a line of its own instead of being glued to the tear."""
+    with open(path, "a+b") as f:
+        end = f.seek(0, os.SEEK_END)
+        if end:
+            f.seek(max(0, end - 1))
+            if f.read(1) != b"\n":
+                f.seek(0)
+                data = f.read()
+                keep = data.rfind(b"\n") + 1
+                log.warning("%s: cut a torn last line (%d bytes) before appending", path, len(data) - keep)
+                f.truncate(keep)
+        f.write((json.dumps(row) + "\n").encode())
         f.flush()
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Rows of a JSON-lines file; a torn last line (killed mid-write) is ignored."""
-    rows = []
+    """Rows of a JSON-lines file. A torn last line (killed mid-write) is ignored; any other line
+    that is not a JSON object is skipped with a warning naming the file and the lines."""
+    rows, bad = [], []
     if Path(path).exists():
-        for line in Path(path).read_text().splitlines():
+        lines = Path(path).read_text(errors="replace").split("\n")
+        torn_tail = bool(lines[-1])  # no newline after the last line: written in part
+        for i, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except ValueError:
-                break
+                row = None
+            if isinstance(row, dict):
+                rows.append(row)
+            elif not (torn_tail and i == len(lines)):
+                bad.append(i)
+    if bad:
+        log.warning("%s: skipped %d unreadable line(s) (line %s)", path, len(bad), ", ".join(map(str, bad[:5])))
     return rows
 
 

@@ -38,6 +38,9 @@ def checkpoint_of(pretrain_run: str | Path) -> Path:
     if not (best / "config.json").exists():
         raise WorkbenchError(f"no pretrained checkpoint at {best}: give the folder of a finished "
                              f"pretraining run (run `workbench sweep` first)")
+    if not (Path(pretrain_run) / CONFIG).is_file():
+        raise WorkbenchError(f"{pretrain_run} has a checkpoint but no {CONFIG}: it is not a run folder "
+                             f"the workbench wrote; give the folder of a finished pretraining run")
     return best
 
 
@@ -75,7 +78,10 @@ class FinetuneSpec(SpecBase):
 
     @property
     def n_params(self) -> int:
-        return int(read_json(Path(self.cfg.pretrain_run) / CONFIG)["model"]["n_params"])
+        try:
+            return int(read_json(Path(self.cfg.pretrain_run) / CONFIG)["model"]["n_params"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0  # unknown: scheduled last; prepare() then says what is wrong with the folder
 
     def prepare(self) -> Inputs:
         from transformers import AutoTokenizer

@@ -22,10 +22,11 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.config import ExecConfig, FinetuneConfig, FinetuneStudyConfig, SweepConfig, config_hash, to_dict
+from workbench.data import data_key
 from workbench.errors import WorkbenchError
 from workbench.files import write_atomic
 from workbench.finetune import FinetuneSpec, run_id
-from workbench.runs import RunStore
+from workbench.runs import BEST, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,18 @@ def pretrained_runs(sweep: SweepConfig, pretrain_root: str | Path, seed: int = 0
     for r in sweep.runs():
         if r.seed != seed:
             continue
-        ids = store.find("pretrain", to_dict(r))
+        key = data_key(r.data)  # a run trained on an earlier version of the corpus is not this sweep's
+        ids = [i for i in store.find("pretrain", to_dict(r))
+               if ((store.config(i) or {}).get("data") or {}).get("key") == key]
         if not ids:
             raise WorkbenchError(f"no finished pretraining run of {sweep.family}-L{r.n_layers} (seed {seed}, "
                                  f"{r.train.objective}, this sweep's recipe) under {pretrain_root}; "
                                  f"run `workbench sweep` (or the sweep notebook) first")
         found[r.n_layers] = store.path(ids[0])
+        if not (found[r.n_layers] / BEST / "config.json").exists():
+            raise WorkbenchError(f"pretraining run {found[r.n_layers]} is finished but its checkpoint {BEST}/ is "
+                                 f"missing or incomplete; delete that run folder and run `workbench sweep` to "
+                                 f"retrain it (a sweep skips finished runs)")
     return found
 
 
@@ -59,8 +66,9 @@ def run_finetune_study(cfg: FinetuneStudyConfig, sweep: SweepConfig, root: str |
     trials = {(task, n): [cfg.run(task, run, lr, ep, 0) for lr, ep in grid]
               for task in cfg.tasks for n, run in runs.items()}
     grid_jobs = [FinetuneSpec(fc) for fcs in trials.values() for fc in fcs]
-    summaries = {o.run_id: o.summary for o in run_jobs(grid_jobs, root, exec_cfg, desc="finetune grid", on_done=on_done)
-                 if o.summary}
+    grid_out = run_jobs(grid_jobs, root, exec_cfg, desc="finetune grid", on_done=on_done)
+    failed = {o.run_id: o.error for o in grid_out if o.status == "failed"}
+    summaries = {o.run_id: o.summary for o in grid_out if o.summary}
     rows, seed_jobs = [], []
     for (task, n), fcs in trials.items():
         done = [(fc, summaries[run_id(fc)]) for fc in fcs if run_id(fc) in summaries]
@@ -73,10 +81,15 @@ def run_finetune_study(cfg: FinetuneStudyConfig, sweep: SweepConfig, root: str |
         outcomes = run_jobs([FinetuneSpec(fc) for _, fc in seed_jobs], root, exec_cfg, desc="finetune seeds",
                             on_done=on_done)
         rows += [_row(fc, o.summary, n, True) for (n, fc), o in zip(seed_jobs, outcomes) if o.summary]
+        failed.update({o.run_id: o.error for o in outcomes if o.status == "failed"})
+    if not rows:
+        first = next(iter(failed.items()), ("", "none ran"))
+        raise WorkbenchError(f"every finetuning run of the study failed ({len(failed)}); first: {first[0]}: {first[1]}")
     study = pd.DataFrame(rows, columns=COLUMNS)
     if rows:
         study = study.sort_values(["task", "n_layers", "seed"], kind="stable").reset_index(drop=True)
     _write_table(study, Path(root) / f"finetune-study-{config_hash((cfg, sweep, tune))}.csv")
+    study.attrs["failed"] = failed  # run id -> error of every run that failed (left out of the table)
     return study
 
 
@@ -86,6 +99,7 @@ COLUMNS = ["run_id", "task", "n_layers", "n_params", "seed", "lr", "epochs", "me
 
 def _write_table(df: pd.DataFrame, path: Path) -> None:
     """The study table (every run, `selected` marking the chosen settings) beside its runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, df.to_csv(index=False))
 
 

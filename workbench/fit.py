@@ -54,7 +54,11 @@ def as_points(n, y=None) -> tuple[np.ndarray, np.ndarray]:
         n, y = n["n_params"].to_numpy(), n["value"].to_numpy()
     if y is None:
         raise FitError("give n and y, or a DataFrame with n_params and value columns")
-    n, y = np.asarray(n, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    n, y = np.asarray(n, dtype=float), np.asarray(y, dtype=float)
+    for name, a in (("n", n), ("y", y)):
+        if a.ndim != 1:
+            raise FitError(f"{name} must be a 1-D array of points, got shape {a.shape}; give one value per "
+                           f"(size, seed) point, e.g. a DataFrame column")
     if len(n) != len(y):
         raise FitError(f"n and y have different lengths ({len(n)} vs {len(y)})")
     for name, a in (("n", n), ("y", y)):
@@ -70,6 +74,8 @@ def as_points(n, y=None) -> tuple[np.ndarray, np.ndarray]:
 def r2_linear(y: np.ndarray, pred: np.ndarray) -> float:
     """R^2 = 1 - SS_res / SS_tot in linear y space (the paper's definition)."""
     y, pred = np.asarray(y, float), np.asarray(pred, float)
+    scale = np.abs(y).max() if len(y) and np.isfinite(y).all() else 1.0
+    y, pred = y / (scale or 1.0), pred / (scale or 1.0)  # the ratio is scale-free; squares of 1e300 are not
     ss_tot = ((y - y.mean()) ** 2).sum()
     return float(1.0 - ((y - pred) ** 2).sum() / ss_tot) if ss_tot > 0 else float("nan")
 
@@ -106,7 +112,7 @@ class PowerLaw:
         return dict(alpha=self.alpha_, beta=self.beta_)
 
     def predict(self, n) -> np.ndarray:
-        return np.exp(self.beta_) * np.asarray(n, dtype=float) ** self.alpha_
+        return np.exp(self.beta_) * sizes(n) ** self.alpha_
 
     @classmethod
     def curve(cls, params: np.ndarray, n) -> np.ndarray:
@@ -124,6 +130,15 @@ class PowerLaw:
         if not hasattr(self, "alpha_"):
             return "PowerLaw()"
         return f"PowerLaw(alpha={self.alpha_:.4f}, beta={self.beta_:.4f}, r2={self.r2_:.4f})"
+
+
+def sizes(n) -> np.ndarray:
+    """`n` as an array of sizes to predict at; zero, negative or non-finite sizes are refused."""
+    a = np.asarray(n, dtype=float)
+    bad = ~np.isfinite(a) | (a <= 0)
+    if bad.any():
+        raise FitError(f"a law predicts at positive, finite sizes N; got {a[bad].ravel()[0]!r}")
+    return a
 
 
 def r2_drop_smallest(n, y=None, law: str = "power") -> float:
@@ -146,6 +161,9 @@ def residuals(n, y=None, law: str = "power") -> pd.DataFrame:
 def relative_error(pred, actual):
     """RE = (pred - actual) / actual, signed, on the metric itself."""
     pred, actual = np.asarray(pred, float), np.asarray(actual, float)
+    if (actual == 0).any() or not np.isfinite(actual).all():
+        raise FitError("relative error needs non-zero, finite actual values; for a metric at 0 or 1, "
+                       "compare the absolute difference instead")
     return (pred - actual) / actual
 
 

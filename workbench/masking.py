@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from workbench.errors import WorkbenchError
 
 
 @dataclass
@@ -42,6 +43,9 @@ def mlm_mask(blocks: torch.Tensor, mask_prob: float, vocab_size: int, special_id
     maskable = ~torch.isin(ids, torch.as_tensor(list(special_ids), dtype=torch.long))
     u = torch.rand(ids.shape, generator=generator)
     positions = (u < mask_prob) & maskable
+    if not maskable.any():
+        raise WorkbenchError("mlm_mask: the batch has no maskable token (every token is special): "
+                         "the blocks hold no text; check the corpus and the tokenizer")
     if not positions.any():  # degenerate tiny batch: take the first maskable token
         positions.view(-1)[maskable.view(-1).nonzero()[0]] = True
     labels = ids[positions]

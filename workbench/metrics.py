@@ -16,6 +16,7 @@ import re
 import string
 
 import numpy as np
+from workbench.errors import WorkbenchError
 
 
 def accuracy(pred, gold) -> float:
@@ -76,17 +77,26 @@ def best_f1(span_preds: list[str], null_margins, golds: list[list[str]]) -> dict
     """SQuAD 2.0 Best-F1: predict "" where null_margin > threshold, threshold chosen post hoc.
 
     `null_margins[i]` = null score - best span score of question i (higher: more likely no answer).
-    Returns best_f1, the threshold, HasAns-F1 and NoAns-F1 at that threshold."""
-    m = np.asarray(null_margins, dtype=float)
-    span_f1 = np.array([max(token_f1(p, g) for g in _golds(gs)) for p, gs in zip(span_preds, golds)])
+    The official `find_best_thresh`: start from every question unanswered, then answer them one by
+    one in order of increasing margin (ties in question order) and keep the best prefix. Returns
+    best_f1, the threshold (the margin of the last question answered; below every margin when
+    answering nothing is best), HasAns-F1 and NoAns-F1 of that prediction."""
+    m = np.asarray(null_margins, dtype=float).ravel()
+    if not (len(m) == len(span_preds) == len(golds)) or len(m) == 0:
+        raise WorkbenchError(f"best_f1 needs one span, margin and gold list per question, got "
+                         f"{len(span_preds)} / {len(m)} / {len(golds)}")
+    if not np.isfinite(m).all():
+        raise WorkbenchError("best_f1: every null margin must be finite")
+    # a span answering an unanswerable question scores 0 whatever it normalises to (official: `if preds[qid]`)
+    span_f1 = np.array([max(token_f1(p, g) for g in gs) if gs else float(not p) for p, gs in zip(span_preds, golds)])
     null_f1 = np.array([float(not gs) for gs in golds])  # "" is right exactly for unanswerable questions
-    best = (float(np.mean(span_f1)), float(m.max()) + 1.0)  # threshold above every margin: always answer
-    for thr in np.unique(m):
-        f1 = np.where(m > thr, null_f1, span_f1).mean()
-        if f1 > best[0]:
-            best = (float(f1), float(thr))
-    per_q = np.where(m > best[1], null_f1, span_f1)
+    order = np.argsort(m, kind="stable")
+    score = np.cumsum(np.concatenate([[null_f1.sum()], (span_f1 - null_f1)[order]]))  # prefix k answered
+    k = int(np.argmax(score))  # the first best prefix, as the official strict ">" keeps
+    answered = np.zeros(len(m), dtype=bool)
+    answered[order[:k]] = True
+    per_q = np.where(answered, span_f1, null_f1)
     has = np.array([bool(gs) for gs in golds])
-    return dict(best_f1=best[0], threshold=best[1],
+    return dict(best_f1=float(score[k]) / len(m), threshold=float(m[order[k - 1]]) if k else float(m.min()) - 1.0,
                 has_ans_f1=float(per_q[has].mean()) if has.any() else float("nan"),
                 no_ans_f1=float(per_q[~has].mean()) if (~has).any() else float("nan"))

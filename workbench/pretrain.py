@@ -34,6 +34,7 @@ from workbench.masking import MaskedBatch, mlm_mask, step_generator
 from workbench.model import build_mlm_model, mlm_loss, param_groups
 from workbench.objectives import special_ids
 from workbench.convergence import summarize_run
+from workbench.corpus import fingerprint
 from workbench.runs import SpecBase, read_metrics, run_once
 from workbench.train import LoopConfig, LoopResult, Setup, make_schedule, save_best_checkpoint
 
@@ -41,8 +42,10 @@ EVAL_MASK_SEED = 20220213  # one fixed set of eval masks for every run: losses a
 
 
 def run_id(cfg: PretrainConfig) -> str:
-    """Readable, unique id: what it is, then a hash of everything that defines it."""
-    return f"pretrain-{cfg.family}-L{cfg.n_layers}-{cfg.train.objective}-s{cfg.seed}-{config_hash(cfg)}"
+    """Readable, unique id: what it is, then a hash of everything that defines it: the config and
+    the corpus content (`corpus.fingerprint`), so editing a `files:` corpus makes new runs."""
+    ident = (cfg, fingerprint(cfg.data.corpus, cfg.data.max_documents))
+    return f"pretrain-{cfg.family}-L{cfg.n_layers}-{cfg.train.objective}-s{cfg.seed}-{config_hash(ident)}"
 
 
 @dataclass(frozen=True)

@@ -124,13 +124,25 @@ def begin_run(spec: RunSpec, inputs: Any, run_dir: Path, exec_cfg, ctx, ensemble
     from workbench.config import to_dict
     from workbench.device import environment
 
-    if not (run_dir / CONFIG).exists():
-        write_json_atomic(run_dir / CONFIG, dict(kind=spec.kind, run_id=spec.run_id, exec=to_dict(exec_cfg),
-                                                 **spec.record(inputs)))
+    record = spec.record(inputs)
+    old = _read_or_none(run_dir / CONFIG) if (run_dir / CONFIG).exists() else None
+    if old is not None and old.get("data") != record.get("data"):
+        # e.g. the data cache was rebuilt with another tokenizer since this run started: never mix
+        log.warning("%s started on other prepared data (%s) than it has now (%s): restarting it from scratch",
+                    spec.run_id, _data_id(old.get("data")), _data_id(record.get("data")))
+        reset_run(run_dir, keep=(CLAIM, ATTEMPTS))
+        old = None
+    if old is None:
+        write_json_atomic(run_dir / CONFIG, dict(kind=spec.kind, run_id=spec.run_id, exec=to_dict(exec_cfg), **record))
     env = environment(ctx.device, ctx.precision)
     if ensemble:
         env["ensemble"] = ensemble
     write_json_atomic(run_dir / ENV, env)
+
+
+def _data_id(meta: dict | None) -> str:
+    meta = meta or {}
+    return f"{meta.get('key')}, tokenizer {str(meta.get('tokenizer_sha256'))[:12]}"
 
 
 def finish_run(spec: RunSpec, run_dir: Path, summary: dict) -> None:
@@ -157,10 +169,18 @@ class RunStore:
         return self.root / run_id
 
     def is_finished(self, run_id: str) -> bool:
-        return (self.path(run_id) / SUMMARY).exists()
+        """A readable summary exists. An unreadable one (garbage, not an object) is named in a warning
+        and the run counts as unfinished: a sweep trains it again and writes a new summary."""
+        return self.summary(run_id) is not None
 
-    def summary(self, run_id: str) -> dict:
-        return read_json(self.path(run_id) / SUMMARY)
+    def summary(self, run_id: str) -> dict | None:
+        path = self.path(run_id) / SUMMARY
+        return _read_or_none(path) if path.exists() else None
+
+    def config(self, run_id: str) -> dict | None:
+        """The run's recorded `config.json`, or None when there is none (or it is unreadable)."""
+        path = self.path(run_id) / CONFIG
+        return _read_or_none(path) if path.exists() else None
 
     def find(self, kind: str, config: dict) -> list[str]:
         """Ids of finished runs of `kind` whose recorded config equals `config` (a `to_dict` of one)."""
@@ -266,7 +286,7 @@ def load_runs(root: str | os.PathLike, include_unfinished: bool = False):
     rows = []
     for cfg_path in sorted(Path(root).glob(f"*/{CONFIG}")):
         run_dir = cfg_path.parent
-        summary = _read_or_none(run_dir / SUMMARY) if (run_dir / SUMMARY).exists() else None
+        summary = RunStore(root).summary(run_dir.name)
         if summary is None and not include_unfinished:
             continue
         cfg = _read_or_none(cfg_path) or {}
@@ -277,15 +297,19 @@ def load_runs(root: str | os.PathLike, include_unfinished: bool = False):
     return pd.DataFrame(rows)
 
 
+_AGAIN = {SUMMARY: " (the run counts as unfinished; a sweep trains it again)"}
+
+
 def _read_or_none(path: Path) -> dict | None:
     """A JSON object file, or None (with a warning naming it) when it is unreadable or not an object."""
     try:
         obj = read_json(path)
     except (OSError, ValueError) as e:
-        log.warning("%s is unreadable (%s): treated as missing", path, type(e).__name__)
+        log.warning("%s is unreadable (%s): treated as missing%s", path, type(e).__name__, _AGAIN.get(path.name, ""))
         return None
     if not isinstance(obj, dict):
-        log.warning("%s holds a %s, not an object: treated as missing", path, type(obj).__name__)
+        log.warning("%s holds a %s, not an object: treated as missing%s", path, type(obj).__name__,
+                    _AGAIN.get(path.name, ""))
         return None
     return obj
 

@@ -4,10 +4,15 @@
     sel = selection_report(table, ("ar32/mlm", "ar32/pmi"), FitConfig(n_held_out=1))  # + checked against runs
     sel.winner, sel.gap_interval, sel.verdict, sel.to_dict()
 
-Each variant is fitted on its own points with `fit.law`. Bootstrap replicates are paired: both
-variants use the same draw of size ranks (the i-th smallest size of each; the sizes themselves may
-differ, as for AR32 vs AR64 at the same depths), seeds are drawn within each variant. Lower y wins
-(y is a loss, or 1 - metric).
+Each variant is fitted on its own points with `fit.law`, on its own sizes. Bootstrap replicates
+are paired by draw: replicate i of one variant goes with replicate i of the other. With the same
+number of sizes both use the same draw of size ranks (the i-th smallest size of each; the sizes
+themselves may differ, as for AR32 vs AR64 at the same depths); with different numbers (the paper's
+AR32 L1-8 vs AR64 L1-5) each variant draws its own sizes. Seeds are drawn within each variant.
+Lower y wins (y is a loss, or 1 - metric).
+
+Trust: `fit.r2_gate_on="both"` (default) trusts a decision only when both laws reach
+`fit.r2_gate`; `"baseline"` is the paper's rule, gating on the first (baseline) variant's fit only.
 """
 
 from __future__ import annotations
@@ -84,27 +89,30 @@ def compare_variants(df: pd.DataFrame, target_n: float, variants: tuple | None =
     variants = tuple(variants or sorted(df["variant"].unique()))
     if len(variants) != 2:
         raise FitError(f"compare exactly two variants, got {list(variants)}")
-    if not (np.isfinite(target_n) and target_n > 0):
+    if variants[0] == variants[1]:
+        raise FitError(f"both variants are {variants[0]!r}: compare two different variants")
+    if not (isinstance(target_n, (int, float, np.number)) and np.isfinite(target_n) and target_n > 0):
         raise FitError(f"target_n must be a positive size, got {target_n!r}")
     parts = [_variant_rows(df, v) for v in variants]
     m = [p.n_params.nunique() for p in parts]
-    if m[0] != m[1]:
-        raise FitError(f"variants have different numbers of sizes: {m[0]} "
-                       f"({sorted(int(x) for x in parts[0].n_params.unique())}) vs {m[1]} "
-                       f"({sorted(int(x) for x in parts[1].n_params.unique())}); give both the same depths")
     cls = get_law(fit.law)
+    for v, k in zip(variants, m):
+        if k < cls.min_sizes:
+            raise FitError(f"variant {v!r} has {k} size(s); the {fit.law} law needs at least {cls.min_sizes}")
     rng = np.random.default_rng(fit.random_state)
-    size_draws = rng.integers(0, m[0], (fit.n_bootstrap, m[0]))
+    shared = rng.integers(0, m[0], (fit.n_bootstrap, m[0])) if m[0] == m[1] else None  # rank-paired draws
     fits, points, replicates, ok_all = [], [], [], np.ones(fit.n_bootstrap, bool)
     for rows in parts:
         n, y = as_points(rows)
         fits.append(cls().fit(n, y))
         points.append((n, y))
         groups = SizeGroups.of(n)
-        W = groups.weights(fit.n_bootstrap, rng, size_draws=size_draws)
+        W = groups.weights(fit.n_bootstrap, rng, size_draws=shared)  # None: this variant draws its own sizes
         params = fit_replicates(fit.law, W, n[groups.order], y[groups.order], groups)
         ok_all &= np.isfinite(params).all(1)
         replicates.append(params)
+    if not ok_all.any():
+        raise FitError("no bootstrap replicate could fit both laws; raise fit.n_bootstrap or add sizes")
     replicates = [params[ok_all] for params in replicates]  # paired draws where both laws could be fitted
     pa, pb = (cls.curve(params, [target_n])[:, 0] for params in replicates)
     q = 100 * (1 - fit.level) / 2
@@ -125,7 +133,7 @@ def compare_variants(df: pd.DataFrame, target_n: float, variants: tuple | None =
         crossover_n=float(np.sqrt(grid[cross[0]] * grid[cross[0] + 1])) if len(cross) else None,
         r2=dict(zip(variants, (fa.r2_, fb.r2_))),
         alpha=dict(zip(variants, (fa.params_["alpha"], fb.params_["alpha"]))),
-        trustworthy=bool(fa.r2_ >= fit.r2_gate and fb.r2_ >= fit.r2_gate),
+        trustworthy=bool(fa.r2_ >= fit.r2_gate and (fit.r2_gate_on == "baseline" or fb.r2_ >= fit.r2_gate)),
         n_dropped=int((~ok_all).sum()),
         # the curves' bands come from the same paired replicates as the intervals at the target
         curves={v: curve_of(f, params, n, y, fit, extra_n=[target_n])
@@ -194,10 +202,13 @@ def selection_report(table: pd.DataFrame, variants: tuple[str, str], fit: FitCon
         trust = ("NOT trustworthy: a law is fitted on 2 sizes (%s), so its R^2 is 1 by construction and its "
                  "interval has almost no width" % ", ".join(f"{k} {n}" for k, n in cmp.fit_sizes.items()))
     elif cmp.trustworthy:
-        trust = "trustworthy: both fits have R^2 >= %.2f on >= 3 sizes" % fit.r2_gate
+        trust = ("trustworthy: both fits have R^2 >= %.2f on >= 3 sizes" % fit.r2_gate if fit.r2_gate_on == "both"
+                 else "trustworthy by the paper's rule: the baseline %s has R^2 >= %.2f on >= 3 sizes (%s)" % (
+                     a, fit.r2_gate, ", ".join(f"{k} {v:.3f}" for k, v in cmp.r2.items())))
     else:
-        trust = "NOT trustworthy: a fit has R^2 < %.2f (%s)" % (
-            fit.r2_gate, ", ".join(f"{k} {v:.3f}" for k, v in cmp.r2.items()))
+        trust = "NOT trustworthy: %s R^2 < %.2f (%s)" % (
+            "a fit has" if fit.r2_gate_on == "both" else f"the baseline {a} has", fit.r2_gate,
+            ", ".join(f"{k} {v:.3f}" for k, v in cmp.r2.items()))
     lo, hi = cmp.gap_interval
     verdict = (f"At N={target_n:,.0f} the laws fitted on the smaller sizes predict {cmp.winner} wins "
                f"(gap {a} - {b} = {cmp.gap:+.4g}, {100 * fit.level:.0f}% CI [{lo:+.4g}, {hi:+.4g}], "

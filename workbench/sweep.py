@@ -12,6 +12,7 @@ from pathlib import Path
 
 from workbench.config import ExecConfig, SweepConfig
 from workbench.data import prepare_data
+from workbench.errors import WorkbenchError
 from workbench.pretrain import PretrainSpec
 from workbench.runs import RunStore, load_runs
 
@@ -25,11 +26,24 @@ def run_sweep(sweep: SweepConfig, root: str | Path = "runs", exec_cfg: ExecConfi
     from workbench.executors import counts, run_jobs
 
     specs = [PretrainSpec(r) for r in sweep.runs()]
-    if not all(RunStore(root).is_finished(s.run_id) for s in specs):
-        prepare_data(sweep.data)  # data errors surface here, and workers find the prepared cache
+    store = RunStore(root)
+    if not all(store.is_finished(s.run_id) for s in specs):
+        data = prepare_data(sweep.data)  # data errors surface here, and workers find the prepared cache
+        _same_tokenizer(store, specs, data.meta.get("tokenizer_sha256"))
     outcomes = run_jobs(specs, root, exec_cfg, desc="sweep", on_done=on_done)
     df = load_runs(root)
     ids = {s.run_id for s in specs}
     df = df[df.run_id.isin(ids)].sort_values(["n_params", "seed"]).reset_index(drop=True) if not df.empty else df
     df.attrs["counts"] = counts(outcomes)
     return df
+
+
+def _same_tokenizer(store: RunStore, specs: list[PretrainSpec], sha: str | None) -> None:
+    """Refuse to train new sizes beside finished ones that used another tokenizer (the data cache was
+    rebuilt: WordPiece training is not reproducible across processes), so a law never mixes them."""
+    other = [s.run_id for s in specs if store.is_finished(s.run_id)
+             and ((store.config(s.run_id) or {}).get("data") or {}).get("tokenizer_sha256") not in (None, sha)]
+    if other:
+        raise WorkbenchError(f"{len(other)} finished run(s) of this sweep ({other[0]}, ...) used another tokenizer "
+                             f"than the data cache holds now (it was rebuilt); restore the cache, or move those runs "
+                             f"out of {store.root} so that every size trains on one tokenizer")

