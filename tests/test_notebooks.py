@@ -135,3 +135,26 @@ def test_sweep_panel_gathers_the_notebook_parameters_and_runs(tmp_path):
     assert "error" in bad.status.value and "max_steps" in bad.status.value
     ft = FinetunePanel(profile="smoke", overrides=[f"root={tmp_path}"], tasks=["trec"])
     assert set(ft.params()) <= set(pm.inspect_notebook(str(notebooks_dir() / "finetune.ipynb")))
+
+
+def test_the_study_report_is_one_html_page_with_its_figures(smoke_study):
+    """`report.html`: every executed notebook in order, figures inline, opened in headless Chromium."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' installs playwright")
+    from test_browser import FLAGS, _ensure_chromium
+
+    out, summary = smoke_study
+    page_html = (out / "out" / "report.html").read_text()
+    positions = [page_html.find(f"Notebook <code>{nb}.ipynb</code>") for nb in NOTEBOOKS]
+    assert all(p > 0 for p in positions) and positions == sorted(positions)
+    n_figures = sum(len(summary["results"][nb]["figures"]) for nb in NOTEBOOKS)
+    assert page_html.count('src="data:image/png;base64') >= n_figures
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_ensure_chromium(), headless=True, args=FLAGS)
+        try:
+            page = browser.new_page()
+            page.goto((out / "out" / "report.html").as_uri())
+            shown = page.evaluate("[...document.images].filter(i => i.complete && i.naturalWidth > 100).length")
+            assert shown >= n_figures
+            assert "Pretraining sweep" in page.inner_text("body")
+        finally:
+            browser.close()

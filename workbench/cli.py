@@ -36,10 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("runs", help="list the runs of a store")
     p.add_argument("--root", default="runs")
     p.add_argument("--all", action="store_true", help="include unfinished runs")
+    p.add_argument("--export", default=None, metavar="FILE.csv",
+                   help="write every evaluation of the finished pretraining runs as a table (README: 'Laws from any table')")
 
-    p = sub.add_parser("fit", help="fit the law over a sweep's finished runs and predict the held-out sizes")
+    p = sub.add_parser("fit", help="fit the law over a sweep's finished runs (or any table) and predict the held-out sizes")
     _study_args(p, root=True)
     p.add_argument("--law", choices=list(LAWS), default=None, help="law to fit (default: the profile's fit.law)")
+    p.add_argument("--table", default=None, help="fit a CSV or Parquet table of runs instead of the run store "
+                                                  "(schema: README, 'Laws from any table')")
+    p.add_argument("--columns", default=None, metavar="NAME=COLUMN,...",
+                   help="the table's column for each schema name, e.g. n_params=N,value=loss")
 
     p = sub.add_parser("family", help="show a model family table")
     p.add_argument("family", help="ar32, ar64, bert-base or ar<AR>[h<heads>]")
@@ -127,6 +133,8 @@ def _fit(args) -> int:
     from workbench.runs import law_table, load_runs
 
     study = _study(args)
+    if args.table:
+        return _fit_table(args, study)
     runs = load_runs(study.root)
     ids = {run_id(r) for r in study.sweep.runs()}
     runs = runs[runs.run_id.isin(ids)] if not runs.empty else runs
@@ -138,6 +146,58 @@ def _fit(args) -> int:
         print(f"  {name} = {report.params[name]:.5g}  ({100 * report.level:.0f}% CI {lo:.5g} .. {hi:.5g})")
     _print_convergence(runs)
     return 0
+
+
+def _fit_table(args, study) -> int:
+    """`workbench fit --table`: the law of every variant of a table, then the backtests."""
+    import pandas as pd
+
+    from workbench.report import law_report
+    from workbench.tables import backtest, checkpoints, final_points, read_table, selection_backtest
+
+    columns = {}
+    for item in (args.columns or "").split(","):
+        if item.strip():
+            name, sep, col = item.partition("=")
+            if not sep:
+                raise WorkbenchError(f"--columns takes NAME=COLUMN pairs, got {item!r}")
+            columns[name.strip()] = col.strip()
+    full = read_table(args.table, columns)
+    table = final_points(full)
+    for variant, rows in table.groupby("variant"):
+        print(f"{variant}: {law_report(rows, study.fit).describe()}")
+        _joint(checkpoints(full[full.variant == variant]), variant, study.fit)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(backtest(table, study.fit).to_string(index=False))
+    sel = selection_backtest(table, study.fit)
+    if sel["n_pairs"]:
+        print(f"selection: {sel['n_pairs']} pair(s); the extrapolated winner is right in "
+              f"{100 * sel['law_accuracy']:.0f}%, ranking by the largest smaller size in "
+              f"{100 * sel['largest_small_accuracy']:.0f}%")
+    return 0
+
+
+def _joint(points, variant: str, fit) -> None:
+    """The joint law L(N, D) of a variant's checkpoints, when the table has token counts to fit it."""
+    from workbench.errors import FitError
+    from workbench.joint import bootstrap_joint
+
+    if "tokens" not in points or points.tokens.nunique() < 2:
+        return
+    try:
+        boot = bootstrap_joint(points, B=min(fit.n_bootstrap, 200), level=fit.level, random_state=fit.random_state)
+    except FitError as e:
+        print(f"{variant}: joint law L(N, D) not fitted: {e}")
+        return
+    p = boot.law.params_
+    print(f"{variant}: joint law L(N, D) = E + A N^-alpha + B D^-beta on {boot.n_points} checkpoints of "
+          f"{boot.n_runs} runs (R^2 = {boot.law.r2_:.4f}): " + ", ".join(
+              f"{k} = {p[k]:.4g} [{boot.ci(k)[0]:.4g}, {boot.ci(k)[1]:.4g}]" for k in p))
+    top = float((points.n_params * points.tokens).max() * 6)
+    for c in (top, 10 * top, 100 * top):
+        o = boot.optimal(c)
+        print(f"  compute-optimal at C = {c:.3g} FLOPs: N = {o['n_opt']:.3g} [{o['n_low']:.3g}, {o['n_high']:.3g}], "
+              f"D = {o['d_opt']:.3g} [{o['d_low']:.3g}, {o['d_high']:.3g}]")
 
 
 def _print_convergence(runs) -> None:
@@ -157,6 +217,14 @@ def _print_convergence(runs) -> None:
 def _runs(args) -> int:
     from workbench.runs import load_runs
 
+    if args.export:
+        from workbench.files import write_atomic
+        from workbench.tables import store_table
+
+        table = store_table(args.root)
+        write_atomic(args.export, table.to_csv(index=False))
+        print(f"{len(table)} evaluations of {table.run_id.nunique()} runs written to {args.export}")
+        return 0
     df = load_runs(args.root, include_unfinished=args.all)
     if df.empty:
         print(f"no runs under {args.root}")
@@ -224,6 +292,7 @@ def _notebooks(args) -> int:
     only = args.only.split(",") if args.only else None
     summary = run_notebooks(args.profile, out, only, args.overrides)
     print((out / "summary.md").read_text())
+    print(f"report (one HTML page, figures inline): {out / 'report.html'}")
     return 1 if summary["failure"] else 0
 
 

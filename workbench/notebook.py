@@ -68,6 +68,49 @@ def sweep_table(sweep, root, exec_cfg, on_done=None) -> tuple[pd.DataFrame, pd.D
     return runs, law_table(runs).assign(variant=sweep.label)
 
 
+def study_table(study: StudyConfig, table_file: str = "", variant: str = "",
+                on_done=None) -> tuple[pd.DataFrame | None, pd.DataFrame]:
+    """(runs, fitting table) for a notebook: the sweep's (trained where unfinished), or with
+    `table_file` the rows of that CSV / Parquet table (`workbench.tables` schema; its `variant`
+    when it holds several) and no runs: their convergence is not known here."""
+    if not table_file:
+        return sweep_table(study.sweep, study.root, study.exec, on_done)
+    from workbench.errors import FitError
+    from workbench.tables import final_points, read_table
+
+    table = final_points(read_table(table_file))
+    names = sorted(table.variant.unique())
+    if variant:
+        if variant not in names:
+            raise FitError(f"table {table_file} has no variant {variant!r}; it has {names}")
+        table = table[table.variant == variant].reset_index(drop=True)
+    elif len(names) > 1:
+        raise FitError(f"table {table_file} holds {len(names)} variants {names}: name one with table_variant")
+    return None, table
+
+
+def selection_inputs(study: StudyConfig, table_file: str = "", table_variants=()) -> tuple:
+    """(runs or None, fitting table, (label A, label B), sizes each holds out) for the selection
+    notebook: both sweeps of the study (trained where unfinished), or two variants of a table."""
+    from workbench.errors import FitError
+
+    if not table_file:
+        sweep_b = study.variant_sweep()
+        label_a, label_b = study.sweep.label, study.variant_label()
+        runs_a, table_a = sweep_table(study.sweep, study.root, study.exec)
+        runs_b, table_b = sweep_table(sweep_b, study.root, study.exec)
+        return (pd.concat([runs_a, runs_b]), pd.concat([table_a, table_b.assign(variant=label_b)]),
+                (label_a, label_b), variant_held_out(study))
+    from workbench.tables import final_points, read_table
+
+    table = final_points(read_table(table_file))
+    names = sorted(table.variant.unique())
+    labels = tuple(table_variants) or tuple(names)
+    if len(labels) != 2 or not set(labels) <= set(names):
+        raise FitError(f"name two of the table's variants {names} in table_variants, got {list(table_variants)}")
+    return None, table[table.variant.isin(labels)].reset_index(drop=True), labels, study.fit.n_held_out
+
+
 def variant_held_out(study: StudyConfig) -> dict:
     """Sizes each variant holds out in model selection: the baseline `fit.n_held_out`; variant B the
     sizes it has beyond the baseline's fitted ones (its runs there check the prediction)."""
@@ -177,6 +220,9 @@ def law_conclusion(report, what: str, stop_reasons: dict | None = None) -> str:
                        f"the paper's sense")
     if not_converged(stop_reasons):
         caveats.append(not_converged(stop_reasons))
+    if stop_reasons is None:
+        caveats.append("the points come from a table, so whether its runs converged is not known here; the "
+                       "paper's laws hold only over converged runs")
     if report.n_sizes < 4:
         caveats.append(f"only {report.n_sizes} sizes: the slope's interval is wide and one size moves it")
     if any(not h.inside_band for h in report.held_out):
@@ -194,6 +240,8 @@ def selection_conclusion(sel, stop_reasons: dict | None = None) -> str:
                if not sel.trustworthy else "a trustworthy decision is still only as good as the runs' convergence"]
     if not_converged(stop_reasons):
         caveats.insert(0, not_converged(stop_reasons))
+    if stop_reasons is None:
+        caveats.insert(0, "the points come from a table, so whether its runs converged is not known here")
     lines.append("**Caveats.** " + "; ".join(caveats) + ".")
     return "\n\n".join(lines)
 

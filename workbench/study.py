@@ -18,6 +18,7 @@ from pathlib import Path
 
 from workbench.config import NOTEBOOKS, load
 from workbench.errors import WorkbenchError
+from workbench.files import write_atomic
 from workbench.notebook import SCIENTIFIC, scientific_values
 
 log = logging.getLogger(__name__)
@@ -75,4 +76,29 @@ def run_notebooks(profile: str = "cpu", out: str | Path = "outputs/cpu", only=No
             break
         finally:
             timings[nb] = round(time.time() - t0, 1)
-    return write_summary(out, profile, timings, failure, list(steps))
+    summary = write_summary(out, profile, timings, failure, list(steps))
+    write_report(out, [nb for nb in steps if (out / f"{nb}.ipynb").exists()], profile)
+    return summary
+
+
+def write_report(out: Path, notebooks: list[str], profile: str) -> Path:
+    """One self-contained HTML page of the executed notebooks, in order, figures inline (nbconvert),
+    headed by the study's summary: `<out>/report.html`, for readers without Jupyter."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    summary = (out / "summary.md").read_text() if (out / "summary.md").exists() else ""
+    summary = "\n".join(line for line in summary.splitlines() if not line.lstrip().startswith("![")) # figures follow
+    merged = nbformat.v4.new_notebook(metadata={"title": f"scaling-workbench study: {profile}"})
+    merged.cells.append(nbformat.v4.new_markdown_cell(summary or f"# Study `{profile}`"))
+    for nb in notebooks:
+        executed = nbformat.read(out / f"{nb}.ipynb", as_version=4)
+        merged.metadata.setdefault("kernelspec", executed.metadata.get("kernelspec", {}))
+        merged.metadata.setdefault("language_info", executed.metadata.get("language_info", {}))
+        merged.cells.append(nbformat.v4.new_markdown_cell(f"---\n*Notebook `{nb}.ipynb`, executed with papermill.*"))
+        merged.cells += [c for c in executed.cells if "parameters" not in c.metadata.get("tags", [])
+                         and "injected-parameters" not in c.metadata.get("tags", [])]
+    html, _ = HTMLExporter(embed_images=True).from_notebook_node(merged)
+    path = out / "report.html"
+    write_atomic(path, html)
+    return path

@@ -79,14 +79,35 @@ def _convergence(cv: dict) -> list[str]:
 def _extrapolation(ex: dict) -> list[str]:
     law = LawReport.from_dict(ex["law"])
     return ["## Extrapolation", "", f"- fit on N = {', '.join(_n(n) for n in law.fit_sizes)} with the {law.law} law: "
-            f"MRE on held-out sizes {100 * (law.mre or 0):.2f}%", f"- {law.describe()}", *_not_converged(ex), "",
-            "![extrapolation](extrapolation/extrapolation.png)", ""]
+            f"MRE on held-out sizes {100 * (law.mre or 0):.2f}%", f"- {law.describe()}", *_not_converged(ex),
+            *_backtest(ex.get("backtest") or []), "", "![extrapolation](extrapolation/extrapolation.png)", ""]
+
+
+def _backtest(rows: list[dict]) -> list[str]:
+    """The backtest table: the largest size predicted by the law and by two naive baselines."""
+    rows = [r for r in rows if r.get("law_are") == r.get("law_are") and "law_are" in r]
+    if not rows:
+        return []
+    out = ["", "Backtest (largest size predicted from the smaller ones; absolute relative error):", "",
+           "| variant | N | law | best smaller model | largest smaller size, flat | seed-to-seed spread |",
+           "|---|---|---|---|---|---|"]
+    for r in rows:
+        spread = r.get("seed_spread")
+        out.append(f"| {r['variant']} | {_n(r['target_n'])} | {100 * r['law_are']:.2f}% | {100 * r['best_small_are']:.2f}% "
+                   f"| {100 * r['last_point_are']:.2f}% | "
+                   + (f"{100 * spread:.2f}% |" if spread == spread and spread is not None else "one seed |"))
+    return out
 
 
 def _selection(se: dict) -> list[str]:
     lines = ["## Model selection", "", f"- pretraining loss: {SelectionReport.from_dict(se['selection']).verdict}"]
     lines += [f"- {task} (1 - metric): {SelectionReport.from_dict(d).verdict}" for task, d in (se.get("downstream") or {}).items()]
     lines += _not_converged(se)
+    dec = se.get("decision_backtest") or {}
+    if dec.get("n_pairs"):
+        lines.append(f"- decision backtest over {dec['n_pairs']} pair(s) at their largest size: the extrapolated winner "
+                     f"was right in {100 * dec['law_accuracy']:.0f}%, ranking by the largest smaller size in "
+                     f"{100 * dec['largest_small_accuracy']:.0f}%")
     return lines + ["", "![comparison](selection/comparison.png)", ""]
 
 

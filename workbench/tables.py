@@ -1,0 +1,264 @@
+"""Runs from anywhere: a CSV, a Parquet file or a DataFrame, checked into the fitting table.
+
+    table = read_table("data/example_ladder.csv")                          # columns named as below
+    table = read_table(df, columns={"n_params": "N", "value": "loss"})     # a map when names differ
+    law_report(table[table.variant == "ladder-a"], fit)                     # every fit takes it
+    backtest(table, fit)                                                   # the largest size predicted
+
+The schema, one row per run (or per checkpoint of a run):
+
+  column    meaning                                             required
+  variant   family or variant name                               no (one variant, "all")
+  n_params  N, non-embedding parameters, > 0                     yes
+  tokens    D, tokens seen, > 0                                  no
+  seed      seed id (an integer)                                 no (0)
+  step      training step of a checkpoint                        no
+  value     what the law fits: a loss, or 1 - metric, > 0        yes
+
+`columns` maps a schema name to the source's column name. Without a map the schema names are looked
+up, then common aliases (`N`, `params`, `D`, `loss`, ...); two aliases present for one name is
+ambiguous and refused. A table the fits cannot use (a missing or ambiguous column, a non-numeric
+value, a size or value <= 0, the same run twice) is a one-line `FitError` naming the column and row.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from workbench.errors import FitError
+
+SCHEMA = ("variant", "n_params", "tokens", "seed", "step", "value")
+REQUIRED = ("n_params", "value")
+ALIASES = {
+    "variant": ("variant", "family", "model_family", "ladder"),
+    "n_params": ("n_params", "N", "params", "non_embedding_params", "n"),
+    "tokens": ("tokens", "D", "n_tokens", "tokens_seen"),
+    "seed": ("seed",),
+    "step": ("step", "steps", "checkpoint_step"),
+    "value": ("value", "loss", "eval_loss", "best_eval_loss", "y"),
+}
+NUMERIC = ("n_params", "tokens", "seed", "step", "value")
+POSITIVE = ("n_params", "tokens", "value")
+
+
+def read_table(source, columns: dict[str, str] | None = None) -> pd.DataFrame:
+    """The fitting table of `source` (a .csv / .parquet path or a DataFrame): schema columns in
+    schema order, with `variant` as text and `seed` as an integer; see the module docstring."""
+    raw = _load(source)
+    columns = dict(columns or {})
+    unknown = set(columns) - set(SCHEMA)
+    if unknown:
+        raise FitError(f"column map names {sorted(unknown)}, not schema columns; map any of {list(SCHEMA)}")
+    out = {}
+    for name in SCHEMA:
+        col = _find(raw, name, columns.get(name))
+        if col is not None:
+            out[name] = raw[col]
+            out[name].attrs["source"] = col
+    for name in REQUIRED:
+        if name not in out:
+            raise FitError(f"the table has no {name} column (looked for {', '.join(ALIASES[name])}; columns: "
+                           f"{', '.join(map(str, raw.columns))}); give a column map, e.g. columns={{'{name}': ...}}")
+    table = pd.DataFrame({k: v.to_numpy() for k, v in out.items()})
+    for name in NUMERIC:
+        if name in table:
+            table[name] = _numeric(table[name], name, out[name].attrs["source"], name in POSITIVE)
+    table["variant"] = table["variant"].astype(str) if "variant" in table else "all"
+    table["seed"] = table["seed"].astype(int) if "seed" in table else 0
+    if "seed" in out and not np.allclose(out["seed"].astype(float), table["seed"]):
+        raise FitError(f"column {out['seed'].attrs['source']!r} (seed) must hold whole numbers")
+    _no_duplicates(table)
+    return table[[c for c in SCHEMA if c in table]].reset_index(drop=True)
+
+
+def _load(source) -> pd.DataFrame:
+    if isinstance(source, pd.DataFrame):
+        return source.copy()
+    if not isinstance(source, (str, os.PathLike)):
+        raise FitError(f"a table is a CSV or Parquet path or a DataFrame, got {type(source).__name__}")
+    path = Path(source)
+    if not path.is_file():
+        raise FitError(f"table {path} does not exist")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+        elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
+            df = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+        else:
+            raise FitError(f"table {path}: use a .csv, .tsv or .parquet file")
+    except (ValueError, OSError, ImportError) as e:
+        if isinstance(e, FitError):
+            raise
+        raise FitError(f"table {path} cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+    if df.empty:
+        raise FitError(f"table {path} has no rows")
+    return df
+
+
+def _find(df: pd.DataFrame, name: str, mapped: str | None) -> str | None:
+    if mapped is not None:
+        if mapped not in df.columns:
+            raise FitError(f"column map: {name} -> {mapped!r}, but the table has no column {mapped!r} "
+                           f"(columns: {', '.join(map(str, df.columns))})")
+        return mapped
+    if name in df.columns:
+        return name
+    present = [a for a in ALIASES[name] if a in df.columns]
+    if len(present) > 1:
+        raise FitError(f"ambiguous {name}: columns {present} could all be it; name one with a column map, "
+                       f"e.g. columns={{'{name}': '{present[0]}'}}")
+    return present[0] if present else None
+
+
+def _numeric(col: pd.Series, name: str, source: str, positive: bool) -> pd.Series:
+    values = pd.to_numeric(col, errors="coerce")
+    bad = values.isna() & col.notna() | col.isna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise FitError(f"column {source!r} ({name}): row {i + 1} is {col.iloc[i]!r}, not a number")
+    if not np.isfinite(values).all():
+        i = int(np.flatnonzero(~np.isfinite(values.to_numpy()))[0])
+        raise FitError(f"column {source!r} ({name}): row {i + 1} is {col.iloc[i]!r}, not a finite number")
+    if positive and (values <= 0).any():
+        i = int(np.flatnonzero((values <= 0).to_numpy())[0])
+        hint = "; fit 1 - metric for a metric" if name == "value" else ""
+        raise FitError(f"column {source!r} ({name}): row {i + 1} is {float(values.iloc[i])!r}; it must be > 0{hint}")
+    return values.astype(float)
+
+
+def _no_duplicates(table: pd.DataFrame) -> None:
+    key = [c for c in ("variant", "n_params", "tokens", "seed", "step") if c in table]
+    dup = table.duplicated(key, keep=False)
+    if dup.any():
+        rows = (np.flatnonzero(dup.to_numpy()) + 1).tolist()
+        raise FitError(f"rows {rows[:4]} are the same run twice ({', '.join(key)} equal); keep one, or add a "
+                       f"seed or step column that tells them apart")
+
+
+def store_table(root, label: str | None = None) -> pd.DataFrame:
+    """Every evaluation of every finished pretraining run under `root`, in the schema: variant
+    (`label`, else family/objective), n_params, tokens, seed, step, value (eval loss), plus each run's
+    `converged` verdict and run id. `to_csv` it to share the runs; `read_table` reads it back."""
+    from workbench.runs import load_curves, load_runs
+
+    runs = load_runs(root)
+    if runs.empty or "kind" not in runs or not (runs.kind == "pretrain").any():
+        raise FitError(f"no finished pretraining run under {root}")
+    runs = runs[(runs.kind == "pretrain") & (runs.status == "completed")]
+    curves = load_curves(root)
+    curves = curves[curves.run_id.isin(runs.run_id) & curves.eval_loss.notna()]
+    info = runs.set_index("run_id")
+    variant = label or None
+    out = pd.DataFrame(dict(
+        variant=[variant or f"{info.family[r]}/{info['train.objective'][r]}" for r in curves.run_id],
+        n_params=[float(info.n_params[r]) for r in curves.run_id], tokens=curves.tokens.astype(float).to_numpy(),
+        seed=[int(info.seed[r]) for r in curves.run_id], step=curves.step.astype(int).to_numpy(),
+        value=curves.eval_loss.astype(float).to_numpy(),
+        converged=[info.converged[r] if "converged" in info else None for r in curves.run_id],
+        run_id=curves.run_id.to_numpy()))
+    return out.sort_values(["variant", "n_params", "seed", "step"]).reset_index(drop=True)
+
+
+# ------------------------------------------------------------------ backtests
+
+
+def final_points(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per run (variant, size, seed): its best checkpoint, the lowest value, as early stopping
+    keeps it. A table of final results (no `step` column) is returned as it is."""
+    if "step" not in table:
+        return table
+    best = table.loc[table.groupby(["variant", "n_params", "seed"]).value.idxmin()]
+    return best.sort_values(["variant", "n_params", "seed"]).reset_index(drop=True)
+
+
+DROP_FRACTION = 0.1  # share of each run's checkpoints dropped from the front (warm-up, fast early descent)
+
+
+def checkpoints(table: pd.DataFrame, drop_fraction: float = DROP_FRACTION) -> pd.DataFrame:
+    """The checkpoints a law over tokens is fitted on: every logged point of each run but its first
+    `drop_fraction` (by step). The start of a run is warm-up and the fast first descent, which no
+    L(N, D) surface describes; the "Hitchhiker's guide to scaling law estimation" (Choshen et al.
+    2024) drops roughly the first 10% of training for the same reason. The points of one run are not
+    independent: fits over them resample runs (`workbench.joint.bootstrap_joint`)."""
+    if not 0 <= drop_fraction < 1:
+        raise FitError(f"drop_fraction must be in [0, 1), got {drop_fraction}")
+    if "step" not in table:
+        return table
+    keep = []
+    for _, run in table.groupby(["variant", "n_params", "seed"], sort=False):
+        run = run.sort_values("step")
+        cut = run.step.min() + drop_fraction * (run.step.max() - run.step.min())
+        keep.append(run[run.step >= cut] if len(run) > 1 else run)
+    return pd.concat(keep).sort_values(["variant", "n_params", "seed", "step"]).reset_index(drop=True)
+
+
+def backtest(table: pd.DataFrame, fit=None) -> pd.DataFrame:
+    """Per variant: fit `fit.law` without the largest size, predict it, and compare the mean
+    absolute relative error with two naive predictions: the best smaller model, and the last
+    (largest) fitted size carried over flat. `seed_spread` is the mean relative seed-to-seed
+    standard deviation at the fitted sizes: the floor no law can beat (NaN with one seed)."""
+    from workbench.config import FitConfig
+    from workbench.fit import get_law
+
+    fit = fit or FitConfig()
+    cls = get_law(fit.law)
+    rows = []
+    for variant, g in final_points(table).groupby("variant", sort=True):
+        sizes = np.sort(g.n_params.unique())
+        if len(sizes) < cls.min_sizes + 1:
+            rows.append(dict(variant=variant, n_sizes=len(sizes), note=f"fewer than {cls.min_sizes + 1} sizes"))
+            continue
+        small, target = g[g.n_params < sizes[-1]], g[g.n_params == sizes[-1]]
+        actual = float(target.value.mean())
+        per_size = small.groupby("n_params").value
+        means = per_size.mean()
+        law = cls().fit(small.n_params.to_numpy(), small.value.to_numpy())
+        preds = dict(law=float(law.predict(sizes[-1])), best_small=float(means.min()),
+                     last_point=float(means.loc[sizes[-2]]))
+        spread = (per_size.std(ddof=1) / means).dropna()
+        row = dict(variant=variant, n_sizes=len(sizes), target_n=float(sizes[-1]), actual=actual,
+                   seed_spread=float(spread.mean()) if len(spread) else float("nan"), note="")
+        for name, p in preds.items():
+            row[f"{name}_pred"] = p
+            row[f"{name}_are"] = abs(p - actual) / actual
+        row["law_beats_baselines"] = bool(row["law_are"] < min(row["best_small_are"], row["last_point_are"]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def selection_backtest(table: pd.DataFrame, fit=None) -> dict:
+    """Decision accuracy over every pair of variants that share their largest size: the share of pairs
+    where the winner extrapolated from the smaller sizes is the measured winner there, against
+    ranking the two by their largest smaller size (what one would do without a law)."""
+    from workbench.config import FitConfig
+    from workbench.fit import get_law
+
+    fit = fit or FitConfig()
+    cls = get_law(fit.law)
+    pts = final_points(table)
+    info = {}
+    for variant, g in pts.groupby("variant"):
+        sizes = np.sort(g.n_params.unique())
+        if len(sizes) >= cls.min_sizes + 1:
+            small = g[g.n_params < sizes[-1]]
+            info[variant] = dict(target=sizes[-1], actual=g[g.n_params == sizes[-1]].value.mean(),
+                                 law=cls().fit(small.n_params.to_numpy(), small.value.to_numpy()),
+                                 last=small[small.n_params == sizes[-2]].value.mean())
+    pairs = []
+    names = sorted(info)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            A, B = info[a], info[b]
+            if not np.isclose(A["target"], B["target"]):
+                continue
+            truth = A["actual"] < B["actual"]
+            pairs.append(dict(a=a, b=b, target_n=float(A["target"]),
+                              law_right=bool((A["law"].predict(A["target"]) < B["law"].predict(B["target"])) == truth),
+                              largest_small_right=bool((A["last"] < B["last"]) == truth)))
+    share = (lambda k: float(np.mean([p[k] for p in pairs])) if pairs else float("nan"))
+    return dict(n_pairs=len(pairs), law_accuracy=share("law_right"),
+                largest_small_accuracy=share("largest_small_right"), pairs=pairs)
