@@ -47,6 +47,8 @@ def test_smoke_study_writes_notebooks_figures_results_and_summary(smoke_study):
     text = (out / "out" / "summary.md").read_text()
     assert "## Pretraining sweep" in text and "alpha" in text and "sweep/fit.png" in text
     assert "NOT converged" in text  # the smoke runs stop at their 40-step horizon, and the summary says so
+    assert "Backtest (largest size predicted" in text and "| ar32/mlm |" in text
+    assert res["extrapolation"]["backtest"][0]["law_are"] >= 0
     for nb in NOTEBOOKS:  # every notebook closes with what it shows, filled from its results
         executed = nbformat.read(out / "out" / f"{nb}.ipynb", as_version=4)
         assert any("**What this shows.**" in str(o.get("data", {})) for c in executed.cells if c.cell_type == "code"

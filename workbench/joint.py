@@ -164,16 +164,16 @@ class JointBootstrap:
 
 
 def bootstrap_joint(table: pd.DataFrame, B: int = 200, level: float = 0.95, random_state: int = 0) -> JointBootstrap:
-    """Fit the joint law on a table (`n_params`, `tokens`, `value`; `seed`, `variant` optional) and
-    bootstrap it B times by resampling runs (variant, size, seed) with replacement."""
+    """Fit the joint law on a table (`n_params`, `tokens`, `value`; `seed`, `variant`, `step` optional)
+    and bootstrap it B times by resampling runs with replacement: with a `step` column the checkpoints
+    of one (variant, size, seed) are one run; without one every row is a run of its own."""
     need = {"n_params", "tokens", "value"} - set(table.columns)
     if need:
         raise FitError(f"the joint law needs columns n_params, tokens and value; missing {sorted(need)}")
     if B < 1:
         raise FitError(f"B must be >= 1, got {B}")
-    key = [c for c in ("variant", "n_params", "seed") if c in table]
-    if "step" not in table and "seed" not in table:
-        key = None  # every row is its own run
+    # checkpoints (a step column) of one (variant, size, seed) are one run; without steps every row is a run
+    key = [c for c in ("variant", "n_params", "seed") if c in table] if "step" in table else None
     n, d, y = (table[c].to_numpy(float) for c in ("n_params", "tokens", "value"))
     law = JointLaw().fit(n, d, y)
     runs = table.groupby(key, sort=False).ngroup().to_numpy() if key else np.arange(len(table))
