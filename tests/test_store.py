@@ -105,3 +105,17 @@ def test_a_rebuilt_tokenizer_is_never_mixed_into_a_sweep(tmp_path, swept, caplog
     again = run_sweep(study.sweep, root, study.exec)
     assert (again.status == "completed").all() and "restarting it from scratch" in caplog.text
     assert json.loads(cfg.read_text())["data"]["tokenizer_sha256"] != "0" * 64
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from workbench.files import write_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "report.html", "<html></html>")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "report.html").stat().st_mode) == 0o644

@@ -35,6 +35,7 @@ def atomic_path(path: str | os.PathLike, directory: bool = False, overwrite: boo
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         os.close(fd)
         tmp = Path(name)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets what open() would give it
     try:
         yield tmp
         if directory and overwrite and path.exists():
@@ -43,6 +44,12 @@ def atomic_path(path: str | os.PathLike, directory: bool = False, overwrite: boo
     finally:
         if tmp.exists():
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
