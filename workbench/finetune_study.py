@@ -85,9 +85,8 @@ def run_finetune_study(cfg: FinetuneStudyConfig, sweep: SweepConfig, root: str |
     if not rows:
         first = next(iter(failed.items()), ("", "none ran"))
         raise WorkbenchError(f"every finetuning run of the study failed ({len(failed)}); first: {first[0]}: {first[1]}")
-    study = pd.DataFrame(rows, columns=COLUMNS)
-    if rows:
-        study = study.sort_values(["task", "n_layers", "seed"], kind="stable").reset_index(drop=True)
+    study = pd.DataFrame(rows, columns=COLUMNS).sort_values(["task", "n_layers", "seed"], kind="stable")
+    study = study.reset_index(drop=True)
     _write_table(study, Path(root) / f"finetune-study-{config_hash((cfg, sweep, tune))}.csv")
     study.attrs["failed"] = failed  # run id -> error of every run that failed (left out of the table)
     return study

@@ -175,7 +175,7 @@ class RunStore:
 
     def summary(self, run_id: str) -> dict | None:
         path = self.path(run_id) / SUMMARY
-        return _read_or_none(path) if path.exists() else None
+        return _read_or_none(path, " (the run counts as unfinished; a sweep trains it again)") if path.exists() else None
 
     def config(self, run_id: str) -> dict | None:
         """The run's recorded `config.json`, or None when there is none (or it is unreadable)."""
@@ -283,13 +283,13 @@ def load_runs(root: str | os.PathLike, include_unfinished: bool = False):
     summary (best_eval_loss, steps, tokens, flops, wall_time_s, ...)."""
     import pandas as pd
 
-    rows = []
+    rows, store = [], RunStore(root)
     for cfg_path in sorted(Path(root).glob(f"*/{CONFIG}")):
         run_dir = cfg_path.parent
-        summary = RunStore(root).summary(run_dir.name)
+        summary = store.summary(run_dir.name)
         if summary is None and not include_unfinished:
             continue
-        cfg = _read_or_none(cfg_path) or {}
+        cfg = store.config(run_dir.name) or {}
         row = dict(run_id=run_dir.name, kind=cfg.get("kind"), **_flatten(cfg.get("model", {})))
         row.update(_flatten(cfg.get("config", {})))
         row.update(summary if summary is not None else {"status": "unfinished"})
@@ -297,19 +297,16 @@ def load_runs(root: str | os.PathLike, include_unfinished: bool = False):
     return pd.DataFrame(rows)
 
 
-_AGAIN = {SUMMARY: " (the run counts as unfinished; a sweep trains it again)"}
-
-
-def _read_or_none(path: Path) -> dict | None:
-    """A JSON object file, or None (with a warning naming it) when it is unreadable or not an object."""
+def _read_or_none(path: Path, consequence: str = "") -> dict | None:
+    """A JSON object file, or None (with a warning naming it, and `consequence`) when it is unreadable
+    or not an object."""
     try:
         obj = read_json(path)
     except (OSError, ValueError) as e:
-        log.warning("%s is unreadable (%s): treated as missing%s", path, type(e).__name__, _AGAIN.get(path.name, ""))
+        log.warning("%s is unreadable (%s): treated as missing%s", path, type(e).__name__, consequence)
         return None
     if not isinstance(obj, dict):
-        log.warning("%s holds a %s, not an object: treated as missing%s", path, type(obj).__name__,
-                    _AGAIN.get(path.name, ""))
+        log.warning("%s holds a %s, not an object: treated as missing%s", path, type(obj).__name__, consequence)
         return None
     return obj
 

@@ -88,7 +88,7 @@ def write_report(out: Path, notebooks: list[str], profile: str) -> Path:
     from nbconvert import HTMLExporter
 
     summary = (out / "summary.md").read_text() if (out / "summary.md").exists() else ""
-    summary = "\n".join(line for line in summary.splitlines() if not line.lstrip().startswith("![")) # figures follow
+    summary = "\n".join(line for line in summary.splitlines() if not line.lstrip().startswith("!["))  # figures follow
     merged = nbformat.v4.new_notebook(metadata={"title": f"scaling-workbench study: {profile}"})
     merged.cells.append(nbformat.v4.new_markdown_cell(summary or f"# Study `{profile}`"))
     for nb in notebooks:

@@ -125,7 +125,7 @@ def convert_rows(where: str, rows, conv: Callable[[dict], dict]) -> list[dict]:
     return out
 
 
-def read_jsonl(path: Path) -> list[tuple[str, dict]]:
+def strict_jsonl(path: Path) -> list[tuple[str, dict]]:
     """(":<line>", row) for every non-blank line of a jsonl file; malformed or empty files are refused."""
     rows = []
     for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
@@ -151,7 +151,7 @@ def _hub_splits(hub_id: str, config: str | None, splits: tuple[str, str], source
         if missing:
             raise WorkbenchError(f"local task files missing: {missing} (a source folder holds "
                                  f"{', '.join(s + '.jsonl' for s in splits)})")
-        return tuple(convert_rows(str(f), read_jsonl(f), conv) for f in files)
+        return tuple(convert_rows(str(f), strict_jsonl(f), conv) for f in files)
     import datasets
 
     try:
@@ -290,7 +290,7 @@ def _sms(path: Path) -> TaskData:
     with open(path, newline="", encoding="utf-8", errors="replace") as f:
         lines = [(f":{i}", r) for i, r in enumerate(csv.DictReader(f), 2)]
     rows = convert_rows("", [(at, r) for at, r in lines if r.get("text")],
-                        lambda r: dict(text=r["text"], text_pair=None, label=label_id(int(r["spam"]))))
+                        lambda r: dict(text=r["text"], text_pair=None, label=label_id(float(r["spam"]))))
     return hash_split(rows, lambda r: r["text"])
 
 
