@@ -233,32 +233,21 @@ def backtest(table: pd.DataFrame, fit=None) -> pd.DataFrame:
 def selection_backtest(table: pd.DataFrame, fit=None) -> dict:
     """Decision accuracy over every pair of variants that share their largest size: the share of pairs
     where the winner extrapolated from the smaller sizes is the measured winner there, against
-    ranking the two by their largest smaller size (what one would do without a law)."""
-    from workbench.config import FitConfig
-    from workbench.fit import get_law
-
-    fit = fit or FitConfig()
-    cls = get_law(fit.law)
-    pts = final_points(table)
-    info = {}
-    for variant, g in pts.groupby("variant"):
-        sizes = np.sort(g.n_params.unique())
-        if len(sizes) >= cls.min_sizes + 1:
-            small = g[g.n_params < sizes[-1]]
-            info[variant] = dict(target=sizes[-1], actual=g[g.n_params == sizes[-1]].value.mean(),
-                                 law=cls().fit(small.n_params.to_numpy(), small.value.to_numpy()),
-                                 last=small[small.n_params == sizes[-2]].value.mean())
+    ranking the two by their largest smaller size (what one would do without a law). The
+    predictions are `backtest`'s."""
+    bt = backtest(table, fit)
+    rows = bt[bt.note == ""].set_index("variant") if len(bt) else bt
     pairs = []
-    names = sorted(info)
+    names = sorted(rows.index)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            A, B = info[a], info[b]
-            if not np.isclose(A["target"], B["target"]):
+            A, B = rows.loc[a], rows.loc[b]
+            if not np.isclose(A.target_n, B.target_n):
                 continue
-            truth = A["actual"] < B["actual"]
-            pairs.append(dict(a=a, b=b, target_n=float(A["target"]),
-                              law_right=bool((A["law"].predict(A["target"]) < B["law"].predict(B["target"])) == truth),
-                              largest_small_right=bool((A["last"] < B["last"]) == truth)))
+            truth = A.actual < B.actual
+            pairs.append(dict(a=a, b=b, target_n=float(A.target_n),
+                              law_right=bool((A.law_pred < B.law_pred) == truth),
+                              largest_small_right=bool((A.last_point_pred < B.last_point_pred) == truth)))
     share = (lambda k: float(np.mean([p[k] for p in pairs])) if pairs else float("nan"))
     return dict(n_pairs=len(pairs), law_accuracy=share("law_right"),
                 largest_small_accuracy=share("largest_small_right"), pairs=pairs)
