@@ -46,11 +46,34 @@ def test_finetune_each_offline_task_type(tmp_path, pretrained, task_files, task)
     assert s["value"] == max(r[metric] for r in curve)  # best epoch kept post hoc
     assert s["one_minus"] == pytest.approx(1 - s["value"]) and s["best_epoch"] in (1, 2)
     assert s["n_params"] == 12288 and s["status"] == "completed"
+    assert all(r["eval_loss"] > 0 for r in curve)  # the task loss, logged with every evaluation
+    assert s["task_loss"] == next(r["eval_loss"] for r in curve if r["step"] == s["best_epoch"] * 6)
     if task == "disfl-qa":
         assert {"best_f1", "has_ans_f1", "threshold"} <= set(curve[-1])
     from transformers import AutoConfig
 
     assert AutoConfig.from_pretrained(run / "best").architectures[0].startswith("BertFor")
+
+
+def test_the_task_loss_is_the_kept_heads_cross_entropy_on_the_eval_set(tmp_path, pretrained, task_files):
+    """Recomputed by hand from `best/`: mean cross-entropy of the gold label over the eval examples."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModelForSequenceClassification
+
+    from workbench.finetune import FinetuneSpec
+    from workbench.taskkinds import collate, task_kind
+
+    cfg = FinetuneConfig(task="sms-spam", pretrain_run=str(pretrained[1][1]), lr=1e-3, epochs=2, **TINY)
+    s = finetune(cfg, tmp_path, QUIET)
+    x = FinetuneSpec(cfg).prepare()
+    enc = task_kind(x.task).encode(x.task, x.eval_rows, x.tokenizer, x.seq_len, for_training=False)
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / run_id(cfg) / "best").eval()
+    with torch.no_grad():
+        b = collate(enc, range(len(enc["input_ids"])))
+        logits = model(input_ids=b["input_ids"], token_type_ids=b["token_type_ids"],
+                       attention_mask=b["attention_mask"]).logits
+    assert s["task_loss"] == pytest.approx(F.cross_entropy(logits, b["labels"]).item(), rel=1e-4)
 
 
 def test_multiple_choice_on_race_schema_files(tmp_path, pretrained):
@@ -98,7 +121,8 @@ def test_study_tunes_per_size_then_seeds_and_resumes(tmp_path, pretrained, task_
     assert len(saved) == 1 and len(pd.read_csv(saved[0])) == len(study)
     table = finetune_table(study)
     assert len(table) == 8 and set(table.columns) >= {"variant", "n_params", "seed", "value"}
-    assert (table.value == 1 - table.metric).all()
+    assert (table.value == 1 - table.metric).all() and (table.task_loss > 0).all()
+    assert len(finetune_table(study, selected=False)) == len(study)  # every run: the sigmoid's points
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/summary.json")}
     again = run_finetune_study(cfg, sweep, tmp_path, QUIET, pretrain_root=root)  # everything finished: nothing re-runs
     assert again.equals(study) and stamps == {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/summary.json")}

@@ -39,6 +39,9 @@ def test_smoke_study_writes_notebooks_figures_results_and_summary(smoke_study):
     assert set(pre["train.objective"]) == {"mlm", "pmi"}  # the selection notebook trained variant B
     ft = res["finetune"]
     assert ft["completed"] == ft["n_runs"] == 3 * 2 and set(ft["metric_by_size"]["trec"]) == {"12288", "98304", "331776"}
+    assert set(ft["two_stage"]) | set(ft["two_stage_skipped"]) == {"trec"}  # fitted, or why not, said
+    for r in ft["two_stage"].values():
+        assert r["better"] in ("direct", "two-stage", "tie") and r["held_out"][0]["n_params"] == 331776
     cv = res["convergence"]
     assert set(cv["flags"]) == set(sw["run_ids"]) and set(cv["flags"].values()) <= {"ok", "above", "below"}
     sel = res["selection"]["selection"]
@@ -48,6 +51,7 @@ def test_smoke_study_writes_notebooks_figures_results_and_summary(smoke_study):
     assert "## Pretraining sweep" in text and "alpha" in text and "sweep/fit.png" in text
     assert "NOT converged" in text  # the smoke runs stop at their 40-step horizon, and the summary says so
     assert "Backtest (largest size predicted" in text and "| ar32/mlm |" in text
+    assert "two-stage route" in text  # the held-out metric by both routes, or why the two-stage one was not fitted
     assert res["extrapolation"]["backtest"][0]["law_are"] >= 0
     for nb in NOTEBOOKS:  # every notebook closes with what it shows, filled from its results
         executed = nbformat.read(out / "out" / f"{nb}.ipynb", as_version=4)

@@ -99,7 +99,9 @@ def test_the_example_table_fits_in_python_and_on_the_command_line(capsys):
     assert "law_are" in out and "best_small_are" in out
 
 
-def test_the_store_exported_to_csv_reads_back_to_the_same_law(tmp_path):
+def test_the_store_exported_to_csv_reads_back_to_the_same_law(tmp_path, capsys):
+    import dataclasses
+
     from workbench.config import load
     from workbench.runs import law_table, load_runs
     from workbench.sweep import run_sweep
@@ -112,25 +114,38 @@ def test_the_store_exported_to_csv_reads_back_to_the_same_law(tmp_path):
     a, b = law_report(store, study.fit), law_report(again, study.fit)
     assert a.describe() == b.describe() and a.params_ci == b.params_ci
     assert main(["fit", "--table", str(tmp_path / "runs.csv"), "--profile", "smoke"]) == 0
+    # the joint law over the store: each run's checkpoints, the same numbers on the command line
+    from workbench.tables import fitting_rows
+
+    rows = fitting_rows(store, tmp_path / "runs", "joint")
+    assert rows.run_id.nunique() == len(store) and len(rows) > len(store) and "step" in rows
+    joint = dataclasses.replace(study.fit, law="joint", n_bootstrap=30)
+    capsys.readouterr()
+    assert main(["fit", "--profile", "smoke", "--root", str(tmp_path / "runs"), "--law", "joint",
+                 "--set", "fit.n_bootstrap=30"]) == 0
+    assert law_report(rows, joint).describe() in capsys.readouterr().out
 
 
-def test_the_extrapolation_notebook_fits_a_table_with_the_same_numbers(tmp_path):
+@pytest.mark.parametrize("law", ["power", "joint"])
+def test_the_extrapolation_notebook_fits_a_table_with_the_same_numbers(tmp_path, law):
     import json
 
     import papermill as pm
 
+    from workbench.config import load
     from workbench.study import notebooks_dir
+    from workbench.tables import law_points
 
-    table = final_points(read_table(EXAMPLE))
+    overrides = ["fit.n_bootstrap=40"] if law == "joint" else []
+    table = law_points(read_table(EXAMPLE), law)  # the joint law: checkpoints
     variant = sorted(table.variant.unique())[0]
     pm.execute_notebook(str(notebooks_dir() / "extrapolation.ipynb"), str(tmp_path / "ex.ipynb"),
-                        parameters=dict(profile="smoke", table_file=str(EXAMPLE), table_variant=variant,
-                                        interactive=False, out_dir=str(tmp_path)),
+                        parameters=dict(profile="smoke", table_file=str(EXAMPLE), table_variant=variant, law=law,
+                                        overrides=overrides, interactive=False, out_dir=str(tmp_path)),
                         cwd=str(notebooks_dir().parent), progress_bar=False)
     res = json.loads((tmp_path / "extrapolation" / "results.json").read_text())
-    from workbench.config import load
-
-    want = law_report(table[table.variant == variant].reset_index(drop=True), load("smoke").fit)
+    want = law_report(table[table.variant == variant].reset_index(drop=True), load("smoke", overrides, {"fit.law": law}).fit)
+    assert res["law"]["law"] == law and res["law"]["n_points"] == want.n_points
     assert res["label"] == variant and res["law"]["params"] == pytest.approx(want.params)
     assert res["law"]["params_ci"]["alpha"] == pytest.approx(list(want.params_ci["alpha"]))
     assert res["stop_reasons"] is None and res["backtest"][0]["variant"] == variant

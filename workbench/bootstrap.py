@@ -6,7 +6,9 @@
 
 Each replicate draws M sizes with replacement from the M sizes, then for each drawn size T seed
 results with replacement from that size's T results, and refits the law on the pooled points.
-Resampling sizes stands in for pretraining-seed variance. Replicates are integer weights over the
+Resampling sizes stands in for pretraining-seed variance. A result is a run: given `runs` (a table
+of checkpoints: `workbench.fit.run_units`), all checkpoints of a drawn run travel together, since
+they are not independent. Replicates are integer weights over the
 original points (`SizeGroups.weights`), so a law with a `fit_many` (the power law: a handful of
 matrix products) fits all B at once, and any other law is refitted per replicate with
 `sample_weight`. Replicates with fewer distinct sizes than the law needs are dropped and counted.
@@ -20,40 +22,48 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import FitError
-from workbench.fit import as_points, get_law
+from workbench.fit import as_points, covariates_of, get_law, run_units
 
 
 @dataclass(frozen=True)
 class SizeGroups:
-    """Points grouped by size: the one bootstrap set-up every analysis shares."""
+    """Points grouped by size, and within a size by run: the one bootstrap set-up every analysis
+    shares. Without runs every point is a run of its own."""
 
-    order: np.ndarray  # permutation that sorts the points by size
-    counts: np.ndarray  # results per size (M,)
-    offsets: np.ndarray  # first sorted index of each size (M,)
+    order: np.ndarray  # permutation that sorts the points by size (then run)
+    counts: np.ndarray  # runs per size (M,)
+    offsets: np.ndarray  # first sorted run of each size (M,)
     size_of: np.ndarray  # size index of each sorted point (P,)
+    run_of: np.ndarray  # sorted run index of each sorted point (P,)
 
     @classmethod
-    def of(cls, n: np.ndarray) -> "SizeGroups":
-        order = np.argsort(n, kind="stable")
-        _, counts = np.unique(n[order], return_counts=True)
+    def of(cls, n: np.ndarray, runs: np.ndarray | None = None) -> "SizeGroups":
+        runs = np.arange(len(n)) if runs is None else np.asarray(runs)
+        order = np.lexsort((runs, n))
+        ns, rs = n[order], runs[order]
+        first = np.concatenate([[True], (ns[1:] != ns[:-1]) | (rs[1:] != rs[:-1])])  # a run's first point
+        run_of = np.cumsum(first) - 1
+        _, counts = np.unique(ns[first], return_counts=True)
         offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        return cls(order, counts, offsets, np.repeat(np.arange(len(counts)), counts))
+        return cls(order, counts, offsets, np.repeat(np.arange(len(counts)), counts)[run_of], run_of)
 
     def weights(self, B: int, rng: np.random.Generator, method: str = "hierarchical",
                 size_draws: np.ndarray | None = None) -> np.ndarray:
-        """(B, P) resampling counts of the sorted points. `size_draws` (B, M) shares the size draws
-        between paired analyses."""
-        M, P = len(self.counts), int(self.counts.sum())
+        """(B, P) resampling counts of the sorted points (a run's count on each of its points).
+        `size_draws` (B, M) shares the size draws between paired analyses."""
+        M, R = len(self.counts), int(self.counts.sum())
         if method == "naive":
-            idx = rng.integers(0, P, (B, P))
-            return np.bincount((np.arange(B)[:, None] * P + idx).ravel(), minlength=B * P).reshape(B, P)
+            idx = rng.integers(0, R, (B, R))
+            W = np.bincount((np.arange(B)[:, None] * R + idx).ravel(), minlength=B * R).reshape(B, R)
+            return W[:, self.run_of]
         S = rng.integers(0, M, (B, M)) if size_draws is None else size_draws
-        T = self.counts[S]  # (B, M): results available at each drawn size
+        T = self.counts[S]  # (B, M): runs available at each drawn size
         r = np.floor(rng.random((B, M, self.counts.max())) * T[..., None]).astype(np.int64)
         valid = np.arange(self.counts.max())[None, None, :] < T[..., None]
-        idx = self.offsets[S][..., None] + r  # (B, M, Tmax) point indices
+        idx = self.offsets[S][..., None] + r  # (B, M, Tmax) run indices
         rows = np.broadcast_to(np.arange(B)[:, None, None], idx.shape)
-        return np.bincount((rows * P + idx)[valid], minlength=B * P).reshape(B, P)
+        W = np.bincount((rows * R + idx)[valid], minlength=B * R).reshape(B, R)
+        return W[:, self.run_of]
 
     def distinct_sizes(self, W: np.ndarray) -> np.ndarray:
         """(B,) number of distinct sizes each replicate drew."""
@@ -82,48 +92,57 @@ class BootstrapResult:
         lo, hi = np.percentile(self.param(name), [q, 100 - q])
         return float(lo), float(hi)
 
-    def predictions(self, n) -> np.ndarray:
-        """(B_valid, len(n)) curve values of every replicate at sizes `n`."""
-        return get_law(self.law).curve(self.params, n)
+    def predictions(self, n, **covariates) -> np.ndarray:
+        """(B_valid, len(n)) curve values of every replicate at sizes `n` (and covariates: the
+        joint law's `tokens`; without them its limit of unlimited tokens)."""
+        return get_law(self.law).curve(self.params, n, **covariates)
 
-    def band(self, n, level: float = 0.95) -> pd.DataFrame:
+    def band(self, n, level: float = 0.95, **covariates) -> pd.DataFrame:
         """Pointwise percentile band of the fitted curve at each N: lower, median, upper."""
         q = 100 * (1 - level) / 2
-        lo, med, hi = np.percentile(self.predictions(n), [q, 50, 100 - q], axis=0)
+        lo, med, hi = np.percentile(self.predictions(n, **covariates), [q, 50, 100 - q], axis=0)
         return pd.DataFrame(dict(n_params=np.atleast_1d(n).astype(float), lower=lo, median=med, upper=hi))
 
 
-def fit_replicates(law: str, W: np.ndarray, n: np.ndarray, y: np.ndarray, groups: SizeGroups) -> np.ndarray:
-    """(B, k) parameters of the law refitted under each weight row; NaN rows where it cannot be fitted."""
-    cls = get_law(law)
+def fit_replicates(law: str, W: np.ndarray, n: np.ndarray, y: np.ndarray, groups: SizeGroups,
+                   covariates: dict | None = None) -> np.ndarray:
+    """(B, k) parameters of the law refitted under each weight row (points and `covariates` in the
+    groups' sorted order); NaN rows where it cannot be fitted."""
+    cls, cov = get_law(law), covariates or {}
     ok = groups.distinct_sizes(W) >= cls.min_sizes
     if hasattr(cls, "fit_many"):
-        params = cls.fit_many(W, n, y)
+        params = cls.fit_many(W, n, y, **cov)
     else:
         params = np.full((len(W), len(cls.param_names)), np.nan)
         for i in np.flatnonzero(ok):
-            fitted = cls().fit(n, y, sample_weight=W[i])
+            fitted = cls().fit(n, y, sample_weight=W[i], **cov)
             params[i] = [fitted.params_[k] for k in cls.param_names]
     params[~ok] = np.nan
     return params
 
 
 def bootstrap_law(n, y=None, law: str = "power", B: int = 1000, method: str = "hierarchical",
-                  random_state: int | np.random.Generator | None = 0) -> BootstrapResult:
-    """B bootstrap refits of `law`; see the module docstring."""
+                  random_state: int | np.random.Generator | None = 0, runs: np.ndarray | None = None,
+                  covariates: dict | None = None) -> BootstrapResult:
+    """B bootstrap refits of `law`; see the module docstring. From a table, the law's covariates
+    (`tokens` for the joint law) and the runs of its checkpoints are read from its columns."""
     if method not in ("hierarchical", "naive"):
         raise FitError(f"method must be 'hierarchical' or 'naive', got {method!r}")
     if B < 1:
         raise FitError(f"B must be >= 1, got {B}")
-    n, y = as_points(n, y)
     cls = get_law(law)
+    if covariates is None:
+        covariates = covariates_of(n, cls)
+    if runs is None:
+        runs = run_units(n)
+    n, y = as_points(n, y)
     if len(np.unique(n)) < cls.min_sizes:
         raise FitError(f"the {law} law needs at least {cls.min_sizes} distinct sizes, got {len(np.unique(n))}; "
                        f"add sizes or use a law with fewer parameters")
-    groups = SizeGroups.of(n)
+    groups = SizeGroups.of(n, runs)
     n, y = n[groups.order], y[groups.order]
     W = groups.weights(B, np.random.default_rng(random_state), method)
-    params = fit_replicates(law, W, n, y, groups)
+    params = fit_replicates(law, W, n, y, groups, {k: np.asarray(v, float)[groups.order] for k, v in covariates.items()})
     ok = np.isfinite(params).all(1)
     if not ok.any():
         raise FitError(f"none of the {B} bootstrap replicates drew the {cls.min_sizes} distinct sizes the {law} law "

@@ -131,6 +131,7 @@ def _fit(args) -> int:
     from workbench.pretrain import run_id
     from workbench.report import law_report
     from workbench.runs import law_table, load_runs
+    from workbench.tables import fitting_rows
 
     study = _study(args)
     if args.table:
@@ -140,7 +141,7 @@ def _fit(args) -> int:
     runs = runs[runs.run_id.isin(ids)] if not runs.empty else runs
     if runs.empty:
         raise WorkbenchError(f"no finished runs of this sweep under {study.root}: run `workbench sweep` first")
-    report = law_report(law_table(runs), study.fit)
+    report = law_report(fitting_rows(law_table(runs), study.root, study.fit.law), study.fit)
     print(report.describe())
     for name, (lo, hi) in report.params_ci.items():
         print(f"  {name} = {report.params[name]:.5g}  ({100 * report.level:.0f}% CI {lo:.5g} .. {hi:.5g})")
@@ -153,7 +154,7 @@ def _fit_table(args, study) -> int:
     import pandas as pd
 
     from workbench.report import law_report
-    from workbench.tables import backtest, checkpoints, final_points, read_table, selection_backtest
+    from workbench.tables import backtest, checkpoints, law_points, read_table, selection_backtest
 
     columns = {}
     for item in (args.columns or "").split(","):
@@ -163,13 +164,13 @@ def _fit_table(args, study) -> int:
                 raise WorkbenchError(f"--columns takes NAME=COLUMN pairs, got {item!r}")
             columns[name.strip()] = col.strip()
     full = read_table(args.table, columns)
-    table = final_points(full)
+    table = law_points(full, study.fit.law)  # best checkpoint per run; the joint law: checkpoints
     for variant, rows in table.groupby("variant"):
         print(f"{variant}: {law_report(rows, study.fit).describe()}")
         _joint(checkpoints(full[full.variant == variant]), variant, study.fit)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(backtest(table, study.fit).to_string(index=False))
-    sel = selection_backtest(table, study.fit)
+        print(backtest(full, study.fit).to_string(index=False))
+    sel = selection_backtest(full, study.fit)
     if sel["n_pairs"]:
         print(f"selection: {sel['n_pairs']} pair(s); the extrapolated winner is right in "
               f"{100 * sel['law_accuracy']:.0f}%, ranking by the largest smaller size in "
@@ -178,21 +179,24 @@ def _fit_table(args, study) -> int:
 
 
 def _joint(points, variant: str, fit) -> None:
-    """The joint law L(N, D) of a variant's checkpoints, when the table has token counts to fit it."""
+    """The joint law L(N, D) of a variant's checkpoints and its compute-optimal split, when the table
+    has token counts to fit it (with `fit.law=joint` the law was reported above: only the split)."""
     from workbench.errors import FitError
     from workbench.joint import bootstrap_joint
 
     if "tokens" not in points or points.tokens.nunique() < 2:
         return
     try:
-        boot = bootstrap_joint(points, B=min(fit.n_bootstrap, 200), level=fit.level, random_state=fit.random_state)
+        boot = bootstrap_joint(points, B=fit.n_bootstrap if fit.law == "joint" else min(fit.n_bootstrap, 200),
+                               level=fit.level, random_state=fit.random_state)
     except FitError as e:
         print(f"{variant}: joint law L(N, D) not fitted: {e}")
         return
     p = boot.law.params_
-    print(f"{variant}: joint law L(N, D) = E + A N^-alpha + B D^-beta on {boot.n_points} checkpoints of "
-          f"{boot.n_runs} runs (R^2 = {boot.law.r2_:.4f}): " + ", ".join(
-              f"{k} = {p[k]:.4g} [{boot.ci(k)[0]:.4g}, {boot.ci(k)[1]:.4g}]" for k in p))
+    if fit.law != "joint":
+        print(f"{variant}: joint law L(N, D) = E + A N^-alpha + B D^-beta on {boot.n_points} checkpoints of "
+              f"{boot.n_runs} runs (R^2 = {boot.law.r2_:.4f}): " + ", ".join(
+                  f"{k} = {p[k]:.4g} [{boot.ci(k)[0]:.4g}, {boot.ci(k)[1]:.4g}]" for k in p))
     top = float((points.n_params * points.tokens).max() * 6)
     for c in (top, 10 * top, 100 * top):
         o = boot.optimal(c)

@@ -278,7 +278,8 @@ class FinetuneStudyConfig:
 class FitConfig:
     """How every law of a study is fitted, judged and given intervals."""
 
-    law: str = "power"  # a name in registry.LAWS: power (y = e^b N^a, the paper's) | saturating (E + A N^-alpha)
+    law: str = "power"  # registry.LAWS: power (y = e^b N^a, the paper's) | saturating (E + A N^-alpha) | joint (+ B D^-beta)
+    tokens: float = 0.0  # joint law: the token count D its curve over N is read at; 0 = unlimited (E + A N^-alpha)
     n_bootstrap: int = 1000  # hierarchical-bootstrap replicates of every interval
     level: float = 0.95  # interval level
     n_held_out: int = 1  # largest sizes held out of the fit and predicted
@@ -289,6 +290,8 @@ class FitConfig:
     def __post_init__(self) -> None:
         registry.check(registry.LAWS, self.law, "fit.law")
         _check(self.n_bootstrap >= 1, f"fit.n_bootstrap must be >= 1, got {self.n_bootstrap}")
+        _check(math.isfinite(self.tokens) and self.tokens >= 0,
+               f"fit.tokens must be a token count >= 0 (0 = unlimited), got {self.tokens}")
         _check(0 < self.level < 1, f"fit.level must be in (0, 1), got {self.level}")
         _check(self.n_held_out >= 0, f"fit.n_held_out must be >= 0, got {self.n_held_out}")
         _check(0 <= self.r2_gate <= 1, f"fit.r2_gate must be in [0, 1], got {self.r2_gate}")

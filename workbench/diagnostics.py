@@ -10,6 +10,9 @@ Torch-free: the stopping rule is replayed from `workbench.stopping`, nothing is 
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 import numpy as np
 import pandas as pd
 
@@ -18,6 +21,8 @@ from workbench.config import FitConfig
 from workbench.errors import FitError
 from workbench.fit import as_points, get_law
 from workbench.stopping import replay_early_stopping
+
+log = logging.getLogger(__name__)
 
 
 def convergence_check(df: pd.DataFrame, fit: FitConfig = FitConfig(), z_threshold: float = 2.0,
@@ -30,7 +35,11 @@ def convergence_check(df: pd.DataFrame, fit: FitConfig = FitConfig(), z_threshol
     differences of a converged loss are rarely smaller). flag: 'above' (z > z_threshold, an
     under-trained suspect), 'below' (z < -z_threshold) or 'ok'. The law, replicates, level and
 seed come from `fit`, so the same runs always give the same flags. Needs one size more than the
-law needs to be fitted on."""
+law needs to be fitted on. The check is over converged losses, one per run: a law over N and tokens
+(the joint law) is checked through its limit of unlimited tokens, the saturating law of N."""
+    if get_law(fit.law).covariates:
+        log.info("convergence check: the %s law is read at unlimited tokens, the saturating law of N", fit.law)
+        fit = dataclasses.replace(fit, law="saturating")
     n_all, _ = as_points(df)
     sizes = np.unique(n_all)
     cls = get_law(fit.law)

@@ -25,7 +25,7 @@ from workbench.device import place
 from workbench.errors import WorkbenchError
 from workbench.files import read_json
 from workbench.model import param_groups
-from workbench.runs import BEST, CONFIG, SpecBase, run_once
+from workbench.runs import BEST, CONFIG, SpecBase, read_metrics, run_once
 from workbench.taskkinds import collate, task_kind
 from workbench.tasks import get_task
 from workbench.train import LoopConfig, LoopResult, Setup, make_schedule, save_best_checkpoint
@@ -139,12 +139,14 @@ class FinetuneSpec(SpecBase):
                      lambda m, b: m(**b).loss,
                      lambda: kind.evaluate(x.task, model, evalset, x.eval_rows, cfg.batch_size * 2, ctx.device),
                      loop, lambda: save_best_checkpoint(run_dir, model, x.tokenizer),
-                     desc=f"{x.task.name} {x.pretrain['model']['name']}")
+                     desc=f"{x.task.name} {x.pretrain['model']['name']}", run_dir=Path(run_dir))
 
     def summarize(self, x: Inputs, s: Setup, res: LoopResult, ctx, wall_time_s: float) -> dict:
         cfg, steps_per_epoch = self.cfg, s.loop.eval_interval
+        at_best = [r for r in read_metrics(s.run_dir) if r["step"] == res.best_step]
+        task_loss = at_best[-1].get("eval_loss") if at_best else None  # the kept epoch's task loss
         return dict(status=res.status, stop_reason=res.stop_reason, task=x.task.name, metric=x.task.metric,
-                    value=res.best, one_minus=1 - res.best if res.best == res.best else None,
+                    value=res.best, one_minus=1 - res.best if res.best == res.best else None, task_loss=task_loss,
                     best_epoch=res.best_step // steps_per_epoch if res.best_step > 0 else None,
                     steps=res.steps, epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed,
                     n_params=x.pretrain["model"]["n_params"], tokens=int(res.steps * cfg.batch_size * x.seq_len),

@@ -93,7 +93,7 @@ def run_finetune_study(cfg: FinetuneStudyConfig, sweep: SweepConfig, root: str |
 
 
 COLUMNS = ["run_id", "task", "n_layers", "n_params", "seed", "lr", "epochs", "metric", "value", "one_minus",
-           "best_epoch", "status", "selected"]
+           "task_loss", "best_epoch", "status", "selected"]
 
 
 def _write_table(df: pd.DataFrame, path: Path) -> None:
@@ -105,11 +105,15 @@ def _write_table(df: pd.DataFrame, path: Path) -> None:
 def _row(fc: FinetuneConfig, s: dict, n_layers: int, selected: bool) -> dict:
     return dict(run_id=run_id(fc), task=fc.task, n_layers=n_layers, n_params=s["n_params"], seed=fc.seed,
                 lr=fc.lr, epochs=fc.epochs, metric=s["metric"], value=s["value"], one_minus=s["one_minus"],
-                best_epoch=s["best_epoch"], status=s["status"], selected=selected)
+                task_loss=s.get("task_loss"), best_epoch=s["best_epoch"], status=s["status"], selected=selected)
 
 
-def finetune_table(study: pd.DataFrame) -> pd.DataFrame:
-    """The selected runs as a fitting table: variant = task, value = 1 - metric (to minimise)."""
-    sel = study[study.selected & (study.status == "completed")]
+def finetune_table(study: pd.DataFrame, selected: bool = True) -> pd.DataFrame:
+    """The selected runs (every completed run with `selected=False`) as a fitting table: variant =
+    task, value = 1 - metric (to minimise), and the task loss at the kept epoch (NaN for runs
+    finished before it was logged)."""
+    sel = study[(study.selected | (not selected)) & (study.status == "completed")]
+    loss = sel.task_loss if "task_loss" in sel else pd.Series(float("nan"), index=sel.index)
     return pd.DataFrame(dict(variant=sel.task, task=sel.task, n_params=sel.n_params.astype(float), seed=sel.seed,
-                             metric=sel.value, value=sel.one_minus)).reset_index(drop=True)
+                             metric=sel.value, value=sel.one_minus, task_loss=loss.astype(float),
+                             lr=sel.lr, epochs=sel.epochs)).reset_index(drop=True)

@@ -4,11 +4,14 @@
     law.params_, law.r2_                   # {"alpha": ..., "beta": ...}; R^2 in linear y space
     law.predict([1e8])
 
-A law follows the `Law` protocol: `fit(n, y, sample_weight=None)` returning itself, `predict(n)`,
-`params_` (a dict), `r2_`, and for the bootstrap `curve(params, n)` (predictions of a (B, k) matrix of
-parameter rows) and `min_sizes`. `PowerLaw` is the paper's; `SaturatingPowerLaw`
-(`workbench.saturating`) adds an irreducible floor. `registry.LAWS` names them; a new form is one
-file plus one line there, and every report, plot, selection and check takes it through `law=`.
+A law follows the `Law` protocol: `fit(n, y, sample_weight=None, **covariates)` returning itself,
+`predict(n, **covariates)`, `params_` (a dict), `r2_`, and for the bootstrap `curve(params, n,
+**covariates)` (predictions of a (B, k) matrix of parameter rows) and `min_sizes`. `covariates`
+names the table columns a law reads beside N: none for a law of N alone; `tokens` for the joint law
+L(N, D) (`workbench.joint`), whose `predict(n)` without tokens is its limit of unlimited tokens.
+`PowerLaw` is the paper's; `SaturatingPowerLaw` (`workbench.saturating`) adds an irreducible floor.
+`registry.LAWS` names them; a new form is one file plus one line there, and every report, plot,
+selection and check takes it through `law=` (`covariates_of` and `run_units` read a table for it).
 
 Every function takes arrays or a tidy DataFrame with columns `n_params` and `value`. Definitions
 follow the paper (Ivgi, Carmon and Berant 2022, on fitting and judging laws): R^2 = 1 - SS_res / SS_tot in
@@ -31,18 +34,47 @@ class Law(Protocol):
     name: str
     param_names: tuple[str, ...]
     min_sizes: int  # distinct sizes needed to fit it
+    covariates: tuple[str, ...]  # table columns read beside n_params and value, passed by name
 
-    def fit(self, n, y=None, sample_weight=None) -> "Law": ...
+    def fit(self, n, y=None, sample_weight=None, **covariates) -> "Law": ...
 
-    def predict(self, n) -> np.ndarray: ...
+    def predict(self, n, **covariates) -> np.ndarray: ...
 
     @classmethod
-    def curve(cls, params: np.ndarray, n) -> np.ndarray: ...
+    def curve(cls, params: np.ndarray, n, **covariates) -> np.ndarray: ...
 
 
 def get_law(name: str) -> type:
     """The law class registered as `name` (registry.LAWS)."""
     return registry.get(registry.LAWS, name, "law")
+
+
+def covariates_of(table, law: str | type) -> dict[str, np.ndarray]:
+    """The columns beyond n_params and value that `law` reads (the joint law: tokens), as arrays
+    keyed by name; {} for a law of N alone."""
+    cls = get_law(law) if isinstance(law, str) else law
+    names = getattr(cls, "covariates", ())
+    if not names:
+        return {}
+    if not isinstance(table, pd.DataFrame):
+        raise FitError(f"the {cls.name} law also reads {', '.join(names)}: give a table (DataFrame) with "
+                       f"those columns")
+    missing = [c for c in names if c not in table]
+    if missing:
+        raise FitError(f"the {cls.name} law needs column(s) {', '.join(missing)} beside n_params and value (tokens "
+                       f"seen, per run or per checkpoint: `workbench runs --export` writes them); this table has "
+                       f"{', '.join(map(str, table.columns))}")
+    return {c: table[c].to_numpy(float) for c in names}
+
+
+def run_units(table) -> np.ndarray | None:
+    """The run each row belongs to, for resampling: with a `step` column the checkpoints of one
+    (variant, n_params, seed) are one run and travel together in a bootstrap; None when every row
+    is a run of its own."""
+    if not isinstance(table, pd.DataFrame) or "step" not in table:
+        return None
+    key = [c for c in ("variant", "n_params", "seed") if c in table]
+    return table.groupby(key, sort=False).ngroup().to_numpy()
 
 
 def as_points(n, y=None) -> tuple[np.ndarray, np.ndarray]:
@@ -97,6 +129,7 @@ class PowerLaw:
     name = "power"
     param_names = ("alpha", "beta")
     min_sizes = 2
+    covariates = ()
 
     def fit(self, n, y=None, sample_weight=None) -> "PowerLaw":
         n, y = as_points(n, y)
@@ -143,16 +176,20 @@ def sizes(n) -> np.ndarray:
 
 def r2_drop_smallest(n, y=None, law: str = "power") -> float:
     """R^2 of the law refitted without the smallest size (the paper's R^2_2:)."""
+    cov = covariates_of(n, law)
     n, y = as_points(n, y)
     keep = n > n.min()
     cls = get_law(law)
-    return cls().fit(n[keep], y[keep]).r2_ if len(np.unique(n[keep])) >= cls.min_sizes else float("nan")
+    if len(np.unique(n[keep])) < cls.min_sizes:
+        return float("nan")
+    return cls().fit(n[keep], y[keep], **{k: v[keep] for k, v in cov.items()}).r2_
 
 
 def residuals(n, y=None, law: str = "power") -> pd.DataFrame:
     """Per size: mean y, the law's prediction, mean residual and relative residual."""
+    cov = covariates_of(n, law)
     n, y = as_points(n, y)
-    pred = get_law(law)().fit(n, y).predict(n)
+    pred = get_law(law)().fit(n, y, **cov).predict(n, **cov)
     res = pd.DataFrame(dict(n_params=n, y=y, pred=pred, residual=y - pred)).groupby("n_params", as_index=False).mean()
     res["relative_residual"] = res.residual / res.pred
     return res
@@ -188,9 +225,10 @@ def target_error(fit_rows: pd.DataFrame, target_rows: pd.DataFrame, metric: bool
     `drop_smallest`), signed, on the metric itself when `metric` (value = 1 - metric)."""
     if drop_smallest:
         fit_rows = fit_rows[fit_rows.n_params > fit_rows.n_params.min()]
-    fitted = get_law(law)().fit(fit_rows)
+    fitted = get_law(law)().fit(fit_rows, **covariates_of(fit_rows, law))
     actual = target_rows.groupby("n_params")["value"].mean()
     if len(actual) != 1:
         raise FitError(f"target_rows must hold one size, got {len(actual)}")
-    pred, act = float(fitted.predict(actual.index[0])), float(actual.iloc[0])
+    pred = float(np.mean(fitted.predict(target_rows.n_params.to_numpy(float), **covariates_of(target_rows, law))))
+    act = float(actual.iloc[0])
     return float(relative_error(1 - pred, 1 - act)) if metric else float(relative_error(pred, act))

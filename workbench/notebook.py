@@ -59,13 +59,15 @@ def size_labels(family: str) -> pd.DataFrame:
         ["n_layers", "n_params", "label"]]
 
 
-def sweep_table(sweep, root, exec_cfg, on_done=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(runs, fitting table) of a sweep, trained where unfinished; the table is labelled by variant."""
+def sweep_table(sweep, root, exec_cfg, on_done=None, law: str = "power") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, fitting table) of a sweep, trained where unfinished; the table is labelled by variant.
+    For a law with covariates (the joint law over tokens) the table is the runs' checkpoints."""
     from workbench.runs import law_table
     from workbench.sweep import run_sweep
+    from workbench.tables import fitting_rows
 
     runs = run_sweep(sweep, root, exec_cfg, on_done=on_done)
-    return runs, law_table(runs).assign(variant=sweep.label)
+    return runs, fitting_rows(law_table(runs).assign(variant=sweep.label), root, law)
 
 
 def study_table(study: StudyConfig, table_file: str = "", variant: str = "",
@@ -74,11 +76,11 @@ def study_table(study: StudyConfig, table_file: str = "", variant: str = "",
     `table_file` the rows of that CSV / Parquet table (`workbench.tables` schema; its `variant`
     when it holds several) and no runs: their convergence is not known here."""
     if not table_file:
-        return sweep_table(study.sweep, study.root, study.exec, on_done)
+        return sweep_table(study.sweep, study.root, study.exec, on_done, study.fit.law)
     from workbench.errors import FitError
-    from workbench.tables import final_points, read_table
+    from workbench.tables import law_points, read_table
 
-    table = final_points(read_table(table_file))
+    table = read_table(table_file)
     names = sorted(table.variant.unique())
     if variant:
         if variant not in names:
@@ -86,7 +88,7 @@ def study_table(study: StudyConfig, table_file: str = "", variant: str = "",
         table = table[table.variant == variant].reset_index(drop=True)
     elif len(names) > 1:
         raise FitError(f"table {table_file} holds {len(names)} variants {names}: name one with table_variant")
-    return None, table
+    return None, law_points(table, study.fit.law)
 
 
 def selection_inputs(study: StudyConfig, table_file: str = "", table_variants=()) -> tuple:
@@ -97,13 +99,13 @@ def selection_inputs(study: StudyConfig, table_file: str = "", table_variants=()
     if not table_file:
         sweep_b = study.variant_sweep()
         label_a, label_b = study.sweep.label, study.variant_label()
-        runs_a, table_a = sweep_table(study.sweep, study.root, study.exec)
-        runs_b, table_b = sweep_table(sweep_b, study.root, study.exec)
+        runs_a, table_a = sweep_table(study.sweep, study.root, study.exec, law=study.fit.law)
+        runs_b, table_b = sweep_table(sweep_b, study.root, study.exec, law=study.fit.law)
         return (pd.concat([runs_a, runs_b]), pd.concat([table_a, table_b.assign(variant=label_b)]),
                 (label_a, label_b), variant_held_out(study))
-    from workbench.tables import final_points, read_table
+    from workbench.tables import law_points, read_table
 
-    table = final_points(read_table(table_file))
+    table = law_points(read_table(table_file), study.fit.law)
     names = sorted(table.variant.unique())
     labels = tuple(table_variants) or tuple(names)
     if len(labels) != 2 or not set(labels) <= set(names):

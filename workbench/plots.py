@@ -5,6 +5,8 @@
     fig = plot_comparison(selection_report(...))        # two variants, their laws and bands
     fig = plot_convergence(convergence_check(df))
     fig = plot_curves(curves, label="name")             # learning curves, plateaus shaded
+    fig = plot_joint(points, bootstrap_joint(points))   # L(N, D): loss over tokens per size, compute-optimal N
+    fig = plot_two_stage(two_stage_report(...))         # task loss -> metric, and both routes at the held-out N
 
 Plots never fit: they draw the curves and bands the reports hold, so a figure's band is exactly
 the interval its report states.
@@ -30,6 +32,8 @@ def _label(curve: LawCurve, name: str) -> str:
     p = curve.params
     if curve.law == "power":
         form = f"$y = e^{{{p['beta']:.2f}}} N^{{{p['alpha']:.3f}}}$"
+    elif curve.law == "joint":
+        form = f"$y = {p['E']:.3g} + {p['A']:.3g} N^{{-{p['alpha']:.3f}}}$ ($D \\to \\infty$)"
     else:
         form = f"$y = {p['E']:.3g} + {p['A']:.3g} N^{{-{p['alpha']:.3f}}}$"
     return f"{name}: {form}, $R^2$={curve.r2:.3f}"
@@ -38,6 +42,10 @@ def _label(curve: LawCurve, name: str) -> str:
 def _draw(ax, curve: LawCurve, color, name: str) -> None:
     ax.fill_between(curve.n, curve.lower, curve.upper, color=color, alpha=0.2, lw=0)
     ax.plot(curve.n, curve.pred, color=color, label=_label(curve, name))
+    if curve.law == "joint":  # checkpoints at many token counts: each one, not a mean over them
+        n, v = zip(*curve.points)
+        ax.scatter(n, v, color=color, s=8, alpha=0.35, lw=0)
+        return
     stats = _per_size(curve.points)
     ax.errorbar(stats.n_params, stats["mean"], yerr=stats["std"], fmt="o", color=color, capsize=3, ms=5)
 
@@ -51,6 +59,11 @@ def plot_fit(report: LawReport, target_n: float | None = None, ylabel: str = "ev
         stats = _per_size(report.held_points)
         ax.errorbar(stats.n_params, stats["mean"], yerr=stats["std"], fmt="*", color="crimson", ms=12,
                     capsize=3, label="held out")
+    if report.law == "joint" and report.held_out:  # predicted at the held-out runs' own tokens, off the D = inf curve
+        h = report.held_out
+        ax.errorbar([x.n_params for x in h], [x.pred for x in h],
+                    yerr=[[max(x.pred - x.lower, 0) for x in h], [max(x.upper - x.pred, 0) for x in h]], fmt="D", mfc="none",
+                    color="crimson", ms=7, capsize=3, label="predicted at its tokens")
     if target_n:
         ax.axvline(target_n, color="gray", ls=":", lw=1)
     _finish(ax, ylabel, title)
@@ -137,3 +150,96 @@ def _finish(ax, ylabel: str, title: str) -> None:
     ax.legend(fontsize=8, frameon=False)
     ax.grid(True, which="both", alpha=0.2)
     ax.figure.tight_layout()
+
+
+def plot_joint(points: pd.DataFrame, boot, flops=None, title: str = ""):
+    """The joint law L(N, D) of a `bootstrap_joint`: left, each size's checkpoints over tokens with
+    the law at that size; right, the compute-optimal N over FLOP budgets C = 6 N D with its band
+    (default budgets: from the smallest to 100x the largest in the points)."""
+    import numpy as np
+
+    law = boot.law
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    sizes = np.sort(points.n_params.unique())
+    palette = sns.color_palette("viridis", len(sizes))
+    for color, n in zip(palette, sizes):
+        rows = points[points.n_params == n].sort_values("tokens")
+        left.scatter(rows.tokens, rows.value, color=color, s=10, alpha=0.6, lw=0)
+        d = np.geomspace(rows.tokens.min(), rows.tokens.max(), 50)
+        left.plot(d, law.predict(np.full_like(d, n), tokens=d), color=color, lw=1.5, label=f"N = {n:,.0f}")
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    left.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    left.set_xlabel("tokens D")
+    left.set_ylabel("eval loss")
+    left.set_title(f"$L = {law.E_:.3g} + {law.A_:.3g} N^{{-{law.alpha_:.3f}}} + {law.B_:.3g} D^{{-{law.beta_:.3f}}}$",
+                   fontsize=9)
+    left.legend(fontsize=7, frameon=False)
+    left.grid(True, which="both", alpha=0.2)
+    c = 6 * points.n_params * points.tokens
+    budgets = np.geomspace(c.min(), 100 * c.max(), 40) if flops is None else np.asarray(flops, float)
+    opt = pd.DataFrame([boot.optimal(b) for b in budgets])
+    right.fill_between(opt.flops, opt.n_low, opt.n_high, color="C0", alpha=0.2, lw=0,
+                       label=f"{int(100 * boot.level)}% interval")
+    right.plot(opt.flops, opt.n_opt, color="C0", label="compute-optimal N")
+    right.scatter(c, points.n_params, color="gray", s=6, alpha=0.3, lw=0, label="checkpoints")
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("FLOPs C = 6 N D")
+    right.set_ylabel("N")
+    right.legend(fontsize=8, frameon=False)
+    right.grid(True, which="both", alpha=0.2)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_two_stage(report, title: str = ""):
+    """A `TwoStageReport`: left, stage 2 (every run's task loss and metric, the fitted sigmoid, the
+    held-out sizes' predicted task loss); right, the metric over N with both routes' predictions
+    and intervals at the held-out sizes."""
+    import numpy as np
+
+    from workbench.twostage import Sigmoid
+
+    pts = pd.DataFrame(list(report.points), columns=["n_params", "task_loss", "metric"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    sizes = np.sort(pts.n_params.unique())
+    for color, n in zip(sns.color_palette("viridis", len(sizes)), sizes):
+        rows = pts[pts.n_params == n]
+        left.scatter(rows.task_loss, rows.metric, color=color, s=14, label=f"N = {n:,.0f}")
+    held = report.held_out
+    lo = min([pts.task_loss.min(), *[h.task_loss_pred for h in held], *[h.task_loss_actual for h in held]])
+    grid = np.linspace(lo * 0.95, pts.task_loss.max() * 1.05, 200)
+    s = report.sigmoid
+    params = np.array([[s["floor"], s["ceiling"], s["slope"], s["midpoint"]]])
+    left.plot(grid, Sigmoid.curve(params, grid)[0], color="k", lw=1.5, label="sigmoid (stage 2)")
+    for h in held:
+        left.scatter([h.task_loss_actual], [h.actual], marker="*", s=160, color="crimson", zorder=3)
+        left.axvline(h.task_loss_pred, color="crimson", ls=":", lw=1)
+    left.set_xlabel("task loss (eval cross-entropy)")
+    left.set_ylabel("metric")
+    left.legend(fontsize=7, frameon=False)
+    left.grid(True, alpha=0.2)
+    means = pts.groupby("n_params").metric.max()  # the best run per size: what tuning selects
+    right.plot(means.index, means.values, "o", color="gray", label="best run per size (fitted sizes)")
+    for h in held:
+        right.plot([h.n_params], [h.actual], "*", color="crimson", ms=14)
+        for shift, mid, lo, hi, fmt, color in ((1 / 1.15, h.direct, h.direct_low, h.direct_high, "s", "C0"),
+                                               (1.15, h.two_stage, h.two_stage_low, h.two_stage_high, "D", "C1")):
+            # a percentile interval need not hold the point fit: the bars never go negative
+            right.errorbar([h.n_params * shift], [mid], yerr=[[max(mid - lo, 0)], [max(hi - mid, 0)]], fmt=fmt,
+                           color=color, capsize=3)
+    right.plot([], [], "*", color="crimson", ms=14, label="held out (measured)")
+    right.plot([], [], "s", color="C0", label=f"direct law (MRE {100 * report.direct_mre:.1f}%)")
+    right.plot([], [], "D", color="C1", label=f"two-stage (MRE {100 * report.two_stage_mre:.1f}%)")
+    right.set_xscale("log")
+    right.set_xlabel("non-embedding parameters N")
+    right.set_ylabel("metric")
+    right.legend(fontsize=8, frameon=False)
+    right.grid(True, which="both", alpha=0.2)
+    fig.suptitle(title or f"{report.task}: the metric from the task loss")
+    fig.tight_layout()
+    return fig

@@ -7,7 +7,7 @@ law or an executor is one file plus one line here.
 |---|---|---|
 | OBJECTIVES | training masks and extra eval losses of a pretraining objective | `workbench.objectives.Objective` |
 | TASK_KINDS | the HF head, encoding and official metric of a kind of finetuning task | `workbench.taskkinds.TaskKind` |
-| LAWS | a law of y against N: fit (with sample weights) and predict | `workbench.fit.Law` |
+| LAWS | a law of y against N (and covariates such as tokens): fit (with sample weights) and predict | `workbench.fit.Law` |
 | EXECUTORS | where the runs of a sweep or study execute | `workbench.executors.Executor` |
 
 Configs validate names against these tables without importing the implementations, so the tables
@@ -29,7 +29,8 @@ TASK_KINDS = {
     "qa": "workbench.taskkinds:SpanQA",
     "qa_v2": "workbench.taskkinds:SpanQA",
 }
-LAWS = {"power": "workbench.fit:PowerLaw", "saturating": "workbench.saturating:SaturatingPowerLaw"}
+LAWS = {"power": "workbench.fit:PowerLaw", "saturating": "workbench.saturating:SaturatingPowerLaw",
+        "joint": "workbench.joint:JointLaw"}
 EXECUTORS = {"local": "workbench.executors:LocalExecutor", "ray": "workbench.executors:RayExecutor"}
 
 

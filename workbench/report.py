@@ -8,6 +8,11 @@
 Tables are tidy: n_params, value (loss, or 1 - metric), optionally seed and variant. `curve` is the
 law fitted on `fit_sizes` (all sizes when nothing is held out) with its bootstrap band on a grid
 that includes the held-out sizes: the band a figure draws is the interval the report states.
+
+A law with covariates (the joint law L(N, D): a `tokens` column) is fitted on every row, e.g. the
+checkpoints of `workbench.tables.law_points`, with the runs resampled together; its curve over N is
+read at `fit.tokens` (0: unlimited tokens), and each held-out run is predicted at its own tokens.
+The report says how many points came from how many runs.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ import pandas as pd
 from workbench.bootstrap import bootstrap_law
 from workbench.config import FitConfig
 from workbench.errors import FitError
-from workbench.fit import (as_points, get_law, mean_relative_error, r2_drop_smallest, relative_error,
-                           split_by_size)
+from workbench.tables import final_points
+from workbench.fit import (as_points, covariates_of, get_law, mean_relative_error, r2_drop_smallest,
+                           relative_error, run_units, split_by_size)
 
 
 @dataclass(frozen=True)
@@ -57,9 +63,15 @@ class LawCurve:
 def _fit(table: pd.DataFrame, fit: FitConfig, extra_n=(), n_grid: int = 80):
     """(fitted law, bootstrap, LawCurve) of `fit.law` on `table`: one fit, one bootstrap."""
     n, y = as_points(table)
-    law = get_law(fit.law)().fit(n, y)
-    boot = bootstrap_law(n, y, fit.law, fit.n_bootstrap, random_state=fit.random_state)
+    law = get_law(fit.law)().fit(n, y, **covariates_of(table, fit.law))
+    boot = bootstrap_law(table, law=fit.law, B=fit.n_bootstrap, random_state=fit.random_state)
     return law, boot, curve_of(law, boot.params, n, y, fit, extra_n, n_grid)
+
+
+def read_at(fit: FitConfig) -> dict:
+    """Where a law with covariates is read as a curve over N: the joint law at `fit.tokens`
+    (None, unlimited tokens, when 0); {} for a law of N alone."""
+    return {"tokens": fit.tokens or None} if "tokens" in get_law(fit.law).covariates else {}
 
 
 def curve_of(law, params: np.ndarray, n, y, fit: FitConfig, extra_n=(), n_grid: int = 80) -> LawCurve:
@@ -69,8 +81,9 @@ def curve_of(law, params: np.ndarray, n, y, fit: FitConfig, extra_n=(), n_grid: 
     hi = max([n.max(), *extra_n])
     grid = np.unique(np.concatenate([np.geomspace(n.min(), hi, n_grid), n, np.asarray(extra_n, float)]))
     q = 100 * (1 - fit.level) / 2
-    lower, upper = np.percentile(get_law(fit.law).curve(params, grid), [q, 100 - q], axis=0)
-    return LawCurve(fit.law, law.params_, law.r2_, tuple(grid.tolist()), tuple(law.predict(grid).tolist()),
+    at = read_at(fit)
+    lower, upper = np.percentile(get_law(fit.law).curve(params, grid, **at), [q, 100 - q], axis=0)
+    return LawCurve(fit.law, law.params_, law.r2_, tuple(grid.tolist()), tuple(law.predict(grid, **at).tolist()),
                     tuple(lower.tolist()), tuple(upper.tolist()), tuple(zip(n.tolist(), np.asarray(y, float).tolist())))
 
 
@@ -104,6 +117,9 @@ class LawReport:
     mre: float | None
     curve: LawCurve  # fitted on fit_sizes, band reaching the held-out sizes
     held_points: tuple[tuple[float, float], ...]  # (n_params, value) of the held-out runs
+    n_runs: int | None = None  # runs the points came from (points of one run are not independent)
+    points_per_run: int = 1  # most points from one run (checkpoints)
+    tokens: float | None = None  # where a law over N and tokens is read as a curve (None: unlimited)
 
     @property
     def alpha(self) -> float:
@@ -122,6 +138,12 @@ class LawReport:
         ci = self.params_ci["alpha"]
         text = (f"{self.n_sizes} sizes, {self.law} law: alpha = {self.alpha:.4f} (95% CI {ci[0]:.4f} .. {ci[1]:.4f}), "
                 f"R^2 = {self.r2:.4f}" + ("" if self.trusted else f" (below the R^2 >= {self.r2_gate} gate)"))
+        if self.points_per_run > 1:
+            text += (f"; {self.n_points} points from {self.n_runs} runs (up to {self.points_per_run} checkpoints "
+                     f"of one run; the bootstrap resamples runs)")
+        if self.law == "joint":
+            text += ("; curve read at unlimited tokens (E + A N^-alpha)" if not self.tokens else
+                     f"; curve read at D = {self.tokens:.3g} tokens") + ", held-out runs at their own tokens"
         for h in self.held_out:
             text += (f"; held out N = {h.n_params:,.0f}: predicted {h.pred:.4f}, measured {h.actual:.4f}, "
                      f"RE = {100 * h.re:+.2f}% ({'inside' if h.inside_band else 'OUTSIDE'} the band)")
@@ -151,23 +173,30 @@ def law_report(table: pd.DataFrame, fit: FitConfig = FitConfig(), metric: bool =
     cls = get_law(fit.law)
     fit_rows, held = split_by_size(table, fit.n_held_out, cls.min_sizes)
     full, boot, curve = _fit(table, fit)
+    small, small_boot = full, boot
     if len(held):  # the extrapolating law: fitted (and bootstrapped) on the smaller sizes only
-        small, _, curve = _fit(fit_rows, fit, extra_n=np.sort(held.n_params.unique()))
-    else:
-        small = full
+        small, small_boot, curve = _fit(fit_rows, fit, extra_n=np.sort(held.n_params.unique()))
+    held = final_points(held)  # each held-out run's best checkpoint (a table of final points: as it is)
+    q = 100 * (1 - fit.level) / 2
     out = []
     for n, rows in held.groupby("n_params"):
-        pred, actual = float(small.predict(n)), float(rows.value.mean())
-        lo, hi = curve.interval(float(n))
+        cov = covariates_of(rows, cls)  # the joint law: each run at its own tokens
+        sizes = rows.n_params.to_numpy(float) if cov else np.array([n], float)
+        pred, actual = float(np.mean(small.predict(sizes, **cov))), float(rows.value.mean())
+        lo, hi = np.percentile(cls.curve(small_boot.params, sizes, **cov).mean(1), [q, 100 - q])
         re = relative_error(1 - pred, 1 - actual) if metric else relative_error(pred, actual)
-        out.append(HeldOut(float(n), pred, actual, float(re), lo, hi, bool(lo <= actual <= hi)))
+        out.append(HeldOut(float(n), pred, actual, float(re), float(lo), float(hi), bool(lo <= actual <= hi)))
     mre = None
     if out:
         p, a = np.array([h.pred for h in out]), np.array([h.actual for h in out])
         mre = mean_relative_error(1 - p, 1 - a) if metric else mean_relative_error(p, a)
+    units = run_units(table)
+    n_runs = len(table) if units is None else int(len(np.unique(units)))
+    per_run = 1 if units is None else np.bincount(units).max()
     return LawReport(
         law=fit.law, params=full.params_, params_ci={k: boot.ci(k, fit.level) for k in cls.param_names},
         r2=full.r2_, r2_drop_smallest=r2_drop_smallest(table, law=fit.law), n_sizes=int(table.n_params.nunique()),
         n_points=len(table), level=fit.level, r2_gate=fit.r2_gate, metric=metric,
         fit_sizes=tuple(float(x) for x in np.sort(fit_rows.n_params.unique())), held_out=tuple(out), mre=mre,
-        curve=curve, held_points=tuple(zip(held.n_params.astype(float).tolist(), held.value.astype(float).tolist())))
+        curve=curve, held_points=tuple(zip(held.n_params.astype(float).tolist(), held.value.astype(float).tolist())),
+        n_runs=n_runs, points_per_run=int(per_run), tokens=read_at(fit).get("tokens"))

@@ -33,6 +33,7 @@ class SaturatingPowerLaw:
     name = "saturating"
     param_names = ("E", "A", "alpha")
     min_sizes = 3  # three parameters need three sizes
+    covariates = ()
 
     def __init__(self, delta: float = 1e-3, max_alpha: float = 3.0):
         self.delta = delta

@@ -26,8 +26,9 @@ import pandas as pd
 from workbench.bootstrap import SizeGroups, fit_replicates
 from workbench.config import FitConfig
 from workbench.errors import FitError
-from workbench.fit import as_points, get_law, split_by_size
-from workbench.report import LawCurve, curve_of
+from workbench.fit import as_points, covariates_of, get_law, run_units, split_by_size
+from workbench.report import LawCurve, curve_of, read_at
+from workbench.tables import final_points
 
 
 @dataclass(frozen=True)
@@ -104,26 +105,29 @@ def compare_variants(df: pd.DataFrame, target_n: float, variants: tuple | None =
     fits, points, replicates, ok_all = [], [], [], np.ones(fit.n_bootstrap, bool)
     for rows in parts:
         n, y = as_points(rows)
-        fits.append(cls().fit(n, y))
+        cov = covariates_of(rows, cls)
+        fits.append(cls().fit(n, y, **cov))
         points.append((n, y))
-        groups = SizeGroups.of(n)
+        groups = SizeGroups.of(n, run_units(rows))  # checkpoints of one run travel together
         W = groups.weights(fit.n_bootstrap, rng, size_draws=shared)  # None: this variant draws its own sizes
-        params = fit_replicates(fit.law, W, n[groups.order], y[groups.order], groups)
+        params = fit_replicates(fit.law, W, n[groups.order], y[groups.order], groups,
+                                {k: v[groups.order] for k, v in cov.items()})
         ok_all &= np.isfinite(params).all(1)
         replicates.append(params)
     if not ok_all.any():
         raise FitError("no bootstrap replicate could fit both laws; raise fit.n_bootstrap or add sizes")
     replicates = [params[ok_all] for params in replicates]  # paired draws where both laws could be fitted
-    pa, pb = (cls.curve(params, [target_n])[:, 0] for params in replicates)
+    at = read_at(fit)  # the joint law: at fit.tokens (unlimited when 0)
+    pa, pb = (cls.curve(params, [target_n], **at)[:, 0] for params in replicates)
     q = 100 * (1 - fit.level) / 2
 
     def interval(v):
         return tuple(float(x) for x in np.percentile(v, [q, 100 - q]))
 
     fa, fb = fits
-    point = (float(fa.predict(target_n)), float(fb.predict(target_n)))
+    point = (float(fa.predict(target_n, **at)), float(fb.predict(target_n, **at)))
     grid = np.geomspace(min(p.n_params.min() for p in parts), target_n, 200)
-    diff = np.sign(fa.predict(grid) - fb.predict(grid))
+    diff = np.sign(fa.predict(grid, **at) - fb.predict(grid, **at))
     cross = np.flatnonzero(diff[1:] != diff[:-1])
     return SelectionReport(
         variants=variants, target_n=float(target_n), law=fit.law, pred=dict(zip(variants, point)),
@@ -180,10 +184,17 @@ def selection_report(table: pd.DataFrame, variants: tuple[str, str], fit: FitCon
     if target_n is None:
         held_a = parts[variants[0]][2]
         target_n = float(held_a.n_params.max() if len(held_a) else parts[variants[0]][0].n_params.max())
+    at_runs = ""
+    if get_law(fit.law).covariates and not fit.tokens:  # the joint law: read where the target runs were measured
+        target_rows = final_points(pd.concat([parts[v][0] for v in variants]))
+        target_rows = target_rows[np.isclose(target_rows.n_params, target_n, rtol=1e-9)]
+        if len(target_rows) and "tokens" in target_rows:
+            fit = dataclasses.replace(fit, tokens=float(target_rows.tokens.mean()))
+            at_runs = f" (laws read at D = {fit.tokens:.3g} tokens, where the runs at the target stopped)"
     cmp = compare_variants(pd.concat([parts[v][1] for v in variants]), target_n, variants, fit)
     actual, how = {}, {}
     for v in variants:
-        actual[v], how[v] = _actual_at(parts[v][0], target_n)
+        actual[v], how[v] = _actual_at(final_points(parts[v][0]), target_n)  # each run's best checkpoint
     a, b = variants
     extra = dict(actual=actual, actual_source=how, n_held_out=held_n)
     if actual[a] is not None and actual[b] is not None:
@@ -210,7 +221,7 @@ def selection_report(table: pd.DataFrame, variants: tuple[str, str], fit: FitCon
             "a fit has" if fit.r2_gate_on == "both" else f"the baseline {a} has", fit.r2_gate,
             ", ".join(f"{k} {v:.3f}" for k, v in cmp.r2.items()))
     lo, hi = cmp.gap_interval
-    verdict = (f"At N={target_n:,.0f} the laws fitted on the smaller sizes predict {cmp.winner} wins "
+    verdict = (f"At N={target_n:,.0f}{at_runs} the laws fitted on the smaller sizes predict {cmp.winner} wins "
                f"(gap {a} - {b} = {cmp.gap:+.4g}, {100 * fit.level:.0f}% CI [{lo:+.4g}, {hi:+.4g}], "
                f"P({a} beats {b}) = {cmp.p_a_beats_b:.2f}); {measured}: prediction {right}; {trust}.")
     return dataclasses.replace(cmp, trustworthy=trustworthy, verdict=verdict, **extra)

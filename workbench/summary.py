@@ -59,8 +59,27 @@ def _finetune(ft: dict) -> list[str]:
     if ft.get("tuning"):
         lines += ["", "Hyperparameter sensitivity (per-size tuning against one fixed recipe):"]
         lines += [f"- {name}: {LawReport.from_dict(d).describe()}" for name, d in ft["tuning"].items()]
+    lines += _two_stage(ft)
     figures = "![finetuning](finetune/fit.png)" + (" ![tuning](finetune/tuning.png)" if ft.get("tuning") else "")
+    figures += "".join(f" ![two-stage {t}](finetune/two_stage_{t}.png)" for t in ft.get("two_stage") or {})
     return lines + ["", figures, ""]
+
+
+def _two_stage(ft: dict) -> list[str]:
+    """The metric of the held-out sizes by the direct law and by the two-stage route (task loss, then a sigmoid)."""
+    reports, skipped = ft.get("two_stage") or {}, ft.get("two_stage_skipped") or {}
+    if not reports and not skipped:
+        return []
+    lines = ["", "Held-out metric, direct law of 1 - metric vs the two-stage route (task loss, then a sigmoid):", ""]
+    if reports:
+        lines += ["| task | N | measured | direct [interval] | two-stage [interval] | better |", "|---|---|---|---|---|---|"]
+    for t, r in reports.items():
+        for h in r["held_out"]:
+            lines.append(f"| {t} | {_n(h['n_params'])} | {h['actual']:.4f} | {h['direct']:.4f} [{h['direct_low']:.4f}, "
+                         f"{h['direct_high']:.4f}] | {h['two_stage']:.4f} [{h['two_stage_low']:.4f}, "
+                         f"{h['two_stage_high']:.4f}] | {r['better']} |")
+    lines += [f"- {t}: two-stage route not fitted: {why}" for t, why in skipped.items()]
+    return lines
 
 
 def _convergence(cv: dict) -> list[str]:

@@ -196,18 +196,43 @@ def checkpoints(table: pd.DataFrame, drop_fraction: float = DROP_FRACTION) -> pd
     return pd.concat(keep).sort_values(["variant", "n_params", "seed", "step"]).reset_index(drop=True)
 
 
+def law_points(table: pd.DataFrame, law: str = "power") -> pd.DataFrame:
+    """The rows `law` is fitted on: a law over N alone takes each run's best checkpoint
+    (`final_points`); a law with covariates (the joint law over tokens) takes the checkpoints
+    (`checkpoints`: all but the first part of each run), resampled by run in its bootstrap."""
+    from workbench.fit import get_law
+
+    return checkpoints(table) if get_law(law).covariates else final_points(table)
+
+
+def fitting_rows(runs_table: pd.DataFrame, root, law: str = "power") -> pd.DataFrame:
+    """The rows `law` is fitted on for the store's runs of `runs_table` (a `runs.law_table`): that
+    table for a law of N alone; for a law with covariates (the joint law) the runs' checkpoints
+    from the store under `root` (`store_table`, then `law_points`), labelled by the table's variant."""
+    from workbench.fit import get_law
+
+    if not get_law(law).covariates:
+        return runs_table
+    label = str(runs_table.variant.iloc[0]) if runs_table.variant.nunique() == 1 else None
+    curves = store_table(root, label=label)
+    return law_points(curves[curves.run_id.isin(runs_table.run_id)].reset_index(drop=True), law)
+
+
 def backtest(table: pd.DataFrame, fit=None) -> pd.DataFrame:
     """Per variant: fit `fit.law` without the largest size, predict it, and compare the mean
     absolute relative error with two naive predictions: the best smaller model, and the last
     (largest) fitted size carried over flat. `seed_spread` is the mean relative seed-to-seed
-    standard deviation at the fitted sizes: the floor no law can beat (NaN with one seed)."""
+    standard deviation at the fitted sizes: the floor no law can beat (NaN with one seed).
+    The law is fitted on `law_points` (the joint law: checkpoints, and it predicts each held-out
+    run at its own tokens); targets and baselines are each run's best checkpoint."""
     from workbench.config import FitConfig
-    from workbench.fit import get_law
+    from workbench.fit import covariates_of, get_law
 
     fit = fit or FitConfig()
     cls = get_law(fit.law)
     rows = []
-    for variant, g in final_points(table).groupby("variant", sort=True):
+    for variant, raw in table.groupby("variant", sort=True):
+        g = final_points(raw)
         sizes = np.sort(g.n_params.unique())
         if len(sizes) < cls.min_sizes + 1:
             rows.append(dict(variant=variant, n_sizes=len(sizes), note=f"fewer than {cls.min_sizes + 1} sizes"))
@@ -216,9 +241,15 @@ def backtest(table: pd.DataFrame, fit=None) -> pd.DataFrame:
         actual = float(target.value.mean())
         per_size = small.groupby("n_params").value
         means = per_size.mean()
-        law = cls().fit(small.n_params.to_numpy(), small.value.to_numpy())
-        preds = dict(law=float(law.predict(sizes[-1])), best_small=float(means.min()),
-                     last_point=float(means.loc[sizes[-2]]))
+        points = law_points(raw, fit.law)
+        points = points[points.n_params < sizes[-1]]
+        try:
+            law = cls().fit(points, **covariates_of(points, cls))
+        except FitError as e:
+            rows.append(dict(variant=variant, n_sizes=len(sizes), note=f"the {fit.law} law cannot be fitted: {e}"))
+            continue
+        preds = dict(law=float(np.mean(law.predict(target.n_params.to_numpy(float), **covariates_of(target, cls)))),
+                     best_small=float(means.min()), last_point=float(means.loc[sizes[-2]]))
         spread = (per_size.std(ddof=1) / means).dropna()
         row = dict(variant=variant, n_sizes=len(sizes), target_n=float(sizes[-1]), actual=actual,
                    seed_spread=float(spread.mean()) if len(spread) else float("nan"), note="")

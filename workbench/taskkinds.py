@@ -3,7 +3,11 @@
     kind = task_kind(get_task("trec"))          # registry.TASK_KINDS names the kind of every task
     model = kind.load_head(task, ckpt, dropout=0.1)
     enc = kind.encode(task, rows, tokenizer, seq_len, for_training=True)
-    kind.evaluate(task, model, enc, rows, batch_size, device)   # {"accuracy": ...} or {"f1": ..., "best_f1": ...}
+    kind.evaluate(task, model, enc, rows, batch_size, device)   # {"accuracy": ..., "eval_loss": ...}, QA: {"f1": ...}
+
+Every evaluation also returns `eval_loss`, the task loss: the head's mean cross-entropy of the gold
+answer on the evaluation set (QA: of its start and end, averaged, as the head trains). Task metrics
+are predicted from it in two stages (`workbench.twostage`).
 
 | kind | schema of a row | head | metrics |
 |---|---|---|---|
@@ -47,15 +51,17 @@ def _head(cls_name: str, ckpt, dropout: float, **kw):
 
 
 @torch.no_grad()
-def _outputs(model, enc: dict, batch_size: int, device, read) -> list:
-    """`read(model output)` of every evaluation batch, in order."""
-    n, outs = len(enc["input_ids"]), []
+def _outputs(model, enc: dict, batch_size: int, device, read) -> tuple[list, float]:
+    """(`read(model output)` of every evaluation batch in order, the mean task loss per example):
+    the gold labels go in with the inputs, so the head computes its training loss on them."""
+    n, outs, loss = len(enc["input_ids"]), [], 0.0
     for i in range(0, n, batch_size):
         idx = list(range(i, min(i + batch_size, n)))
-        b = {k: v.to(device) for k, v in collate(enc, idx).items()
-             if k in ("input_ids", "token_type_ids", "attention_mask")}
-        outs.append(read(model(**b)))
-    return outs
+        b = {k: v.to(device) for k, v in collate(enc, idx).items()}
+        o = model(**b)
+        outs.append(read(o))
+        loss += float(o.loss) * len(idx)
+    return outs, loss / max(n, 1)
 
 
 def _choice_metrics(task, pred: np.ndarray, gold: np.ndarray) -> dict:
@@ -81,8 +87,8 @@ class Classification:
                     labels=[r["label"] for r in rows])
 
     def evaluate(self, task, model, enc, rows, batch_size, device) -> dict:
-        outs = _outputs(model, enc, batch_size, device, lambda o: o.logits.float().argmax(-1).cpu().numpy())
-        return _choice_metrics(task, np.concatenate(outs), np.asarray(enc["labels"]))
+        outs, loss = _outputs(model, enc, batch_size, device, lambda o: o.logits.float().argmax(-1).cpu().numpy())
+        return dict(_choice_metrics(task, np.concatenate(outs), np.asarray(enc["labels"])), eval_loss=loss)
 
 
 class MultipleChoice(Classification):
@@ -117,8 +123,8 @@ class SpanQA:
                     offsets=enc["offset_mapping"], seq_ids=[enc.sequence_ids(i) for i in range(len(rows))])
 
     def evaluate(self, task, model, enc, rows, batch_size, device) -> dict:
-        outs = _outputs(model, enc, batch_size, device,
-                        lambda o: (o.start_logits.float().cpu().numpy(), o.end_logits.float().cpu().numpy()))
+        outs, loss = _outputs(model, enc, batch_size, device,
+                              lambda o: (o.start_logits.float().cpu().numpy(), o.end_logits.float().cpu().numpy()))
         starts = [row for s, _ in outs for row in s]  # per example: batches are padded to different widths
         ends = [row for _, e in outs for row in e]
         best = [_best_span(starts[i], ends[i], enc["offsets"][i], enc["seq_ids"][i], rows[i]["context"])
@@ -129,6 +135,7 @@ class SpanQA:
         res["squad_f1"] = res["f1"]
         if task.kind == "qa_v2":
             res.update(M.best_f1(texts, margins, golds))
+        res["eval_loss"] = loss
         return res
 
 
