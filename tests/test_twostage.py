@@ -92,3 +92,20 @@ def test_the_two_stage_interval_covers_the_truth_in_about_95_percent_of_200_stud
         h = two_stage_report(df[df.selected], FitConfig(n_bootstrap=100, random_state=i), points=df).held_out[0]
         hits += h.two_stage_low <= sigmoid(task_loss(h.n_params)) <= h.two_stage_high
     assert 170 <= hits <= 200, hits  # 95% intervals, loosely
+
+
+def test_stage_one_takes_size_and_tokens_through_the_joint_law():
+    """With a tokens column and `fit.law=joint`, stage 1 is L(N, D) and each held-out run is
+    predicted at its own tokens."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for n in np.geomspace(1e4, 1e7, 5):
+        for d in (2e8, 1e9, 5e9):
+            loss = (0.6 + 40 * n ** -0.3 + 30 * d ** -0.2) * np.exp(rng.normal(0, 0.005))
+            rows.append(dict(task="t", n_params=n, tokens=d, seed=int(d), task_loss=loss,
+                             metric=float(np.clip(sigmoid(loss) + rng.normal(0, 0.01), 0, 1))))
+    df = pd.DataFrame(rows)
+    rep = two_stage_report(df, FitConfig(law="joint", n_bootstrap=30))
+    assert rep.law == "joint" and set(rep.loss_law) == {"E", "A", "alpha", "B", "beta"}
+    assert len(rep.held_out) == 1 and rep.held_out[0].task_loss_pred == pytest.approx(
+        rep.held_out[0].task_loss_actual, rel=0.02)
