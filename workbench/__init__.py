@@ -7,7 +7,8 @@
 
 Data flow: config -> family -> corpus/data -> objectives/model -> train -> pretrain/finetune ->
 runs (store and run life cycle) -> executors -> sweep/finetune_study -> fit/bootstrap -> report/selection
--> plots; notebook/study/summary drive the notebooks. The public names below load on first use.
+-> plots; tables (any table of runs) -> joint (L(N, D)) -> twostage (metric from task loss);
+notebook/study/summary drive the notebooks. The public names below load on first use.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ _PUBLIC = {
     "run_sweep": "sweep", "run_finetune_study": "finetune_study", "finetune_table": "finetune_study",
     "load_runs": "runs", "load_curves": "runs", "law_table": "runs", "law_report": "report",
     "selection_report": "selection", "compare_variants": "selection", "convergence_check": "diagnostics",
-    "get_law": "fit", "bootstrap_law": "bootstrap",
+    "get_law": "fit", "bootstrap_law": "bootstrap", "read_table": "tables", "backtest": "tables",
+    "bootstrap_joint": "joint", "two_stage_report": "twostage",
 }
 __all__ = sorted(_PUBLIC)
 
