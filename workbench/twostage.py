@@ -86,7 +86,7 @@ class Sigmoid:
 
     @property
     def params_(self) -> dict[str, float]:
-        return dict(floor=self.floor_, ceiling=self.ceiling_, slope=self.slope_, midpoint=self.midpoint_)
+        return dict(zip(SIGMOID_PARAMS, (self.floor_, self.ceiling_, self.slope_, self.midpoint_)))
 
     def predict(self, loss) -> np.ndarray:
         return self.curve(np.array([[self.floor_, self.ceiling_, self.slope_, self.midpoint_]]), loss)[0]
@@ -228,7 +228,8 @@ def two_stage_report(table: pd.DataFrame, fit: FitConfig = FitConfig(), points: 
         l_pred = float(np.mean(stage1.predict(at, **cov)))
         l_reps = cls.curve(p_loss[ok], at, **cov).mean(1)
         t_pred = float(sig.predict(l_pred)[0])
-        t_reps = np.array([Sigmoid.curve(p[None, :], [lr])[0, 0] for p, lr in zip(p_sig[ok], l_reps)])
+        floor, ceiling, slope, mid = p_sig[ok].T  # each replicate's sigmoid at its own stage-1 loss
+        t_reps = floor + (ceiling - floor) * _logistic(-slope * (l_reps - mid))
         dl, dh = np.percentile(d_reps, [q, 100 - q])
         tl, th = np.percentile(t_reps, [q, 100 - q])
         out.append(RouteHeldOut(float(n), actual, d_pred, float(dl), float(dh), l_pred, float(rows.task_loss.mean()),
