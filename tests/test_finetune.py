@@ -131,6 +131,22 @@ def test_study_tunes_per_size_then_seeds_and_resumes(tmp_path, pretrained, task_
     assert len(fixed) == 2 * 2 * 2 and fixed.selected.all() and (fixed.lr == 1e-3).all()
 
 
+def test_runs_finished_before_task_losses_were_logged_get_theirs_from_best(tmp_path, pretrained, task_files):
+    root, _, sweep = pretrained
+    cfg = FinetuneStudyConfig(tasks=("sms-spam",), lrs=(1e-3,), epochs=(2,), n_seeds=2, **TINY)
+    study = run_finetune_study(cfg, sweep, tmp_path, QUIET, pretrain_root=root)
+    for path in tmp_path.glob("finetune-*/summary.json"):  # as an older workbench wrote them
+        s = json.loads(path.read_text())
+        del s["task_loss"]
+        path.write_text(json.dumps(s))
+    again = run_finetune_study(cfg, sweep, tmp_path, QUIET, pretrain_root=root)
+    assert again.task_loss.tolist() == pytest.approx(study.task_loss.tolist(), rel=1e-5)  # the kept epoch's loss
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("finetune-*/summary.json")}
+    assert all("task_loss" in json.loads(p.read_text()) for p in stamps)
+    run_finetune_study(cfg, sweep, tmp_path, QUIET, pretrain_root=root)  # evaluated once: nothing rewritten now
+    assert stamps == {p: p.stat().st_mtime_ns for p in tmp_path.glob("finetune-*/summary.json")}
+
+
 def test_interrupted_finetune_resumes_to_the_same_curve(tmp_path, pretrained, task_files, monkeypatch):
     import workbench.finetune as ft
 

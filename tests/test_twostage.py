@@ -58,7 +58,7 @@ def test_bad_sigmoid_inputs_are_one_line_errors(loss, metric, says):
 
 def test_runs_without_a_task_loss_say_how_to_get_one():
     df = study(1).assign(task_loss=np.nan)
-    with pytest.raises(FitError, match="no run has a task loss"):
+    with pytest.raises(FitError, match="no run has a task loss; `run_finetune_study` fills it in"):
         two_stage_report(df[df.selected], FitConfig(n_bootstrap=20), points=df)
 
 

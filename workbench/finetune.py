@@ -154,6 +154,30 @@ class FinetuneSpec(SpecBase):
                     diverged_step=res.diverged_step)
 
 
+def backfill_task_loss(cfg: FinetuneConfig, root: str | Path, summary: dict) -> dict:
+    """`summary` of the finished run of `cfg` with its task loss. A run finished before every
+    evaluation logged one is evaluated once more from `best/` (the kept epoch, on the same eval
+    rows), and the value is written into its summary.json, so the next study reads it."""
+    if summary.get("task_loss") is not None or summary.get("status") != "completed":
+        return summary
+    import torch
+
+    from workbench.files import write_json_atomic
+    from workbench.runs import SUMMARY
+
+    x, run_dir = FinetuneSpec(cfg).prepare(), Path(root) / run_id(cfg)
+    kind = task_kind(x.task)
+    model = kind.load_head(x.task, run_dir / BEST, cfg.dropout).eval()
+    enc = kind.encode(x.task, x.eval_rows, x.tokenizer, x.seq_len, for_training=False)
+    with torch.no_grad():
+        loss = kind.evaluate(x.task, model, enc, x.eval_rows, cfg.batch_size * 2, torch.device("cpu"))["eval_loss"]
+    summary = dict(summary, task_loss=loss)
+    write_json_atomic(run_dir / SUMMARY, summary)
+    log.info("%s: task loss %.4f evaluated from %s (the run finished before task losses were logged)",
+             run_dir.name, loss, BEST)
+    return summary
+
+
 def finetune(cfg: FinetuneConfig, root: str | Path, exec_cfg: ExecConfig = ExecConfig()) -> dict:
     """Finetune (or resume, or skip if finished) the run of `cfg` under `root`; returns its summary."""
     return run_once(FinetuneSpec(cfg), root, exec_cfg)

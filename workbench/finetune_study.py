@@ -25,7 +25,7 @@ from workbench.config import ExecConfig, FinetuneConfig, FinetuneStudyConfig, Sw
 from workbench.data import data_key
 from workbench.errors import WorkbenchError
 from workbench.files import write_atomic
-from workbench.finetune import FinetuneSpec, run_id
+from workbench.finetune import FinetuneSpec, backfill_task_loss, run_id
 from workbench.runs import BEST, RunStore
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def run_finetune_study(cfg: FinetuneStudyConfig, sweep: SweepConfig, root: str |
     summaries = {o.run_id: o.summary for o in grid_out if o.summary}
     rows, seed_jobs = [], []
     for (task, n), fcs in trials.items():
-        done = [(fc, summaries[run_id(fc)]) for fc in fcs if run_id(fc) in summaries]
+        done = [(fc, backfill_task_loss(fc, root, summaries[run_id(fc)])) for fc in fcs if run_id(fc) in summaries]
         if not done:
             continue
         best_cfg, _ = max(done, key=lambda t: (t[1]["value"], -t[0].lr, -t[0].epochs))
@@ -80,7 +80,8 @@ def run_finetune_study(cfg: FinetuneStudyConfig, sweep: SweepConfig, root: str |
     if seed_jobs:
         outcomes = run_jobs([FinetuneSpec(fc) for _, fc in seed_jobs], root, exec_cfg, desc="finetune seeds",
                             on_done=on_done)
-        rows += [_row(fc, o.summary, n, True) for (n, fc), o in zip(seed_jobs, outcomes) if o.summary]
+        rows += [_row(fc, backfill_task_loss(fc, root, o.summary), n, True)
+                 for (n, fc), o in zip(seed_jobs, outcomes) if o.summary]
         failed.update({o.run_id: o.error for o in outcomes if o.status == "failed"})
     if not rows:
         first = next(iter(failed.items()), ("", "none ran"))

@@ -164,8 +164,8 @@ def _check_columns(df: pd.DataFrame, what: str) -> pd.DataFrame:
         raise FitError(f"{what} needs columns n_params, task_loss and metric; missing {sorted(need)}")
     bad = df.task_loss.isna()
     if bad.all():
-        raise FitError(f"{what}: no run has a task loss (runs finished before the workbench logged it); delete "
-                       f"those finetuning runs and run the study again")
+        raise FitError(f"{what}: no run has a task loss; `run_finetune_study` fills it in for its runs (older ones "
+                       f"are evaluated once from best/), a table from elsewhere needs a task_loss column")
     return df[~bad]
 
 
