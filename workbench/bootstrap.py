@@ -65,6 +65,10 @@ class SizeGroups:
         W = np.bincount((rows * R + idx)[valid], minlength=B * R).reshape(B, R)
         return W[:, self.run_of]
 
+    def sort(self, covariates: dict) -> dict:
+        """A law's covariates ({name: one value per point}) in the groups' sorted order of the points."""
+        return {k: np.asarray(v, float)[self.order] for k, v in covariates.items()}
+
     def distinct_sizes(self, W: np.ndarray) -> np.ndarray:
         """(B,) number of distinct sizes each replicate drew."""
         onehot = np.eye(len(self.counts))[self.size_of]  # (P, M)
@@ -142,7 +146,7 @@ def bootstrap_law(n, y=None, law: str = "power", B: int = 1000, method: str = "h
     groups = SizeGroups.of(n, runs)
     n, y = n[groups.order], y[groups.order]
     W = groups.weights(B, np.random.default_rng(random_state), method)
-    params = fit_replicates(law, W, n, y, groups, {k: np.asarray(v, float)[groups.order] for k, v in covariates.items()})
+    params = fit_replicates(law, W, n, y, groups, groups.sort(covariates))
     ok = np.isfinite(params).all(1)
     if not ok.any():
         raise FitError(f"none of the {B} bootstrap replicates drew the {cls.min_sizes} distinct sizes the {law} law "

@@ -32,7 +32,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from workbench.errors import FitError
-from workbench.fit import covariates_of, r2_linear, run_units
+from workbench.fit import covariates_of, r2_linear, run_units, sizes
 
 PARAMS = ("E", "A", "alpha", "B", "beta")
 DELTA = 1e-3
@@ -149,10 +149,7 @@ class JointLaw:
     def curve(cls, params: np.ndarray, n, tokens=None) -> np.ndarray:
         """(B, len(n)) losses of parameter rows (E, A, alpha, B, beta) at sizes `n` and `tokens`
         (a number, one per size, or None: unlimited)."""
-        n = np.atleast_1d(np.asarray(n, float))
-        bad = ~np.isfinite(n) | (n <= 0)
-        if bad.any():
-            raise FitError(f"a law predicts at positive, finite sizes N; got {n[bad][0]!r}")
+        n = np.atleast_1d(sizes(n))
         E, A, alpha, B, beta = (params[:, i:i + 1] for i in range(5))
         out = E + A * n[None, :] ** -alpha
         if tokens is not None and not np.all(np.isinf(tokens)):

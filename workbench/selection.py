@@ -110,8 +110,7 @@ def compare_variants(df: pd.DataFrame, target_n: float, variants: tuple | None =
         points.append((n, y))
         groups = SizeGroups.of(n, run_units(rows))  # checkpoints of one run travel together
         W = groups.weights(fit.n_bootstrap, rng, size_draws=shared)  # None: this variant draws its own sizes
-        params = fit_replicates(fit.law, W, n[groups.order], y[groups.order], groups,
-                                {k: v[groups.order] for k, v in cov.items()})
+        params = fit_replicates(fit.law, W, n[groups.order], y[groups.order], groups, groups.sort(cov))
         ok_all &= np.isfinite(params).all(1)
         replicates.append(params)
     if not ok_all.any():

@@ -200,7 +200,7 @@ def two_stage_report(table: pd.DataFrame, fit: FitConfig = FitConfig(), points: 
     n1, y1 = small.n_params.to_numpy(float), small.value.to_numpy(float)
     g1 = SizeGroups.of(n1)
     W1 = g1.weights(B, rng, size_draws=draws)
-    cov1 = {k: v[g1.order] for k, v in covariates_of(small, cls).items()}
+    cov1 = g1.sort(covariates_of(small, cls))
     p_direct = fit_replicates(fit.law, W1, n1[g1.order], y1[g1.order], g1, cov1)
     p_loss = fit_replicates(fit.law, W1, n1[g1.order], small.task_loss.to_numpy(float)[g1.order], g1, cov1)
     n2 = pts.n_params.to_numpy(float)
