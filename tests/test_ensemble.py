@@ -156,13 +156,10 @@ def test_ensemble_members_equal_runs_trained_alone(tmp_path):
     assert len(__import__("json").loads(env.read_text())["ensemble"]) == 3
 
 
-def test_finetuning_grid_as_an_ensemble_equals_runs_alone(tmp_path):
+def test_finetuning_grid_as_an_ensemble_equals_runs_alone(tmp_path, task_files):
     """The smoke study's TREC grid (2 LRs x 2 seeds per size) trained as ensembles and alone."""
     from workbench.finetune_study import run_finetune_study
     from workbench.sweep import run_sweep
-    from workbench.taskdata import prepare_task_files
-
-    prepare_task_files()  # TREC is an offline task: its file is fetched once (a no-op when present)
     study = load("smoke", ["sweep.layers=[1, 2]", "finetune.lrs=[1e-3, 3e-3]"])
     run_sweep(study.sweep, tmp_path, replace(QUIET, workers=1))
     out = {}

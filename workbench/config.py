@@ -215,7 +215,7 @@ class FinetuneConfig:
     seq_len: int = 0  # 0 = the checkpoint's position table (its pretraining block length)
     max_train: int = 0  # 0 = all training examples (first N of a fixed shuffle otherwise)
     max_eval: int = 0  # 0 = the whole evaluation split
-    source: str = ""  # a local folder of <split>.jsonl in the hub schema, for hub tasks offline
+    source: str = ""  # "" = the task's origin; a local folder or file in the task's schema; "hub" (boolq)
 
     def __post_init__(self) -> None:
         from workbench.tasks import get_task
@@ -246,6 +246,7 @@ class FinetuneStudyConfig:
     max_train: int = 0  # training examples (first of a fixed shuffle); 0 = all
     max_eval: int = 0  # evaluation examples; 0 = all
     pretrain_seed: int = 0  # which seed's checkpoint of each size is finetuned
+    sources: tuple[str, ...] = ()  # "task=PATH" (a local copy in the task's schema) or "boolq=hub"; part of run ids
 
     def __post_init__(self) -> None:
         from workbench.tasks import get_task
@@ -253,6 +254,11 @@ class FinetuneStudyConfig:
         _check(len(self.tasks) > 0, "finetune.tasks is empty: give at least one task, e.g. tasks: [trec]")
         for t in self.tasks:
             get_task(t)
+        for entry in self.sources:
+            task, sep, where = entry.partition("=")
+            _check(bool(sep and task.strip() and where.strip()),
+                   f"finetune.sources entries are task=PATH (or boolq=hub), got {entry!r}")
+            get_task(task.strip())
         _check(not self.tune or (self.lrs and self.epochs),
                f"the tuning grid is empty (lrs={list(self.lrs)}, epochs={list(self.epochs)}): "
                f"give at least one learning rate and one epoch budget")
@@ -265,10 +271,14 @@ class FinetuneStudyConfig:
         tune = self.tune if tune is None else tune
         return [(lr, ep) for lr in self.lrs for ep in self.epochs] if tune else [(self.fixed_lr, self.fixed_epochs)]
 
+    def source_map(self) -> dict[str, str]:
+        """{task: source} from `sources`; a task not named reads from its origin."""
+        return {t.strip(): w.strip() for t, _, w in (e.partition("=") for e in self.sources)}
+
     def run(self, task: str, pretrain_run: str, lr: float, epochs: int, seed: int) -> FinetuneConfig:
         return FinetuneConfig(task=task, pretrain_run=str(pretrain_run), lr=lr, epochs=epochs, seed=seed,
                               batch_size=self.batch_size, seq_len=self.seq_len, max_train=self.max_train,
-                              max_eval=self.max_eval)
+                              max_eval=self.max_eval, source=self.source_map().get(task, ""))
 
 
 # ---------------------------------------------------------------- fitting and diagnosis

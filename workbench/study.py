@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from workbench.config import NOTEBOOKS, load
-from workbench.errors import WorkbenchError
+from workbench.errors import WorkbenchError, one_line
 from workbench.files import write_atomic
 from workbench.notebook import SCIENTIFIC, scientific_values
 
@@ -54,7 +54,8 @@ def plan(profile: str, overrides=(), only=None) -> dict[str, dict]:
 
 
 def run_notebooks(profile: str = "cpu", out: str | Path = "outputs/cpu", only=None, overrides=()) -> dict:
-    """Execute the study's notebooks in order (stopping at the first failure) and write the summary."""
+    """Execute the study's notebooks in order and write the summary. A failed sweep stops the study
+    (every other notebook reads its runs); any other notebook that fails is reported and the rest run."""
     import papermill as pm
     from tqdm.auto import tqdm
 
@@ -63,7 +64,7 @@ def run_notebooks(profile: str = "cpu", out: str | Path = "outputs/cpu", only=No
     steps = plan(profile, overrides, only)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    timings, failure = {}, None
+    timings, failures = {}, []
     for nb, params in tqdm(steps.items(), desc="notebooks", dynamic_ncols=True):
         t0 = time.time()
         try:
@@ -71,12 +72,13 @@ def run_notebooks(profile: str = "cpu", out: str | Path = "outputs/cpu", only=No
                                 parameters=dict(params, interactive=False, out_dir=str(out)),
                                 cwd=str(notebooks_dir().parent), progress_bar=False)
         except pm.PapermillExecutionError as e:
-            failure = dict(notebook=nb, error=f"{e.ename}: {e.evalue}")
-            log.error("%s.ipynb failed: %s: %s", nb, e.ename, e.evalue)
-            break
+            failures.append(dict(notebook=nb, error=one_line(f"{e.ename}: {e.evalue}")))
+            log.error("%s.ipynb failed: %s", nb, failures[-1]["error"])
+            if nb == "sweep":
+                break
         finally:
             timings[nb] = round(time.time() - t0, 1)
-    summary = write_summary(out, profile, timings, failure, list(steps))
+    summary = write_summary(out, profile, timings, failures, list(steps))
     write_report(out, [nb for nb in steps if (out / f"{nb}.ipynb").exists()], profile)
     return summary
 

@@ -1,6 +1,6 @@
 """The study summary: `summary.md` and `summary.json` from the typed reports the notebooks wrote.
 
-    write_summary(Path("outputs/cpu"), "cpu", timings, failure=None, names=["sweep", ...])
+    write_summary(Path("outputs/cpu"), "cpu", timings, failures=[], names=["sweep", ...])
 
 Each notebook writes its reports with `to_dict()` into `<out>/<notebook>/results.json`; this module
 reads them back as `LawReport` / `SelectionReport`, so the summary states exactly what the
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from workbench.config import NOTEBOOKS
-from workbench.notebook import not_converged, read_results
+from workbench.notebook import not_converged, read_results, unavailable_note
 from workbench.report import LawReport
 from workbench.selection import SelectionReport
 
@@ -49,8 +49,14 @@ def _sweep(sw: dict) -> tuple[list[str], dict]:
     return lines, checks
 
 
+def _unavailable(results: dict) -> list[str]:
+    """One line per task left out because its data could not be had."""
+    note = unavailable_note(results.get("unavailable"))
+    return [f"- {line}" for line in note.split("  \n")] if note else []
+
+
 def _finetune(ft: dict) -> list[str]:
-    lines = ["## Finetuning", "", f"{ft['completed']}/{ft['n_runs']} runs completed.", ""]
+    lines = ["## Finetuning", "", f"{ft['completed']}/{ft['n_runs']} runs completed.", "", *_unavailable(ft)]
     for t, d in ft["laws"].items():
         law = LawReport.from_dict(d)
         by = ", ".join(f"{_n(n)}: {v:.3f}" for n, v in sorted(ft["metric_by_size"][t].items(), key=lambda kv: float(kv[0])))
@@ -121,6 +127,7 @@ def _backtest(rows: list[dict]) -> list[str]:
 def _selection(se: dict) -> list[str]:
     lines = ["## Model selection", "", f"- pretraining loss: {SelectionReport.from_dict(se['selection']).verdict}"]
     lines += [f"- {task} (1 - metric): {SelectionReport.from_dict(d).verdict}" for task, d in (se.get("downstream") or {}).items()]
+    lines += _unavailable(se)
     lines += _not_converged(se)
     dec = se.get("decision_backtest") or {}
     if dec.get("n_pairs"):
@@ -130,12 +137,16 @@ def _selection(se: dict) -> list[str]:
     return lines + ["", "![comparison](selection/comparison.png)", ""]
 
 
-def write_summary(out: Path, profile: str, timings: dict, failure: dict | None, names=NOTEBOOKS) -> dict:
-    """`summary.json` (every notebook's results and the bar checks) and a readable `summary.md`."""
+def write_summary(out: Path, profile: str, timings: dict, failures: list[dict], names=NOTEBOOKS) -> dict:
+    """`summary.json` (every notebook's results, the bar checks, the failed notebooks and the tasks
+    whose data could not be had) and a readable `summary.md`."""
     res = {nb: read_results(out, nb) if nb in names else {} for nb in NOTEBOOKS}
+    unavailable = {t: why for nb in ("finetune", "selection") for t, why in (res[nb].get("unavailable") or {}).items()}
     lines, checks = [f"# Study summary (`{profile}` profile)", ""], {}
-    if failure:
-        lines += [f"**FAILED** in `{failure['notebook']}.ipynb`: {failure['error']}", ""]
+    lines += [f"**FAILED** in `{f['notebook']}.ipynb`: {f['error']}" for f in failures] + ([""] if failures else [])
+    if unavailable:
+        lines += [f"**{len(unavailable)} task(s) unavailable** and left out: {', '.join(unavailable)} "
+                  f"(see Finetuning).", ""]
     writers = dict(finetune=_finetune, convergence=_convergence, extrapolation=_extrapolation, selection=_selection)
     for nb in NOTEBOOKS:
         if not res[nb]:
@@ -148,6 +159,7 @@ def write_summary(out: Path, profile: str, timings: dict, failure: dict | None, 
     lines += ["## Files", ""] + [f"- [{nb}.ipynb]({nb}.ipynb) ({timings[nb]:.0f} s)" for nb in timings]
     lines += [f"- total {sum(timings.values()):.0f} s"]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
-    summary = dict(profile=profile, timings_s=timings, failure=failure, bar=BAR, bar_checks=checks, results=res)
+    summary = dict(profile=profile, timings_s=timings, failure=failures[0] if failures else None, failures=failures,
+                   unavailable=unavailable, bar=BAR, bar_checks=checks, results=res)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

@@ -172,16 +172,17 @@ class FinetunePanel(_Panel):
     def _run(self, study) -> None:
         import dataclasses
 
-        from workbench.notebook import finetune_tables, prepare_offline_tasks
+        from workbench.notebook import finetune_tables
         from workbench.plots import plot_laws
         from workbench.report import law_report
 
-        prepare_offline_tasks(study.finetune.tasks)
         fit = dataclasses.replace(study.fit, n_held_out=0, n_bootstrap=200)
         for n in sorted(study.sweep.layers):  # one size at a time, so the plot grows as sizes finish
             self.status.value = f"<b>finetuning</b> L{n}"
             sweep = dataclasses.replace(study.sweep, layers=tuple(m for m in study.sweep.layers if m <= n))
             table = finetune_tables(study, {sweep.label: sweep}, study.finetune.tasks)
+            if table.attrs["unavailable"]:  # one line per task whose data cannot be had
+                self.status.value = "<br>".join(table.attrs["unavailable"].values())
             if table.n_params.nunique() >= 2:
                 self._show(plot_laws({t: law_report(rows, fit, metric=True).curve for t, rows in table.groupby("task")},
                                      ylabel="1 - metric", title="finetuning"))
