@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from workbench.bootstrap import bootstrap_power_law, bootstrap_power_law_loop
+from workbench.laws.bootstrap import bootstrap_power_law, bootstrap_power_law_loop
 
 
 def timed(fn, repeats: int) -> float:

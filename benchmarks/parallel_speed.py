@@ -28,10 +28,10 @@ from dataclasses import replace
 
 import torch
 
+from workbench.base.family import model_spec
 from workbench.config import ExecConfig, PretrainConfig, load
-from workbench.executors import run_jobs
-from workbench.family import model_spec
-from workbench.pretrain import PretrainSpec
+from workbench.execute.executors import run_jobs
+from workbench.runs.pretrain import PretrainSpec
 
 TARGETS = dict(workers=1.7, ensemble_small=3.0, ensemble_1m=1.5, finetune=2.0)
 
@@ -117,9 +117,9 @@ def part_ensemble(a, peak: float) -> None:
 
 
 def part_finetune(a, peak: float) -> None:
-    from workbench.finetune import FinetuneSpec
-    from workbench.finetune_study import pretrained_runs
-    from workbench.sweep import run_sweep
+    from workbench.execute.finetune_study import pretrained_runs
+    from workbench.execute.sweep import run_sweep
+    from workbench.runs.finetune import FinetuneSpec
 
     study, sweep = recipe(100)
     layers = int(a.finetune_layers)

@@ -4,7 +4,7 @@
     python benchmarks/pretrain_throughput.py --sizes bert-base:12 --steps 20   # on a GPU
 
 Both sides train the same model shape on the same blocks with the same batch, AdamW and LR:
-  ours  : workbench.train.train_loop + masked-positions-only MLM head (workbench.model.mlm_loss)
+  ours  : workbench.train.loop.train_loop + masked-positions-only MLM head (workbench.train.model.mlm_loss)
   stock : transformers.Trainer + DataCollatorForLanguageModeling + BertForMaskedLM (full-vocab head)
 Only update steps after `--warmup` untimed steps are timed, on both sides (Trainer's set-up is
 excluded through a callback; ours reads the loop's own training clock). Prints tokens/s of
@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from workbench.base.family import model_spec
+from workbench.base.runfiles import read_metrics
 from workbench.config import DataConfig, PretrainConfig, TrainConfig
-from workbench.data import prepare_data
-from workbench.device import resolve_device, resolve_precision
-from workbench.family import model_spec
-from workbench.model import mlm_loss
-from workbench.pretrain import setup_pretraining
-from workbench.runs import read_metrics
-from workbench.train import LoopConfig, train_loop
+from workbench.data.prepared import prepare_data
+from workbench.runs.pretrain import setup_pretraining
+from workbench.train.device import resolve_device, resolve_precision
+from workbench.train.loop import LoopConfig, Setup, train_loop
+from workbench.train.model import mlm_loss
 
 TARGETS = {"ar32:1": 3.0, "ar32:4": 1.8, "ar64:6": 1.5}  # ~10K, ~1M, ~10M non-embedding parameters
 
@@ -40,15 +40,20 @@ def ours(cfg: PretrainConfig, data, device, precision: str, steps: int, warmup: 
     total = warmup + steps
     loop = LoopConfig(max_steps=total, eval_interval=1, patience=total + 1, grad_clip=cfg.train.grad_clip)
     with tempfile.TemporaryDirectory() as run_dir:
-        train_loop(model, optimizer, scheduler, batch_at, mlm_loss, lambda: {"eval_loss": 0.0}, loop,
-                   Path(run_dir), lambda: None, device, precision, progress=False)
+        setup = Setup(model, optimizer, scheduler, batch_at, mlm_loss, lambda: {"eval_loss": 0.0}, loop, lambda: None)
+        train_loop(setup, Path(run_dir), device, precision, progress=False)
         times = {r["step"]: r["time_s"] for r in read_metrics(Path(run_dir))}  # training time only
     return steps * cfg.train.batch_size * cfg.data.seq_len / (times[total] - times[warmup])
 
 
 def stock(cfg: PretrainConfig, data, device, precision: str, steps: int, warmup: int) -> float:
-    from transformers import (BertForMaskedLM, DataCollatorForLanguageModeling, Trainer, TrainerCallback,
-                              TrainingArguments)
+    from transformers import (
+        BertForMaskedLM,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     spec = model_spec(cfg.family, cfg.n_layers)
     torch.manual_seed(cfg.seed)

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from workbench.config import DataConfig, ExecConfig, PretrainConfig, TrainConfig
-from workbench.data import prepare_data
-from workbench.executors import connect_ray, counts, pretrain_job, run_jobs
+from workbench.data.prepared import prepare_data
+from workbench.execute.executors import connect_ray, counts, pretrain_job, run_jobs
 
 DATA = DataConfig(corpus="sotu", vocab_size=512, seq_len=32, max_documents=8, eval_fraction=0.25, eval_blocks=16)
 TRAIN = TrainConfig(batch_size=8, warmup_steps=1, max_steps=2, eval_interval=2, patience=10)

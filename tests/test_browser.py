@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from workbench.study import notebooks_dir
+from workbench.front.study import notebooks_dir
+
+pytestmark = pytest.mark.browser  # JupyterLab driven in headless Chromium
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -1,8 +1,21 @@
 import pytest
 
-from workbench.config import (DataConfig, ExecConfig, FitConfig, PretrainConfig, StudyConfig, SweepConfig, TrainConfig,
-                              config_hash, from_dict, load, profile_names, set_override, to_dict)
-from workbench.errors import ConfigError
+from workbench.base.errors import ConfigError
+from workbench.config import (
+    DataConfig,
+    ExecConfig,
+    FitConfig,
+    PretrainConfig,
+    StudyConfig,
+    SweepConfig,
+    TrainConfig,
+    config_hash,
+    from_dict,
+    load,
+    profile_names,
+    set_override,
+    to_dict,
+)
 
 
 def test_round_trip_and_hash_stability():
@@ -110,7 +123,7 @@ def test_inputs_that_used_to_be_accepted_silently(override, says):
 
 
 def test_cli_family_refuses_bad_numbers_in_one_line(capsys):
-    from workbench.cli import main
+    from workbench.front.cli import main
 
     assert main(["family", "ar32", "--vocab-size", "-5"]) == 2
     assert "must be positive" in capsys.readouterr().err
@@ -120,7 +133,7 @@ def test_cli_family_refuses_bad_numbers_in_one_line(capsys):
 
 def test_a_vocabulary_larger_than_the_corpus_yields_is_said(tmp_path, text_corpus, caplog):
     from workbench.config import DataConfig
-    from workbench.data import prepare_data
+    from workbench.data.prepared import prepare_data
 
     data = prepare_data(DataConfig(corpus=f"files:{text_corpus}", vocab_size=60000, seq_len=16, eval_blocks=4),
                         cache_dir=tmp_path)
@@ -129,7 +142,7 @@ def test_a_vocabulary_larger_than_the_corpus_yields_is_said(tmp_path, text_corpu
 
 
 def test_a_files_folder_corpus_skips_hidden_folders(tmp_path, text_corpus):
-    from workbench.corpus import corpus_files
+    from workbench.data.corpus import corpus_files
 
     (text_corpus / ".git").mkdir()
     (text_corpus / ".git" / "HEAD").write_text("ref: refs/heads/main")

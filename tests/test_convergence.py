@@ -3,11 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import QUIET, TINY_DATA, TINY_TRAIN
+
+from workbench.base.convergence import forecast, verdict
 from workbench.config import PretrainConfig
-from workbench.convergence import forecast, verdict
-from workbench.notebook import convergence_counts, not_converged
+from workbench.front.notebook import convergence_counts, not_converged
 
 
 @pytest.mark.parametrize("args, converged, words", [
@@ -26,8 +26,8 @@ def test_verdict(args, converged, words):
 def test_the_old_recipe_is_never_called_converged(tmp_path, tiny_data):
     """A linear decay to a step horizon (the old default recipe): converged false, with the reason,
     in summary.json, in the run table, and in the warning every result carries."""
-    from workbench.pretrain import pretrain
-    from workbench.runs import load_runs
+    from workbench.runs.pretrain import pretrain
+    from workbench.runs.tables import load_runs
 
     s = pretrain(PretrainConfig("ar32", 1, 0, TINY_DATA, TINY_TRAIN), tmp_path, QUIET)
     assert s["stop_reason"] == "horizon" and s["converged"] is False and "horizon" in s["convergence"]
@@ -87,8 +87,9 @@ def test_forecast_interval_covers_the_converged_loss_on_real_curves():
     LR 1e-3, patience 500; tests/data/converged_curves.csv). Each curve cut at a step horizon well
     before its early stop is a horizon-stopped run; the forecast from the cut curve should bracket the
     best loss the same run reached once converged."""
-    import pandas as pd
     from pathlib import Path
+
+    import pandas as pd
 
     curves = pd.read_csv(Path(__file__).parent / "data" / "converged_curves.csv")
     covered, cases = 0, 0

@@ -4,10 +4,10 @@ import os
 import numpy as np
 import pytest
 
+from workbench.base.errors import WorkbenchError
 from workbench.config import DataConfig
-from workbench.errors import WorkbenchError
-from workbench.corpus import is_held_out, read_corpus, split_documents
-from workbench.data import prepare_data
+from workbench.data.corpus import is_held_out, read_corpus, split_documents
+from workbench.data.prepared import prepare_data
 
 
 def test_sotu_corpus_is_the_real_one():

@@ -10,15 +10,17 @@ from dataclasses import replace
 
 import pytest
 import torch
-
 from conftest import QUIET, TINY_DATA, TINY_TRAIN
+
+from workbench.base.files import read_jsonl
+from workbench.base.runfiles import read_metrics
 from workbench.config import ExecConfig, PretrainConfig, load
-from workbench.ensemble import FORWARDS, MemberRNG, member_losses, plan
-from workbench.executors import plan_workers
-from workbench.masking import mlm_mask
-from workbench.pretrain import PretrainSpec
-from workbench.runs import RunStore, load_runs, read_metrics
-from workbench.files import read_jsonl
+from workbench.data.masking import mlm_mask
+from workbench.execute.executors import plan_workers
+from workbench.runs.pretrain import PretrainSpec
+from workbench.runs.store import RunStore
+from workbench.runs.tables import load_runs
+from workbench.train.stacked import FORWARDS, MemberRNG, member_losses, plan
 
 HEADS = ("BertForMaskedLM", "BertForSequenceClassification", "BertForMultipleChoice", "BertForQuestionAnswering")
 
@@ -55,7 +57,7 @@ def _batch(cls: str, seed: int, length: int):
 
 
 def _hf_loss(model, cls, batch, rng_seed):
-    from workbench.model import mlm_loss
+    from workbench.train.model import mlm_loss
 
     torch.manual_seed(rng_seed)
     return mlm_loss(model, batch) if cls == "BertForMaskedLM" else model(**batch).loss
@@ -122,7 +124,7 @@ def test_plan_groups_same_shapes_largest_first_and_respects_the_limit():
     (16, ExecConfig(device="cpu", cpus_per_run=4), 9, (4, 4)),
 ])
 def test_workers_and_threads_never_exceed_the_cores(monkeypatch, cores, cfg, units, expected):
-    import workbench.executors as ex
+    import workbench.execute.executors as ex
 
     monkeypatch.setattr(ex, "cores", lambda: cores)
     got = plan_workers(cfg, [[_spec(1, s)] for s in range(units)], torch.device("cpu"))
@@ -137,7 +139,7 @@ def _smoke(root, *sets):
 def test_ensemble_members_equal_runs_trained_alone(tmp_path):
     """Smoke profile, 3 seeds x 2 sizes (and one member with another LR): best losses within 1e-3
     relative of the runs trained alone, the same curves and the same files in every folder."""
-    from workbench.sweep import run_sweep
+    from workbench.execute.sweep import run_sweep
 
     study = _smoke(tmp_path)
     alone = run_sweep(study.sweep, tmp_path / "alone", replace(QUIET, workers=1, ensemble=0))
@@ -158,8 +160,8 @@ def test_ensemble_members_equal_runs_trained_alone(tmp_path):
 
 def test_finetuning_grid_as_an_ensemble_equals_runs_alone(tmp_path, task_files):
     """The smoke study's TREC grid (2 LRs x 2 seeds per size) trained as ensembles and alone."""
-    from workbench.finetune_study import run_finetune_study
-    from workbench.sweep import run_sweep
+    from workbench.execute.finetune_study import run_finetune_study
+    from workbench.execute.sweep import run_sweep
     study = load("smoke", ["sweep.layers=[1, 2]", "finetune.lrs=[1e-3, 3e-3]"])
     run_sweep(study.sweep, tmp_path, replace(QUIET, workers=1))
     out = {}
@@ -187,7 +189,7 @@ SWEEP = ["sweep", "--profile", "smoke", "--set", "sweep.layers=[1, 2]", "--set",
 
 
 def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, **kw)
+    return subprocess.run([sys.executable, "-m", "workbench.front.cli", *args], capture_output=True, text=True, **kw)
 
 
 def _wait_for(cond, timeout=300):
@@ -203,7 +205,7 @@ def test_killed_parallel_ensemble_sweep_finishes_every_run_exactly_once(tmp_path
     """kill -9 the driver (only) of a 2-worker sweep of two 3-member ensembles mid-way: its workers
     end with it, and the same command then finishes every run exactly once, resuming."""
     root = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", *SWEEP, "--root", str(root)],
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.front.cli", *SWEEP, "--root", str(root)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     mid = lambda: len([p for p in root.glob("*/metrics.jsonl") if len(p.read_text().splitlines()) >= 3]) >= 4  # noqa
     reached = _wait_for(mid)
@@ -240,7 +242,7 @@ def test_a_killed_worker_is_replaced_and_its_runs_resume(tmp_path):
     """kill -9 one worker process mid-run: the sweep rebuilds its workers, resumes that ensemble
     from its checkpoints and exits 0 with every run finished exactly once."""
     root = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", *SWEEP, "--root", str(root)],
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.front.cli", *SWEEP, "--root", str(root)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     reached = _wait_for(lambda: any(len(p.read_text().splitlines()) >= 3 for p in root.glob("*L2*/metrics.jsonl")))
     assert reached, "the sweep did not get going in time"

@@ -8,15 +8,16 @@ from dataclasses import replace
 
 import pytest
 import torch
-
 from conftest import QUIET, TINY_DATA, TINY_TRAIN
+
+from workbench.base.errors import ConfigError
+from workbench.base.runfiles import read_metrics
 from workbench.config import ExecConfig, PretrainConfig, SweepConfig
-from workbench.errors import ConfigError
-from workbench.executors import counts, gpu_share, pretrain_job, run_jobs
-from workbench.masking import mlm_mask
-from workbench.pretrain import pretrain, run_id
-from workbench.runs import RunStore, read_metrics
-from workbench.train import split_batch
+from workbench.data.masking import mlm_mask
+from workbench.execute.executors import counts, gpu_share, pretrain_job, run_jobs
+from workbench.runs.pretrain import pretrain, run_id
+from workbench.runs.store import RunStore
+from workbench.train.loop import split_batch
 
 
 def _cfg(layers=1, seed=0, **train):
@@ -25,7 +26,7 @@ def _cfg(layers=1, seed=0, **train):
 
 def _failing_at(monkeypatch, layers: set, step: int, times: int, error=RuntimeError):
     """mlm_loss raises `error` at training step `step` of models with these depths, `times` times."""
-    import workbench.pretrain as pt
+    import workbench.runs.pretrain as pt
 
     real, seen = pt.mlm_loss, {"fails": 0}
     steps = {}
@@ -46,7 +47,7 @@ def _failing_at(monkeypatch, layers: set, step: int, times: int, error=RuntimeEr
 
 def test_failures_are_collected_and_crashes_retried_from_the_checkpoint(tmp_path, tiny_data, monkeypatch):
     seen = _failing_at(monkeypatch, {1}, step=25, times=1)  # L1 crashes once at step 25 (checkpoint at 20)
-    import workbench.pretrain as pt
+    import workbench.runs.pretrain as pt
     flaky = pt.mlm_loss
 
     def broken(model, batch):  # L2 fails at every attempt
@@ -87,9 +88,9 @@ def test_config_errors_are_not_retried(tmp_path, tiny_data, monkeypatch):
 
 
 def test_nan_run_is_diverged_the_sweep_goes_on_and_fits_skip_it(tmp_path, tiny_data, monkeypatch, caplog):
-    import workbench.pretrain as pt
-    from workbench.runs import law_table
-    from workbench.sweep import run_sweep
+    import workbench.runs.pretrain as pt
+    from workbench.execute.sweep import run_sweep
+    from workbench.runs.tables import law_table
 
     real = pt.mlm_loss
 
@@ -109,7 +110,7 @@ def test_nan_run_is_diverged_the_sweep_goes_on_and_fits_skip_it(tmp_path, tiny_d
 
 def test_two_sweeps_on_one_store_split_the_work_and_never_duplicate(tmp_path):
     root = tmp_path / "runs"
-    args = [sys.executable, "-m", "workbench.cli", "sweep", "--profile", "smoke", "--root", str(root),
+    args = [sys.executable, "-m", "workbench.front.cli", "sweep", "--profile", "smoke", "--root", str(root),
             "--set", "sweep.layers=[1, 2, 3]", "--set", "sweep.seeds=[0, 1]", "--set", "sweep.train.max_steps=60",
             "--set", "sweep.train.patience=100", "--set", "exec.cpus_per_run=1",
             "--set", "exec.workers=1"]  # one process and thread each: 2 cores, 2 sweeps
@@ -156,7 +157,7 @@ def test_exec_config_and_resources():
     with pytest.raises(ConfigError, match="gpus_per_run"):
         ExecConfig(gpus_per_run=1.5)
     assert gpu_share(10_000) == 0.25 and gpu_share(3_000_000) == 0.5 and gpu_share(85_000_000) == 1.0
-    from workbench.executors import RayExecutor
+    from workbench.execute.executors import RayExecutor
 
     job = pretrain_job(_cfg(1))
     assert RayExecutor(ExecConfig()).resources(job, cluster_gpus=0) == dict(num_cpus=1, num_gpus=0.0)
@@ -168,8 +169,8 @@ def test_exec_config_and_resources():
 def test_ray_missing_is_a_clear_error(monkeypatch):
     import builtins
 
-    from workbench.errors import WorkbenchError
-    from workbench.executors import import_ray
+    from workbench.base.errors import WorkbenchError
+    from workbench.execute.executors import import_ray
 
     real = builtins.__import__
 
@@ -185,8 +186,8 @@ def test_ray_missing_is_a_clear_error(monkeypatch):
 
 def test_resume_checkpoints_load_with_weights_only(tmp_path, tiny_data):
     """A resume checkpoint holds tensors and plain values only, so `weights_only=True` reads it."""
-    from workbench.pretrain import setup_pretraining
-    from workbench.train import EarlyStopping, _save_resume
+    from workbench.runs.pretrain import setup_pretraining
+    from workbench.train.loop import EarlyStopping, _save_resume
 
     model, opt, sched, batch_at = setup_pretraining(_cfg(1), tiny_data, torch.device("cpu"))
     _save_resume(tmp_path, model, opt, sched, EarlyStopping(5), 7, 1.0, torch.get_rng_state())
@@ -195,8 +196,8 @@ def test_resume_checkpoints_load_with_weights_only(tmp_path, tiny_data):
 
 
 def test_a_failed_checkpoint_save_leaves_no_temp_file(tmp_path, tiny_data, monkeypatch):
-    from workbench.pretrain import setup_pretraining
-    from workbench.train import EarlyStopping, _save_resume
+    from workbench.runs.pretrain import setup_pretraining
+    from workbench.train.loop import EarlyStopping, _save_resume
 
     model, opt, sched, _ = setup_pretraining(_cfg(1), tiny_data, torch.device("cpu"))
     real_save = torch.save
@@ -214,7 +215,7 @@ def test_a_failed_checkpoint_save_leaves_no_temp_file(tmp_path, tiny_data, monke
 
 
 def test_environment_errors_are_one_line_and_not_retried(tmp_path, tiny_data, capsys):
-    from workbench.cli import main
+    from workbench.front.cli import main
 
     afile = tmp_path / "a-file"
     afile.write_text("")
@@ -224,8 +225,8 @@ def test_environment_errors_are_one_line_and_not_retried(tmp_path, tiny_data, ca
                  "--set", "exec.device=mps"]) == 2
     assert "MPS is not available" in capsys.readouterr().err
     assert not list((tmp_path / "r").glob("pretrain-*"))  # refused before any run was claimed
-    from workbench.executors import execute
-    from workbench.pretrain import PretrainSpec
+    from workbench.execute.executors import execute
+    from workbench.runs.pretrain import PretrainSpec
 
     out = execute(PretrainSpec(_cfg(1)), afile / "sub", QUIET)  # past the up-front check: a permanent OSError is not retried
     assert out.status == "failed" and "NotADirectoryError" in out.error and out.attempts == 0
@@ -233,7 +234,7 @@ def test_environment_errors_are_one_line_and_not_retried(tmp_path, tiny_data, ca
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
 def test_a_read_only_root_is_refused_up_front(tmp_path, capsys):
-    from workbench.cli import main
+    from workbench.front.cli import main
 
     ro = tmp_path / "ro"
     ro.mkdir()

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from workbench.errors import ConfigError
-from workbench.family import family_table, get_family, model_spec
+from workbench.base.errors import ConfigError
+from workbench.base.family import family_table, get_family, model_spec
 
 
 @pytest.mark.parametrize("family, layers, expected_n", [

@@ -5,15 +5,15 @@ import os
 
 import pandas as pd
 import pytest
-
 from conftest import QUIET, TASK_FIXTURES
 from test_tasks import HUB_ROWS, _write_fixture
-from workbench.errors import ConfigError, WorkbenchError
+
+from workbench.base.errors import ConfigError, WorkbenchError
+from workbench.base.runfiles import read_metrics
 from workbench.config import FinetuneConfig, FinetuneStudyConfig, load
-from workbench.finetune import finetune, run_id
-from workbench.finetune_study import finetune_table, run_finetune_study
-from workbench.runs import read_metrics
-from workbench.sweep import run_sweep
+from workbench.execute.finetune_study import finetune_table, run_finetune_study
+from workbench.execute.sweep import run_sweep
+from workbench.runs.finetune import finetune, run_id
 
 TINY = dict(max_train=96, max_eval=48, batch_size=16)
 
@@ -29,7 +29,7 @@ def pretrained(tmp_path_factory):
 
 def _source(task: str, tmp_path) -> str:
     """The task's files cut from its package (tests/data/tasks); SQuAD 2.0 as a folder in the hub schema."""
-    from workbench.tasks import get_task
+    from workbench.tasks.catalogue import get_task
 
     if task == "squad_v2":
         _write_fixture(tmp_path / "squad_v2", *HUB_ROWS["squad_v2"], n=24)
@@ -67,8 +67,8 @@ def test_the_task_loss_is_the_kept_heads_cross_entropy_on_the_eval_set(tmp_path,
     import torch.nn.functional as F
     from transformers import AutoModelForSequenceClassification
 
-    from workbench.finetune import FinetuneSpec
-    from workbench.taskkinds import collate, task_kind
+    from workbench.runs.finetune import FinetuneSpec
+    from workbench.tasks.kinds import collate, task_kind
 
     cfg = FinetuneConfig(task="sms-spam", pretrain_run=str(pretrained[1][1]), lr=1e-3, epochs=2, **TINY)
     s = finetune(cfg, tmp_path, QUIET)
@@ -155,7 +155,7 @@ def test_runs_finished_before_task_losses_were_logged_get_theirs_from_best(tmp_p
 
 
 def test_interrupted_finetune_resumes_to_the_same_curve(tmp_path, pretrained, task_files, monkeypatch):
-    import workbench.finetune as ft
+    import workbench.runs.finetune as ft
 
     cfg = FinetuneConfig(task="sms-spam", pretrain_run=str(pretrained[1][1]), lr=1e-3, epochs=3, **TINY)
     finetune(cfg, tmp_path / "a", QUIET)
@@ -181,7 +181,7 @@ def test_interrupted_finetune_resumes_to_the_same_curve(tmp_path, pretrained, ta
 def test_a_missing_checkpoint_stops_the_study_with_the_fix(tmp_path, pretrained):
     import shutil
 
-    from workbench.cli import main
+    from workbench.front.cli import main
 
     root, runs, sweep = pretrained
     store = tmp_path / "store"
@@ -211,8 +211,9 @@ def test_a_task_whose_package_cannot_be_had_is_one_line_and_the_others_run(tmp_p
     import shutil
 
     from test_tasks import _wheelhouse
-    from workbench import taskdata
-    from workbench.cli import main
+
+    from workbench.front.cli import main
+    from workbench.tasks import downloads as taskdata
 
     root, runs, _ = pretrained
     store, tasks_dir = tmp_path / "store", tmp_path / "tasks"

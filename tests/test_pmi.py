@@ -5,11 +5,11 @@ import random
 import numpy as np
 import pytest
 import torch
-
 from conftest import QUIET, TINY_DATA, TINY_TRAIN
+
 from workbench.config import DataConfig, PretrainConfig, TrainConfig
-from workbench.data import prepare_data
-from workbench.pmi import continuation_mask, ngram_hashes, ngram_vocabulary, pmi_mask, pmi_units, word_view
+from workbench.data.pmi import continuation_mask, ngram_hashes, ngram_vocabulary, pmi_mask, pmi_units, word_view
+from workbench.data.prepared import prepare_data
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +120,8 @@ def test_masking_rate_and_unit_integrity(tiny_data):
 
 
 def test_pmi_pretraining_logs_both_losses_and_ids_differ(tmp_path):
-    from workbench.pretrain import pretrain, run_id
-    from workbench.runs import load_curves
+    from workbench.runs.pretrain import pretrain, run_id
+    from workbench.runs.tables import load_curves
 
     base = PretrainConfig("ar32", 1, 0, TINY_DATA, TINY_TRAIN)
     cfg = PretrainConfig("ar32", 1, 0, TINY_DATA, TrainConfig(**{**TINY_TRAIN.__dict__, "objective": "pmi",

@@ -11,11 +11,13 @@ from dataclasses import replace
 
 import pytest
 import torch
-
 from conftest import QUIET, TINY_DATA, TINY_TRAIN
+
+from workbench.base.runfiles import read_metrics
 from workbench.config import PretrainConfig
-from workbench.pretrain import pretrain, run_id
-from workbench.runs import RunBusy, RunStore, load_curves, load_runs, read_metrics
+from workbench.runs.pretrain import pretrain, run_id
+from workbench.runs.store import RunBusy, RunStore
+from workbench.runs.tables import load_curves, load_runs
 
 
 def _cfg(layers=1, **train):
@@ -64,7 +66,7 @@ def test_finished_runs_are_skipped(tmp_path, tiny_data):
 
 
 def test_nan_loss_is_recorded_as_diverged(tmp_path, tiny_data, monkeypatch):
-    import workbench.pretrain as pt
+    import workbench.runs.pretrain as pt
 
     real = pt.mlm_loss
     calls = {"n": 0}
@@ -82,7 +84,7 @@ def test_nan_loss_is_recorded_as_diverged(tmp_path, tiny_data, monkeypatch):
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_data, monkeypatch):
     """Crash mid-run, resume from the checkpoint: same curve as a run that never stopped."""
-    import workbench.pretrain as pt
+    import workbench.runs.pretrain as pt
 
     whole = pretrain(_cfg(max_steps=40), tmp_path / "a", QUIET, tiny_data)
     real = pt.mlm_loss
@@ -129,7 +131,7 @@ def test_a_live_claim_blocks_a_second_runner(tmp_path):
 
 def test_a_killed_holder_releases_its_claim(tmp_path):
     """The claim is a kernel lock: a holder killed with SIGKILL cannot leave it stale."""
-    code = ("import sys, time; from workbench.runs import RunStore\n"
+    code = ("import sys, time; from workbench.runs.store import RunStore\n"
             "with RunStore(sys.argv[1]).claim('x'):\n    print('held', flush=True); time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
@@ -157,7 +159,7 @@ def test_load_runs_and_curves(tmp_path, tiny_data):
 
 
 def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "workbench.front.cli", *args], capture_output=True, text=True,
                           env={**os.environ}, **kw)
 
 
@@ -185,7 +187,7 @@ def test_killed_sweep_resumes_without_redoing_or_losing(tmp_path):
     root = tmp_path / "runs"
     args = ["sweep", "--profile", "smoke", "--root", str(root), "--set", "sweep.train.max_steps=300",
             "--set", "sweep.train.patience=1000", "--set", "sweep.layers=[1, 2]"]
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", *args], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.front.cli", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300  # a guard against hangs, generous for a loaded machine
     while time.time() < deadline:

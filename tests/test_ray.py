@@ -23,11 +23,15 @@ import pytest
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.ray  # a real local Ray head and drivers
 
 from conftest import QUIET, TINY_DATA, TINY_TRAIN  # noqa: E402
+
+from workbench.base.files import read_json  # noqa: E402
+from workbench.base.runfiles import read_metrics  # noqa: E402
 from workbench.config import PretrainConfig  # noqa: E402
-from workbench.executors import connect_ray, counts, pretrain_job, run_jobs  # noqa: E402
-from workbench.runs import RunStore, read_json, read_metrics  # noqa: E402
+from workbench.execute.executors import connect_ray, counts, pretrain_job, run_jobs  # noqa: E402
+from workbench.runs.store import RunStore  # noqa: E402
 
 RAY_CLI = Path(sys.executable).parent / "ray"  # the ray script of this environment
 
@@ -112,7 +116,7 @@ def test_killed_ray_worker_run_is_retried_from_its_checkpoint(cluster, tmp_path)
 def test_killed_driver_on_ray_loses_nothing_and_redoes_nothing(cluster, tmp_path):
     """kill -9 the driver while its Ray tasks train; the same command again finishes the sweep."""
     root = tmp_path / "runs"
-    args = [sys.executable, "-m", "workbench.cli", "sweep", "--profile", "smoke", "--root", str(root),
+    args = [sys.executable, "-m", "workbench.front.cli", "sweep", "--profile", "smoke", "--root", str(root),
             "--executor", "ray", "--ray-address", cluster, "--set", "sweep.train.max_steps=300",
             "--set", "sweep.train.patience=1000", "--set", "sweep.layers=[1, 2]"]
     driver = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

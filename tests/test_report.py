@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from workbench.config import FitConfig
-from workbench.report import law_report
-from workbench.selection import selection_report
+from workbench.laws.report import law_report
+from workbench.laws.selection import selection_report
 
 SIZES = 12 * np.arange(1, 6) * (32 * np.arange(1, 6)) ** 2  # AR32 L1-5
 
@@ -59,9 +59,9 @@ def test_bad_inputs_are_clear():
 def test_reports_round_trip_through_json():
     import json
 
-    from workbench.notebook import _jsonable
-    from workbench.report import LawReport
-    from workbench.selection import SelectionReport
+    from workbench.front.notebook import _jsonable
+    from workbench.laws.report import LawReport
+    from workbench.laws.selection import SelectionReport
 
     table = pd.concat([_table("mlm", 2.0, -0.02), _table("pmi", 2.03, -0.02, seed=1)])
     sel = selection_report(table, ("mlm", "pmi"), FitConfig(n_bootstrap=100))

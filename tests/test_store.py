@@ -4,11 +4,12 @@ import json
 
 import pytest
 
-from workbench.cli import main
+from workbench.base.files import append_jsonl, read_jsonl
 from workbench.config import load
-from workbench.files import append_jsonl, read_jsonl
-from workbench.runs import RunStore, load_curves, load_runs
-from workbench.sweep import run_sweep
+from workbench.execute.sweep import run_sweep
+from workbench.front.cli import main
+from workbench.runs.store import RunStore
+from workbench.runs.tables import load_curves, load_runs
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ def test_a_rebuilt_tokenizer_is_never_mixed_into_a_sweep(tmp_path, swept, caplog
     rec["data"]["tokenizer_sha256"] = "0" * 64  # as if L1 had trained on a cache that has since been rebuilt
     cfg.write_text(json.dumps(rec))
     (root / l2 / "summary.json").unlink()  # L2 still to run: it would train beside L1 on another tokenizer
-    from workbench.errors import WorkbenchError
+    from workbench.base.errors import WorkbenchError
 
     with pytest.raises(WorkbenchError, match=f"{l1}.*used another tokenizer"):
         run_sweep(study.sweep, root, study.exec)
@@ -111,7 +112,7 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
     import os
     import stat
 
-    from workbench.files import write_atomic
+    from workbench.base.files import write_atomic
 
     old = os.umask(0o022)
     try:

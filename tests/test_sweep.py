@@ -2,10 +2,10 @@ import os
 
 import pytest
 
+from workbench.base.errors import ConfigError
 from workbench.config import load, profile_names
-from workbench.errors import ConfigError
-from workbench.pretrain import run_id
-from workbench.sweep import run_sweep
+from workbench.execute.sweep import run_sweep
+from workbench.runs.pretrain import run_id
 
 RUN_FILES = {"config.json", "env.json", "metrics.jsonl", "summary.json", "best"}
 

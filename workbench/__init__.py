@@ -5,25 +5,30 @@
     runs = run_sweep(study.sweep, study.root, study.exec)
     print(law_report(law_table(runs), study.fit).describe())
 
-Data flow: config -> family -> corpus/data -> objectives/model -> train -> pretrain/finetune ->
-runs (store and run life cycle) -> executors -> sweep/finetune_study -> fit/bootstrap -> report/selection
--> plots; tables (any table of runs) -> joint (L(N, D)) -> twostage (metric from task loss);
-notebook/study/summary drive the notebooks. The public names below load on first use.
+One folder per part of the data flow: `base/` (errors, registries, files, the family table,
+convergence rules) -> `config` -> `data/` and `tasks/` -> `train/` -> `runs/` -> `execute/`; `laws/`
+(torch-free) fits what `runs/` or any table gives; `front/` (CLI, notebooks, plots, summary) on
+top. `tests/test_layout.py` keeps these arrows. The public names below load on first use.
 """
 
 from __future__ import annotations
 
 import importlib
+from importlib import metadata
 
-__version__ = "0.2.0"
+try:
+    __version__ = metadata.version("scaling-workbench")  # one version: pyproject.toml's
+except metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 _PUBLIC = {
     "load": "config", "StudyConfig": "config", "SweepConfig": "config", "FitConfig": "config",
-    "run_sweep": "sweep", "run_finetune_study": "finetune_study", "finetune_table": "finetune_study",
-    "load_runs": "runs", "load_curves": "runs", "law_table": "runs", "law_report": "report",
-    "selection_report": "selection", "compare_variants": "selection", "convergence_check": "diagnostics",
-    "get_law": "fit", "bootstrap_law": "bootstrap", "read_table": "tables", "backtest": "tables",
-    "bootstrap_joint": "joint", "two_stage_report": "twostage",
+    "run_sweep": "execute.sweep", "run_finetune_study": "execute.finetune_study",
+    "finetune_table": "execute.finetune_study", "load_runs": "runs.tables", "load_curves": "runs.tables",
+    "law_table": "runs.tables", "law_report": "laws.report", "selection_report": "laws.selection",
+    "compare_variants": "laws.selection", "convergence_check": "laws.diagnostics", "get_law": "laws.fit",
+    "bootstrap_law": "laws.bootstrap", "read_table": "laws.tables", "backtest": "laws.tables",
+    "bootstrap_joint": "laws.joint", "two_stage_report": "laws.twostage",
 }
 __all__ = sorted(_PUBLIC)
 

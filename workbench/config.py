@@ -26,9 +26,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from workbench import registry
-from workbench.errors import ConfigError
-from workbench.family import model_spec
+from workbench.base import registry
+from workbench.base.errors import ConfigError
+from workbench.base.family import model_spec
 
 T = TypeVar("T")
 NOTEBOOKS = ("sweep", "finetune", "convergence", "extrapolation", "selection")
@@ -179,7 +179,7 @@ class ExecConfig:
     gpus_per_run: float = 0.0  # Ray GPUs per run (fractions share a GPU); 0 = by model size where the cluster has GPUs
     max_retries: int = 2  # a run that crashed (error, killed worker) is retried this often, from its last checkpoint
     workers: int = 0  # local: runs at once, each in its own process; 0 = auto (one per core on a CPU, 1 on a GPU)
-    ensemble: int = -1  # most runs of one shape trained as one stacked model (workbench.ensemble): -1 = auto
+    ensemble: int = -1  # most runs of one shape trained as one stacked model (workbench.train.stacked): -1 = auto
     #                     (8 on a GPU, off on a CPU, where benchmarks/parallel_speed.py measured no gain); 0 = off
 
     def __post_init__(self) -> None:
@@ -218,7 +218,7 @@ class FinetuneConfig:
     source: str = ""  # "" = the task's origin; a local folder or file in the task's schema; "hub" (boolq)
 
     def __post_init__(self) -> None:
-        from workbench.tasks import get_task
+        from workbench.tasks.catalogue import get_task
 
         get_task(self.task)
         for name in ("epochs", "batch_size"):
@@ -249,7 +249,7 @@ class FinetuneStudyConfig:
     sources: tuple[str, ...] = ()  # "task=PATH" (a local copy in the task's schema) or "boolq=hub"; part of run ids
 
     def __post_init__(self) -> None:
-        from workbench.tasks import get_task
+        from workbench.tasks.catalogue import get_task
 
         _check(len(self.tasks) > 0, "finetune.tasks is empty: give at least one task, e.g. tasks: [trec]")
         for t in self.tasks:

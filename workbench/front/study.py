@@ -1,0 +1,106 @@
+"""Run a study's notebooks with papermill on a profile, and write its summary.
+
+    workbench notebooks --profile cpu --out outputs/cpu        # the default study, offline
+    run_notebooks("smoke", "outputs/smoke", overrides=["root=/tmp/runs"])
+
+The profile (`workbench/profiles/<name>.yaml`) is loaded once, with the overrides, before anything
+runs, so a typo fails at once. Each notebook is given the profile, the overrides and its own
+scientific parameters read from the loaded study (`notebook.SCIENTIFIC`), so the value in the
+profile is the value used. The output folder gets the executed notebooks, each notebook's
+figures, tables and `results.json` in `<out>/<notebook>/`, and `summary.md` / `summary.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from workbench.base.errors import WorkbenchError, one_line
+from workbench.base.files import write_atomic
+from workbench.config import NOTEBOOKS, load
+from workbench.front.notebook import SCIENTIFIC, scientific_values
+
+log = logging.getLogger(__name__)
+
+
+def notebooks_dir() -> Path:
+    path = Path(__file__).resolve().parents[2] / "notebooks"
+    if not (path / "sweep.ipynb").exists():
+        raise WorkbenchError(f"the notebooks are not at {path}: run from a source checkout (git clone, pip install -e .)")
+    return path
+
+
+def notebook_parameters(name: str) -> dict:
+    """papermill's view of a notebook's parameters cell."""
+    import papermill as pm
+
+    return pm.inspect_notebook(str(notebooks_dir() / f"{name}.ipynb"))
+
+
+def plan(profile: str, overrides=(), only=None) -> dict[str, dict]:
+    """{notebook: papermill parameters} of a study, validated before anything runs."""
+    study = load(profile, overrides)
+    names = [nb for nb in study.notebooks if not only or nb in only]
+    bad = sorted(set(only or ()) - set(NOTEBOOKS))
+    if bad:
+        raise WorkbenchError(f"unknown notebook(s) {bad}: use {', '.join(NOTEBOOKS)}")
+    out = {}
+    for nb in names:
+        declared = notebook_parameters(nb)
+        values = scientific_values(study, [p for p in declared if p in SCIENTIFIC])
+        out[nb] = dict(profile=profile, overrides=list(overrides), **values)
+    return out
+
+
+def run_notebooks(profile: str = "cpu", out: str | Path = "outputs/cpu", only=None, overrides=()) -> dict:
+    """Execute the study's notebooks in order and write the summary. A failed sweep stops the study
+    (every other notebook reads its runs); any other notebook that fails is reported and the rest run."""
+    import papermill as pm
+    from tqdm.auto import tqdm
+
+    from workbench.front.summary import write_summary
+
+    steps = plan(profile, overrides, only)
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    timings, failures = {}, []
+    for nb, params in tqdm(steps.items(), desc="notebooks", dynamic_ncols=True):
+        t0 = time.time()
+        try:
+            pm.execute_notebook(str(notebooks_dir() / f"{nb}.ipynb"), str(out / f"{nb}.ipynb"),
+                                parameters=dict(params, interactive=False, out_dir=str(out)),
+                                cwd=str(notebooks_dir().parent), progress_bar=False)
+        except pm.PapermillExecutionError as e:
+            failures.append(dict(notebook=nb, error=one_line(f"{e.ename}: {e.evalue}")))
+            log.error("%s.ipynb failed: %s", nb, failures[-1]["error"])
+            if nb == "sweep":
+                break
+        finally:
+            timings[nb] = round(time.time() - t0, 1)
+    summary = write_summary(out, profile, timings, failures, list(steps))
+    write_report(out, [nb for nb in steps if (out / f"{nb}.ipynb").exists()], profile)
+    return summary
+
+
+def write_report(out: Path, notebooks: list[str], profile: str) -> Path:
+    """One self-contained HTML page of the executed notebooks, in order, figures inline (nbconvert),
+    headed by the study's summary: `<out>/report.html`, for readers without Jupyter."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    summary = (out / "summary.md").read_text() if (out / "summary.md").exists() else ""
+    summary = "\n".join(line for line in summary.splitlines() if not line.lstrip().startswith("!["))  # figures follow
+    merged = nbformat.v4.new_notebook(metadata={"title": f"scaling-workbench study: {profile}"})
+    merged.cells.append(nbformat.v4.new_markdown_cell(summary or f"# Study `{profile}`"))
+    for nb in notebooks:
+        executed = nbformat.read(out / f"{nb}.ipynb", as_version=4)
+        merged.metadata.setdefault("kernelspec", executed.metadata.get("kernelspec", {}))
+        merged.metadata.setdefault("language_info", executed.metadata.get("language_info", {}))
+        merged.cells.append(nbformat.v4.new_markdown_cell(f"---\n*Notebook `{nb}.ipynb`, executed with papermill.*"))
+        merged.cells += [c for c in executed.cells if "parameters" not in c.metadata.get("tags", [])
+                         and "injected-parameters" not in c.metadata.get("tags", [])]
+    html, _ = HTMLExporter(embed_images=True).from_notebook_node(merged)
+    path = out / "report.html"
+    write_atomic(path, html)
+    return path
