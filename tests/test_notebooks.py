@@ -50,6 +50,9 @@ def test_smoke_study_writes_notebooks_figures_results_and_summary(smoke_study):
     text = (out / "out" / "summary.md").read_text()
     assert "## Pretraining sweep" in text and "alpha" in text and "sweep/fit.png" in text
     assert "NOT converged" in text  # the smoke runs stop at their 40-step horizon, and the summary says so
+    for nb in ("sweep", "convergence", "extrapolation", "selection", "finetune"):  # ... and so does every figure
+        assert set(res[nb]["figure_caveats"]) == set(res[nb]["figures"]), nb
+        assert all("NOT converged" in c for c in res[nb]["figure_caveats"].values())
     assert "Backtest (largest size predicted" in text and "| ar32/mlm |" in text
     assert "two-stage route" in text  # the held-out metric by both routes, or why the two-stage one was not fitted
     assert res["extrapolation"]["backtest"][0]["law_are"] >= 0
@@ -101,6 +104,27 @@ def test_a_failed_notebook_after_the_sweep_is_reported_and_the_rest_run(smoke_st
     assert "every finetuning run of the study failed" in summary["failures"][0]["error"]
     assert summary["results"]["extrapolation"]["law"]["held_out"]
     assert "**FAILED** in `finetune.ipynb`: WorkbenchError: every finetuning run" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_figures_over_runs_that_are_not_converged_carry_the_warning(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from workbench.front.notebook import Outputs
+
+    out = Outputs(tmp_path, "nb")
+    fig, _ = plt.subplots()
+    out.figure(fig, "before")  # nothing said yet: no stamp
+    assert out.runs_from({"converged": 3}) is None
+    fig2, _ = plt.subplots()
+    out.figure(fig2, "all_converged")
+    assert "NOT converged" in out.runs_from({"converged": 1, "horizon": 2})
+    fig3, _ = plt.subplots()
+    out.figure(fig3, "after")
+    stamps = [[t.get_text() for t in f.texts] for f in (fig, fig2, fig3)]
+    assert stamps[:2] == [[], []] and len(stamps[2]) == 1 and "2 run(s) are NOT converged" in stamps[2][0]
+    saved = json.loads((tmp_path / "nb" / "results.json").read_text())
+    assert list(saved["figure_caveats"]) == ["after"] and (tmp_path / "nb" / "after.png").stat().st_size > 1000
+    plt.close("all")
 
 
 def test_rerun_reuses_finished_runs(smoke_study, tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -276,8 +277,18 @@ class Outputs:
         self.dir = Path(out_dir) / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self._results: dict[str, Any] = {}
+        self.caveat: str | None = None  # stamped on every figure from `runs_from` on
+
+    def runs_from(self, stop_reasons: dict | None) -> str | None:
+        """Say how the runs behind this notebook's results stopped (`convergence_counts`): when any
+        is not converged, every figure saved from here on carries the warning; returned too."""
+        self.caveat = not_converged(stop_reasons)
+        return self.caveat
 
     def figure(self, fig, name: str) -> Path:
+        if self.caveat:  # the figure says it too, not only the text around it
+            fig.text(0.5, 0.0, textwrap.fill(self.caveat, 90), ha="center", va="top", color="crimson", fontsize=7.5)
+            self._results.setdefault("figure_caveats", {})[name] = self.caveat
         path = self.dir / f"{name}.png"
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
