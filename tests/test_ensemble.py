@@ -16,7 +16,7 @@ from workbench.base.files import read_jsonl
 from workbench.base.runfiles import read_metrics
 from workbench.config import ExecConfig, PretrainConfig, load
 from workbench.data.masking import mlm_mask
-from workbench.execute.executors import plan_workers
+from workbench.execute.planning import plan_workers
 from workbench.runs.pretrain import PretrainSpec
 from workbench.runs.store import RunStore
 from workbench.runs.tables import load_runs
@@ -124,7 +124,7 @@ def test_plan_groups_same_shapes_largest_first_and_respects_the_limit():
     (16, ExecConfig(device="cpu", cpus_per_run=4), 9, (4, 4)),
 ])
 def test_workers_and_threads_never_exceed_the_cores(monkeypatch, cores, cfg, units, expected):
-    import workbench.execute.executors as ex
+    import workbench.execute.planning as ex
 
     monkeypatch.setattr(ex, "cores", lambda: cores)
     got = plan_workers(cfg, [[_spec(1, s)] for s in range(units)], torch.device("cpu"))

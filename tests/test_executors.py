@@ -14,8 +14,9 @@ from workbench.base.errors import ConfigError
 from workbench.base.runfiles import read_metrics
 from workbench.config import ExecConfig, PretrainConfig, SweepConfig
 from workbench.data.masking import mlm_mask
-from workbench.execute.executors import counts, gpu_share, pretrain_job, run_jobs
-from workbench.runs.pretrain import pretrain, run_id
+from workbench.execute.contract import counts, run_jobs
+from workbench.execute.raycluster import gpu_share
+from workbench.runs.pretrain import PretrainSpec, pretrain, run_id
 from workbench.runs.store import RunStore
 from workbench.train.loop import split_batch
 
@@ -56,7 +57,7 @@ def test_failures_are_collected_and_crashes_retried_from_the_checkpoint(tmp_path
         return flaky(model, batch)
 
     monkeypatch.setattr(pt, "mlm_loss", broken)
-    jobs = [pretrain_job(_cfg(n)) for n in (1, 2, 3)]
+    jobs = [PretrainSpec(_cfg(n)) for n in (1, 2, 3)]
     with pytest.warns(UserWarning, match=r"1 of 3 runs failed.*always broken"):
         out = run_jobs(jobs, tmp_path, replace(QUIET, max_retries=2))
     assert [o.status for o in out] == ["completed", "failed", "completed"] and seen["fails"] == 1
@@ -75,7 +76,7 @@ def test_a_crash_before_the_first_checkpoint_restarts_without_logging_twice(tmp_
     """No resume checkpoint yet (checkpoint_interval beyond the crash): the retry starts from step 0
     and the evaluations the crashed attempt logged are dropped, not duplicated."""
     _failing_at(monkeypatch, {1}, step=25, times=1)
-    out = run_jobs([pretrain_job(_cfg(1))], tmp_path, replace(QUIET, checkpoint_interval=1000))
+    out = run_jobs([PretrainSpec(_cfg(1))], tmp_path, replace(QUIET, checkpoint_interval=1000))
     assert out[0].status == "completed" and out[0].attempts == 2
     assert [r["step"] for r in read_metrics(tmp_path / run_id(_cfg(1)))] == [10, 20, 30]
 
@@ -83,7 +84,7 @@ def test_a_crash_before_the_first_checkpoint_restarts_without_logging_twice(tmp_
 def test_config_errors_are_not_retried(tmp_path, tiny_data, monkeypatch):
     _failing_at(monkeypatch, {1}, step=3, times=99, error=ConfigError)
     with pytest.warns(UserWarning, match="injected crash"):
-        out = run_jobs([pretrain_job(_cfg(1))], tmp_path, QUIET)
+        out = run_jobs([PretrainSpec(_cfg(1))], tmp_path, QUIET)
     assert out[0].status == "failed" and out[0].attempts == 1
 
 
@@ -157,9 +158,9 @@ def test_exec_config_and_resources():
     with pytest.raises(ConfigError, match="gpus_per_run"):
         ExecConfig(gpus_per_run=1.5)
     assert gpu_share(10_000) == 0.25 and gpu_share(3_000_000) == 0.5 and gpu_share(85_000_000) == 1.0
-    from workbench.execute.executors import RayExecutor
+    from workbench.execute.raycluster import RayExecutor
 
-    job = pretrain_job(_cfg(1))
+    job = PretrainSpec(_cfg(1))
     assert RayExecutor(ExecConfig()).resources(job, cluster_gpus=0) == dict(num_cpus=1, num_gpus=0.0)
     assert RayExecutor(ExecConfig()).resources(job, cluster_gpus=8)["num_gpus"] == 0.25
     assert RayExecutor(ExecConfig(gpus_per_run=1, cpus_per_run=4)).resources(job, 8) == dict(num_cpus=4, num_gpus=1)
@@ -170,7 +171,7 @@ def test_ray_missing_is_a_clear_error(monkeypatch):
     import builtins
 
     from workbench.base.errors import WorkbenchError
-    from workbench.execute.executors import import_ray
+    from workbench.execute.raycluster import import_ray
 
     real = builtins.__import__
 
@@ -225,7 +226,7 @@ def test_environment_errors_are_one_line_and_not_retried(tmp_path, tiny_data, ca
                  "--set", "exec.device=mps"]) == 2
     assert "MPS is not available" in capsys.readouterr().err
     assert not list((tmp_path / "r").glob("pretrain-*"))  # refused before any run was claimed
-    from workbench.execute.executors import execute
+    from workbench.execute.contract import execute
     from workbench.runs.pretrain import PretrainSpec
 
     out = execute(PretrainSpec(_cfg(1)), afile / "sub", QUIET)  # past the up-front check: a permanent OSError is not retried

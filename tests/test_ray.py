@@ -30,7 +30,9 @@ from conftest import QUIET, TINY_DATA, TINY_TRAIN  # noqa: E402
 from workbench.base.files import read_json  # noqa: E402
 from workbench.base.runfiles import read_metrics  # noqa: E402
 from workbench.config import PretrainConfig  # noqa: E402
-from workbench.execute.executors import connect_ray, counts, pretrain_job, run_jobs  # noqa: E402
+from workbench.execute.contract import counts, run_jobs  # noqa: E402
+from workbench.execute.raycluster import connect_ray  # noqa: E402
+from workbench.runs.pretrain import PretrainSpec  # noqa: E402
 from workbench.runs.store import RunStore  # noqa: E402
 
 RAY_CLI = Path(sys.executable).parent / "ray"  # the ray script of this environment
@@ -76,7 +78,7 @@ def _cfg(layers, seed=0, **train):
 
 def test_ray_sweep_runs_each_run_once_with_the_local_results(cluster, tmp_path):
     cfgs = [_cfg(n, s) for n in (1, 2) for s in (0, 1)]
-    jobs = [pretrain_job(c) for c in cfgs]
+    jobs = [PretrainSpec(c) for c in cfgs]
     on_ray = run_jobs(jobs, tmp_path / "ray", replace(QUIET, executor="ray", ray_address=cluster, cpus_per_run=1))
     here = run_jobs(jobs, tmp_path / "local", replace(QUIET, cpus_per_run=1))
     assert counts(on_ray) == dict(runs=4, skipped=0, completed=4, diverged=0, failed=0, retried=0, attempts=4, lost=0)
@@ -91,7 +93,7 @@ def test_ray_sweep_runs_each_run_once_with_the_local_results(cluster, tmp_path):
 
 def test_killed_ray_worker_run_is_retried_from_its_checkpoint(cluster, tmp_path):
     cfg = _cfg(2, max_steps=400, eval_interval=10, patience=1000)
-    job, root = pretrain_job(cfg), tmp_path / "runs"
+    job, root = PretrainSpec(cfg), tmp_path / "runs"
     run = root / job.run_id
     result = {}
     driver = threading.Thread(target=lambda: result.update(out=run_jobs(

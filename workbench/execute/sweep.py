@@ -23,8 +23,8 @@ def run_sweep(sweep: SweepConfig, root: str | Path = "runs", exec_cfg: ExecConfi
     finished ones; a failed run is reported and left out, the others go on.
 
     Returns the tidy table of this sweep's finished runs (see `workbench.runs.tables.load_runs`), with the
-    run counts of `workbench.execute.executors.counts` in `df.attrs["counts"]`."""
-    from workbench.execute.executors import counts, run_jobs
+    run counts of `workbench.execute.contract.counts` in `df.attrs["counts"]`."""
+    from workbench.execute.contract import counts, run_jobs
 
     specs = [PretrainSpec(r) for r in sweep.runs()]
     store = RunStore(root)
