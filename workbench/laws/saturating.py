@@ -137,7 +137,7 @@ def compare_forms(n, y=None, forms: tuple[str, ...] | None = None) -> FormCompar
 
     The choice is the form with the lowest BIC over all points: a form's extra parameters have to
     pay for themselves. One held-out size decides wrongly too often (on floorless synthetic studies it
-    chose the saturating form about half the time; BIC about one time in five, see tests/test_fit.py).
+    chose the saturating form about half the time; BIC about one time in five, see tests/laws/test_fit.py).
     `confidence` is the chosen form's BIC weight, exp(-dBIC_i / 2) normalised over the forms (with two
     forms 1 / (1 + exp(-dBIC / 2))); `loso_agrees` says whether the leave-one-size-out errors point the
     same way."""

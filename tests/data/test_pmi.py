@@ -5,7 +5,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from conftest import QUIET, TINY_DATA, TINY_TRAIN
+from helpers import QUIET, TINY_DATA, TINY_TRAIN
 
 from workbench.config import DataConfig, PretrainConfig, TrainConfig
 from workbench.data.pmi import continuation_mask, ngram_hashes, ngram_vocabulary, pmi_mask, pmi_units, word_view

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import QUIET, TINY_DATA, TINY_TRAIN
+from helpers import QUIET, TINY_DATA, TINY_TRAIN
 
 from workbench.base.files import read_jsonl
 from workbench.base.runfiles import read_metrics

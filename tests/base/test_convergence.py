@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import QUIET, TINY_DATA, TINY_TRAIN
+from helpers import FIXTURES, QUIET, TINY_DATA, TINY_TRAIN
 
 from workbench.base.convergence import forecast, verdict
 from workbench.config import PretrainConfig
@@ -87,11 +87,10 @@ def test_forecast_interval_covers_the_converged_loss_on_real_curves():
     LR 1e-3, patience 500; tests/data/converged_curves.csv). Each curve cut at a step horizon well
     before its early stop is a horizon-stopped run; the forecast from the cut curve should bracket the
     best loss the same run reached once converged."""
-    from pathlib import Path
 
     import pandas as pd
 
-    curves = pd.read_csv(Path(__file__).parent / "data" / "converged_curves.csv")
+    curves = pd.read_csv(FIXTURES / "converged_curves.csv")
     covered, cases = 0, 0
     for _, run in curves.groupby("run"):
         converged = run.eval_loss.min()

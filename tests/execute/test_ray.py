@@ -25,7 +25,7 @@ os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray  # a real local Ray head and drivers
 
-from conftest import QUIET, TINY_DATA, TINY_TRAIN  # noqa: E402
+from helpers import QUIET, TINY_DATA, TINY_TRAIN  # noqa: E402
 
 from workbench.base.files import read_json  # noqa: E402
 from workbench.base.runfiles import read_metrics  # noqa: E402

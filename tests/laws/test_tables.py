@@ -1,10 +1,10 @@
 """Laws from any table: reading, checking, backtests, and the same numbers from a file and the store."""
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import EXAMPLE_LADDER
 
 from workbench.base.errors import FitError
 from workbench.config import FitConfig
@@ -12,7 +12,7 @@ from workbench.front.cli import main
 from workbench.laws.report import law_report
 from workbench.laws.tables import backtest, final_points, read_table, selection_backtest
 
-EXAMPLE = Path(__file__).parents[1] / "data" / "example_ladder.csv"
+EXAMPLE = EXAMPLE_LADDER
 
 
 def _ladder(alpha=-0.08, beta=2.5, sizes=(1e4, 3e4, 1e5, 3e5, 1e6), seeds=3, variant="a", rng=0, sd=0.01):
