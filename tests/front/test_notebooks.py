@@ -127,6 +127,30 @@ def test_figures_over_runs_that_are_not_converged_carry_the_warning(tmp_path):
     plt.close("all")
 
 
+def test_the_convergence_notebook_debugs_an_undertrained_run_through_the_executors(smoke_study, tmp_path):
+    """`convergence.undertrain_layer`: L2 trained again with too little patience (a run of the store,
+    with its attempt log), checked against the other sizes, its normal run put in its place, early
+    stopping replayed, three figures."""
+    import shutil
+
+    from workbench.runs.tables import load_runs
+
+    out, _ = smoke_study
+    shutil.copytree(out / "runs", tmp_path / "runs")
+    summary = run_notebooks("smoke", tmp_path / "out", only=["convergence"], overrides=[
+        f"root={tmp_path / 'runs'}", "convergence.undertrain_layer=2", "convergence.undertrain_patience=10",
+        "convergence.undertrain_min_delta=0.5"])
+    assert summary["failures"] == []
+    cv = summary["results"]["convergence"]
+    debug = cv["debug"]
+    assert debug["layer"] == 2 and debug["suspect_flag"] in ("ok", "above", "below") and debug["rerun_flag"]
+    assert [r["patience"] for r in debug["replay"]] == [10, 20, 40]
+    assert {"debug_before", "debug_after", "debug_curves"} <= set(cv["figures"])
+    runs = load_runs(tmp_path / "runs")
+    bad = runs[(runs.kind == "pretrain") & (runs["train.patience"] == 10)]
+    assert len(bad) == 1 and (tmp_path / "runs" / bad.run_id.iloc[0] / "attempts.jsonl").exists()
+
+
 def test_rerun_reuses_finished_runs(smoke_study, tmp_path):
     out, _ = smoke_study
     summary = run_notebooks("smoke", tmp_path, only=["sweep"], overrides=[f"root={out / 'runs'}"])

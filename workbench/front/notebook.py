@@ -43,6 +43,26 @@ def load_study(profile: str, overrides=(), **scientific) -> StudyConfig:
     return load(profile, overrides, {SCIENTIFIC[k]: v for k, v in scientific.items()})
 
 
+def setup(profile: str, overrides, name: str, out_dir: str, **scientific) -> tuple[StudyConfig, "Outputs"]:
+    """What the cell after a notebook's parameters does: figures inline, quiet logging, wide tables,
+    the study validated (`load_study`: a wrong value stops here, with one line), and the notebook's
+    output folder `<out_dir>/<name>/`."""
+    import logging
+
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:  # not in IPython: nothing to set up for figures
+        shell = None
+    if shell is not None:
+        shell.run_line_magic("matplotlib", "inline")
+    logging.basicConfig(level=logging.WARNING)
+    pd.set_option("display.width", 160, "display.max_columns", 30)
+    study = load_study(profile, overrides, **scientific)
+    return study, Outputs(out_dir, name)
+
+
 def scientific_values(study: StudyConfig, names) -> dict:
     """The values of the named scientific parameters in `study` (what a runner injects)."""
     out = {}
@@ -355,3 +375,43 @@ def two_stage_by_task(study: pd.DataFrame, fit: FitConfig = FitConfig()) -> tupl
     return reports, skipped
 
 
+def debug_undertrained(study: StudyConfig, runs: pd.DataFrame, out: "Outputs", plateau_steps: int) -> dict | None:
+    """The convergence notebook's worked example: train the size `convergence.undertrain_layer` again
+    with too little patience (through the executors, like every run), check it against the law of the
+    other sizes (flagged?), put the normal run in its place (back in the band?), replay early stopping
+    on the normal run's curve, and draw the three figures. None when the profile asks for none."""
+    from workbench.execute.contract import run_jobs
+    from workbench.front.plots import plot_convergence, plot_curves
+    from workbench.laws.diagnostics import debug_convergence, undertrained_variant
+    from workbench.runs.pretrain import PretrainSpec, run_id
+    from workbench.runs.tables import law_table, load_curves, load_runs
+
+    cv = study.convergence
+    if not cv.undertrain_layer:
+        return None
+    normal = next(r for r in study.sweep.runs() if r.n_layers == cv.undertrain_layer)
+    bad = undertrained_variant(normal, cv.undertrain_patience, cv.undertrain_min_delta)
+    run_jobs([PretrainSpec(bad)], study.root, study.exec, desc="under-trained run")
+    every = load_runs(study.root)
+    every = every[every.run_id.isin(set(runs.run_id) | {run_id(bad)})]
+    curves = load_curves(study.root).merge(every[["run_id", "name", "n_params", "train.patience"]], on="run_id")
+    curves["label"] = curves.name + " patience " + curves["train.patience"].astype(str)
+    debug = debug_convergence(law_table(every), curves, suspect=run_id(bad), rerun=run_id(normal), fit=study.fit,
+                              z_threshold=cv.z_threshold, patience_grid=cv.patience_grid)
+    layer = f"L{cv.undertrain_layer}"
+    out.figure(plot_convergence(debug["before"], title=f"{layer} stopped early: flag {debug['suspect_flag']}"),
+               "debug_before")
+    out.figure(plot_convergence(debug["after"], title=f"{layer} re-run: flag {debug['rerun_flag']}"), "debug_after")
+    pair = curves[curves.run_id.isin([run_id(bad), run_id(normal)])].sort_values("step")
+    out.figure(plot_curves(pair, label="label", plateau_steps=plateau_steps, highlight=[run_id(bad)],
+                           stops={r.run_id: {"best": r.best_step, "stopped": r.steps} for r in every.itertuples()},
+                           title=f"{layer}: early stop vs the re-run"), "debug_curves")
+    out.table(debug["replay"], "debug_replay")
+    debug["record"] = dict(layer=cv.undertrain_layer, suspect_flag=debug["suspect_flag"], rerun_flag=debug["rerun_flag"],
+                           patience_enough=debug["patience_enough"], replay=debug["replay"],
+                           z_before=debug["before"].set_index("run_id").z.to_dict(),
+                           z_after=debug["after"].set_index("run_id").z.to_dict())  # for results.json
+    debug["text"] = (f"Under-trained {layer} (patience {cv.undertrain_patience}, min-delta {cv.undertrain_min_delta}): "
+                     f"**{debug['suspect_flag']}**; re-run with patience {study.sweep.train.patience}: "
+                     f"**{debug['rerun_flag']}**; smallest replayed patience inside the band: {debug['patience_enough']}")
+    return debug
