@@ -7,7 +7,7 @@ from helpers import FIXTURES, QUIET, TINY_DATA, TINY_TRAIN
 
 from workbench.base.convergence import forecast, verdict
 from workbench.config import PretrainConfig
-from workbench.front.notebook import convergence_counts, not_converged
+from workbench.front.closing import convergence_counts, not_converged
 
 
 @pytest.mark.parametrize("args, converged, words", [

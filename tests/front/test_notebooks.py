@@ -109,7 +109,7 @@ def test_a_failed_notebook_after_the_sweep_is_reported_and_the_rest_run(smoke_st
 def test_figures_over_runs_that_are_not_converged_carry_the_warning(tmp_path):
     import matplotlib.pyplot as plt
 
-    from workbench.front.notebook import Outputs
+    from workbench.front.outputs import Outputs
 
     out = Outputs(tmp_path, "nb")
     fig, _ = plt.subplots()

@@ -59,7 +59,7 @@ def test_bad_inputs_are_clear():
 def test_reports_round_trip_through_json():
     import json
 
-    from workbench.front.notebook import _jsonable
+    from workbench.front.outputs import _jsonable
     from workbench.laws.report import LawReport
     from workbench.laws.selection import SelectionReport
 

@@ -205,7 +205,7 @@ def _joint(points, variant: str, fit) -> None:
 
 def _print_convergence(runs) -> None:
     """One line per run that is not converged (pretraining runs), and the warning."""
-    from workbench.front.notebook import convergence_counts, not_converged
+    from workbench.front.closing import convergence_counts, not_converged
 
     pre = runs[runs.kind == "pretrain"] if "kind" in runs else runs
     warning = not_converged(convergence_counts(pre))

@@ -19,7 +19,7 @@ from pathlib import Path
 from workbench.base.errors import WorkbenchError, one_line
 from workbench.base.files import write_atomic
 from workbench.config import NOTEBOOKS, load
-from workbench.front.notebook import SCIENTIFIC, scientific_values
+from workbench.front.params import SCIENTIFIC, scientific_values
 
 log = logging.getLogger(__name__)
 

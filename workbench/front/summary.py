@@ -2,9 +2,9 @@
 
     write_summary(Path("outputs/cpu"), "cpu", timings, failures=[], names=["sweep", ...])
 
-Each notebook writes its reports with `to_dict()` into `<out>/<notebook>/results.json`; this module
-reads them back as `LawReport` / `SelectionReport`, so the summary states exactly what the
-notebooks computed.
+Each notebook writes its typed results (`front.results`: `SweepResults`, ...) into
+`<out>/<notebook>/results.json`; this module reads them back with the same types (reports as
+`LawReport` / `SelectionReport`), so the summary states exactly what the notebooks computed.
 """
 
 from __future__ import annotations
@@ -14,9 +14,16 @@ from pathlib import Path
 
 from workbench.base.files import write_atomic
 from workbench.config import NOTEBOOKS
-from workbench.front.notebook import not_converged, read_results, unavailable_note
-from workbench.laws.report import LawReport
-from workbench.laws.selection import SelectionReport
+from workbench.front.closing import not_converged, unavailable_note
+from workbench.front.outputs import read_results
+from workbench.front.results import (
+    RESULTS,
+    ConvergenceResults,
+    ExtrapolationResults,
+    FinetuneResults,
+    SelectionResults,
+    SweepResults,
+)
 
 # the default study's bar: a law over >= 4 sizes with R^2 >= 0.98, and the held-out size within 5%
 BAR = dict(min_sizes=4, min_r2=0.98, max_abs_re=0.05)
@@ -26,22 +33,22 @@ def _n(n) -> str:
     return f"{float(n):,.0f}"
 
 
-def _not_converged(results: dict) -> list[str]:
-    """The warning line every section over horizon-stopped runs carries."""
-    warning = not_converged(results.get("stop_reasons"))
+def _not_converged(results) -> list[str]:
+    """The warning line every section over runs that are not converged carries."""
+    warning = not_converged(results.stop_reasons)
     return [f"- **{warning}**"] if warning else []
 
 
-def _sweep(sw: dict) -> tuple[list[str], dict]:
-    law = LawReport.from_dict(sw["law"])
+def _sweep(sw: SweepResults) -> tuple[list[str], dict]:
+    law = sw.law
     max_re = max((abs(h.re) for h in law.held_out), default=None)
     checks = dict(sizes=law.n_sizes >= BAR["min_sizes"], r2=law.r2 >= BAR["min_r2"],
                   held_out=max_re is not None and max_re <= BAR["max_abs_re"],
-                  converged=not_converged(sw.get("stop_reasons")) is None)
+                  converged=not_converged(sw.stop_reasons) is None)
     lines = ["## Pretraining sweep", "",
-             f"{sw['label']}, {law.n_sizes} sizes, runs in `{sw['root']}` (convergence: {sw.get('stop_reasons')}).", "",
+             f"{sw.label}, {law.n_sizes} sizes, runs in `{sw.root}` (convergence: {sw.stop_reasons}).", "",
              "| N | best eval loss |", "|---|---|"]
-    lines += [f"| {_n(n)} | {v:.4f} |" for n, v in sorted(sw["losses"].items(), key=lambda kv: float(kv[0]))]
+    lines += [f"| {_n(n)} | {v:.4f} |" for n, v in sorted(sw.losses.items(), key=lambda kv: float(kv[0]))]
     lines += ["", f"- {law.describe()}"] + _not_converged(sw)
     lines += [f"- bar (>= {BAR['min_sizes']} sizes, R^2 >= {BAR['min_r2']}, held-out |RE| <= "
               f"{100 * BAR['max_abs_re']:.0f}%, converged runs): "
@@ -50,31 +57,29 @@ def _sweep(sw: dict) -> tuple[list[str], dict]:
     return lines, checks
 
 
-def _unavailable(results: dict) -> list[str]:
+def _unavailable(results) -> list[str]:
     """One line per task left out because its data could not be had."""
-    note = unavailable_note(results.get("unavailable"))
+    note = unavailable_note(results.unavailable)
     return [f"- {line}" for line in note.split("  \n")] if note else []
 
 
-def _finetune(ft: dict) -> list[str]:
-    lines = ["## Finetuning", "", f"{ft['completed']}/{ft['n_runs']} runs completed.", "", *_unavailable(ft)]
-    for t, d in ft["laws"].items():
-        law = LawReport.from_dict(d)
-        by = ", ".join(f"{_n(n)}: {v:.3f}" for n, v in sorted(ft["metric_by_size"][t].items(), key=lambda kv: float(kv[0])))
+def _finetune(ft: FinetuneResults) -> list[str]:
+    lines = ["## Finetuning", "", f"{ft.completed}/{ft.n_runs} runs completed.", "", *_unavailable(ft)]
+    for t, law in ft.laws.items():
+        by = ", ".join(f"{_n(n)}: {v:.3f}" for n, v in sorted(ft.metric_by_size[t].items(), key=lambda kv: float(kv[0])))
         lines.append(f"- {t}: metric by N {by}; {law.describe()}")
     lines += _not_converged(ft)
-    if ft.get("tuning"):
+    if ft.tuning:
         lines += ["", "Hyperparameter sensitivity (per-size tuning against one fixed recipe):"]
-        lines += [f"- {name}: {LawReport.from_dict(d).describe()}" for name, d in ft["tuning"].items()]
+        lines += [f"- {name}: {law.describe()}" for name, law in ft.tuning.items()]
     lines += _two_stage(ft)
-    figures = "![finetuning](finetune/fit.png)" + (" ![tuning](finetune/tuning.png)" if ft.get("tuning") else "")
-    figures += "".join(f" ![two-stage {t}](finetune/two_stage_{t}.png)" for t in ft.get("two_stage") or {})
+    figures = " ".join(f"![{name}](finetune/{file})" for name, file in ft.figures.items())
     return lines + ["", figures, ""]
 
 
-def _two_stage(ft: dict) -> list[str]:
+def _two_stage(ft: FinetuneResults) -> list[str]:
     """The metric of the held-out sizes by the direct law and by the two-stage route (task loss, then a sigmoid)."""
-    reports, skipped = ft.get("two_stage") or {}, ft.get("two_stage_skipped") or {}
+    reports, skipped = ft.two_stage or {}, ft.two_stage_skipped or {}
     if not reports and not skipped:
         return []
     lines = ["", "Held-out metric, direct law of 1 - metric vs the two-stage route (task loss, then a sigmoid):", ""]
@@ -89,24 +94,24 @@ def _two_stage(ft: dict) -> list[str]:
     return lines
 
 
-def _convergence(cv: dict) -> list[str]:
+def _convergence(cv: ConvergenceResults) -> list[str]:
     verdicts = [f"- {'converged' if v['converged'] else '**NOT converged**'}: {v['name']}: {v['convergence']}"
                 + (f"; forecast converged loss {v['forecast_loss']:.4f} ({v['forecast_low']:.4f} .. "
                    f"{v['forecast_high']:.4f}), {v['forecast_steps_needed']:,} more steps to within 0.5%"
                    if v.get("forecast_loss") is not None and v.get("forecast_steps_needed") is not None else "")
-                for v in cv.get("verdicts", []) if v.get("convergence")]
+                for v in cv.verdicts if v.get("convergence")]
     return ["## Convergence check", "", *verdicts, *([""] if verdicts else []),
-            f"{cv['n_runs']} runs; flagged: {', '.join(cv['flagged']) or 'none'}; convergence: {cv['stop_reasons']}.",
+            f"{cv.n_runs} runs; flagged: {', '.join(cv.flagged) or 'none'}; convergence: {cv.stop_reasons}.",
             "Patience each run needed (longest wait between improvements): "
-            + ", ".join(f"{cv['names'][k]} {v:.0f}" for k, v in cv["patience_needed"].items()), "",
+            + ", ".join(f"{cv.names[k]} {v:.0f}" for k, v in cv.patience_needed.items()), "",
             "![check](convergence/check.png) ![curves](convergence/curves.png)", ""]
 
 
-def _extrapolation(ex: dict) -> list[str]:
-    law = LawReport.from_dict(ex["law"])
+def _extrapolation(ex: ExtrapolationResults) -> list[str]:
+    law = ex.law
     return ["## Extrapolation", "", f"- fit on N = {', '.join(_n(n) for n in law.fit_sizes)} with the {law.law} law: "
             f"MRE on held-out sizes {100 * (law.mre or 0):.2f}%", f"- {law.describe()}", *_not_converged(ex),
-            *_backtest(ex.get("backtest") or []), "", "![extrapolation](extrapolation/extrapolation.png)", ""]
+            *_backtest(ex.backtest or []), "", "![extrapolation](extrapolation/extrapolation.png)", ""]
 
 
 def _backtest(rows: list[dict]) -> list[str]:
@@ -125,12 +130,12 @@ def _backtest(rows: list[dict]) -> list[str]:
     return out
 
 
-def _selection(se: dict) -> list[str]:
-    lines = ["## Model selection", "", f"- pretraining loss: {SelectionReport.from_dict(se['selection']).verdict}"]
-    lines += [f"- {task} (1 - metric): {SelectionReport.from_dict(d).verdict}" for task, d in (se.get("downstream") or {}).items()]
+def _selection(se: SelectionResults) -> list[str]:
+    lines = ["## Model selection", "", f"- pretraining loss: {se.selection.verdict}"]
+    lines += [f"- {task} (1 - metric): {sel.verdict}" for task, sel in se.downstream.items()]
     lines += _unavailable(se)
     lines += _not_converged(se)
-    dec = se.get("decision_backtest") or {}
+    dec = se.decision_backtest or {}
     if dec.get("n_pairs"):
         lines.append(f"- decision backtest over {dec['n_pairs']} pair(s) at their largest size: the extrapolated winner "
                      f"was right in {100 * dec['law_accuracy']:.0f}%, ranking by the largest smaller size in "
@@ -142,7 +147,8 @@ def write_summary(out: Path, profile: str, timings: dict, failures: list[dict], 
     """`summary.json` (every notebook's results, the bar checks, the failed notebooks and the tasks
     whose data could not be had) and a readable `summary.md`."""
     res = {nb: read_results(out, nb) if nb in names else {} for nb in NOTEBOOKS}
-    unavailable = {t: why for nb in ("finetune", "selection") for t, why in (res[nb].get("unavailable") or {}).items()}
+    typed = {nb: RESULTS[nb].from_dict(res[nb]) for nb in NOTEBOOKS}  # None: the notebook did not run
+    unavailable = {t: why for nb in ("finetune", "selection") if typed[nb] for t, why in typed[nb].unavailable.items()}
     lines, checks = [f"# Study summary (`{profile}` profile)", ""], {}
     lines += [f"**FAILED** in `{f['notebook']}.ipynb`: {f['error']}" for f in failures] + ([""] if failures else [])
     if unavailable:
@@ -150,12 +156,12 @@ def write_summary(out: Path, profile: str, timings: dict, failures: list[dict], 
                   f"(see Finetuning).", ""]
     writers = dict(finetune=_finetune, convergence=_convergence, extrapolation=_extrapolation, selection=_selection)
     for nb in NOTEBOOKS:
-        if not res[nb]:
+        if typed[nb] is None:
             continue
         if nb == "sweep":
-            part, checks = _sweep(res[nb])
+            part, checks = _sweep(typed[nb])
         else:
-            part = writers[nb](res[nb])
+            part = writers[nb](typed[nb])
         lines += part
     lines += ["## Files", ""] + [f"- [{nb}.ipynb]({nb}.ipynb) ({timings[nb]:.0f} s)" for nb in timings]
     lines += [f"- total {sum(timings.values()):.0f} s"]

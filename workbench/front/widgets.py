@@ -22,7 +22,7 @@ from workbench.base.errors import WorkbenchError
 from workbench.base.family import FAMILIES
 from workbench.base.registry import OBJECTIVES
 from workbench.config import load
-from workbench.front.notebook import load_study, size_labels
+from workbench.front.params import load_study, size_labels
 
 
 class _Panel:
@@ -131,7 +131,7 @@ class SweepPanel(_Panel):
     def _run(self, study) -> None:
         import dataclasses
 
-        from workbench.front.notebook import sweep_table
+        from workbench.front.glue import sweep_table
         from workbench.front.plots import plot_fit
         from workbench.laws.report import law_report
         from workbench.runs.pretrain import run_id
@@ -172,7 +172,7 @@ class FinetunePanel(_Panel):
     def _run(self, study) -> None:
         import dataclasses
 
-        from workbench.front.notebook import finetune_tables
+        from workbench.front.glue import finetune_tables
         from workbench.front.plots import plot_laws
         from workbench.laws.report import law_report
 
