@@ -54,6 +54,13 @@ def interval(values, level: float, axis=None) -> np.ndarray:
     return np.percentile(values, [q, 100 - q], axis=axis)
 
 
+def huber(r: np.ndarray, delta: float) -> np.ndarray:
+    """The Huber loss of residuals `r`: quadratic within `delta`, linear beyond (robust fits of the
+    saturating and joint laws)."""
+    a = np.abs(r)
+    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+
+
 def get_law(name: str) -> type:
     """The law class registered as `name` (registry.LAWS)."""
     return registry.get(registry.LAWS, name, "law")

@@ -32,18 +32,13 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from workbench.base.errors import FitError
-from workbench.laws.fit import covariates_of, interval, r2_linear, run_units, sizes
+from workbench.laws.fit import covariates_of, huber, interval, r2_linear, run_units, sizes
 
 PARAMS = ("E", "A", "alpha", "B", "beta")
 DELTA = 1e-3
 MAX_EXPONENT = 3.0
 REPLICATE_TOLERANCES = dict(maxiter=1000, ftol=1e-10, gtol=1e-6)  # refits start at the optimum: looser is enough
 COLLINEAR = 0.995  # |corr(log N, log D)| above this: the two terms cannot be told apart
-
-
-def _huber(r: np.ndarray, delta: float) -> np.ndarray:
-    a = np.abs(r)
-    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
 def _points(n, d, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -108,7 +103,7 @@ class JointLaw:
             r = np.log(pred) - ly
             g = w * np.clip(r, -delta, delta) / pred / delta
             grad = [g.sum(), (g * t1).sum(), -(g * t1 * x1).sum(), (g * t2).sum(), -(g * t2 * x2).sum()]
-            return float((w * _huber(r, delta)).sum() / delta), np.array(grad)
+            return float((w * huber(r, delta)).sum() / delta), np.array(grad)
 
         bounds = [(0.0, ymin * (1 - 1e-9)), (-30.0, 30.0), (1e-3, MAX_EXPONENT), (-30.0, 30.0), (1e-3, MAX_EXPONENT)]
         best = None

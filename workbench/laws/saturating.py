@@ -19,12 +19,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from workbench.base.errors import FitError
-from workbench.laws.fit import as_points, r2_linear, relative_error, sizes
-
-
-def _huber(r: np.ndarray, delta: float) -> np.ndarray:
-    a = np.abs(r)
-    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+from workbench.laws.fit import as_points, huber, r2_linear, relative_error, sizes
 
 
 class SaturatingPowerLaw:
@@ -54,7 +49,7 @@ class SaturatingPowerLaw:
             r = np.log(pred) - ly
             g = w * np.clip(r, -self.delta, self.delta) / pred / w.sum()
             grad = [g.sum(), (g * power).sum(), -(g * power * x).sum()]
-            return (w * _huber(r, self.delta)).sum() / w.sum(), np.array(grad)
+            return (w * huber(r, self.delta)).sum() / w.sum(), np.array(grad)
 
         best = None
         for e_frac in (0.0, 0.5, 0.9):
