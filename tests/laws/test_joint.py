@@ -7,7 +7,7 @@ from helpers import EXAMPLE_LADDER
 from scipy.optimize import minimize_scalar
 
 from workbench.base.errors import FitError
-from workbench.laws.joint import JointLaw, bootstrap_joint, optimal_split
+from workbench.laws.joint import JointLaw, bootstrap_joint, compute_optimal, optimal_split
 
 TRUTH = dict(E=1.7, A=400.0, alpha=0.34, B=410.0, beta=0.28)  # Chinchilla-like
 
@@ -35,8 +35,8 @@ def test_intervals_cover_the_truth_and_the_optimal_split_is_the_minimum():
         lo, hi = boot.ci(name)
         assert lo <= value <= hi, (name, lo, hi)
     budget = 1e21
-    opt = boot.optimal(budget)
-    law = boot.law
+    opt = compute_optimal(boot, budget)
+    law = boot.fitted
     best = minimize_scalar(lambda ln: float(law.predict(np.exp(ln), tokens=budget / (6 * np.exp(ln)))),
                            bounds=(np.log(1e6), np.log(1e12)), method="bounded")
     assert opt["n_opt"] == pytest.approx(np.exp(best.x), rel=1e-3)

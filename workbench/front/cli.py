@@ -182,7 +182,7 @@ def _joint(points, variant: str, fit) -> None:
     """The joint law L(N, D) of a variant's checkpoints and its compute-optimal split, when the table
     has token counts to fit it (with `fit.law=joint` the law was reported above: only the split)."""
     from workbench.base.errors import FitError
-    from workbench.laws.joint import bootstrap_joint
+    from workbench.laws.joint import bootstrap_joint, compute_optimal
 
     if "tokens" not in points or points.tokens.nunique() < 2:
         return
@@ -191,14 +191,14 @@ def _joint(points, variant: str, fit) -> None:
     except FitError as e:
         print(f"{variant}: joint law L(N, D) not fitted: {e}")
         return
-    p = boot.law.params_
+    p = boot.fitted.params_
     if fit.law != "joint":
         print(f"{variant}: joint law L(N, D) = E + A N^-alpha + B D^-beta on {boot.n_points} checkpoints of "
-              f"{boot.n_runs} runs (R^2 = {boot.law.r2_:.4f}): " + ", ".join(
+              f"{boot.n_runs} runs (R^2 = {boot.fitted.r2_:.4f}): " + ", ".join(
                   f"{k} = {p[k]:.4g} [{boot.ci(k)[0]:.4g}, {boot.ci(k)[1]:.4g}]" for k in p))
     top = float((points.n_params * points.tokens).max() * 6)
     for c in (top, 10 * top, 100 * top):
-        o = boot.optimal(c)
+        o = compute_optimal(boot, c)
         print(f"  compute-optimal at C = {c:.3g} FLOPs: N = {o['n_opt']:.3g} [{o['n_low']:.3g}, {o['n_high']:.3g}], "
               f"D = {o['d_opt']:.3g} [{o['d_low']:.3g}, {o['d_high']:.3g}]")
 

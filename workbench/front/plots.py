@@ -20,6 +20,7 @@ import seaborn as sns
 from matplotlib.ticker import FuncFormatter
 
 from workbench.laws.fit import get_law
+from workbench.laws.joint import compute_optimal
 from workbench.laws.report import LawCurve, LawReport
 
 
@@ -152,7 +153,7 @@ def plot_joint(points: pd.DataFrame, boot, flops=None, title: str = ""):
     (default budgets: from the smallest to 100x the largest in the points)."""
     import numpy as np
 
-    law = boot.law
+    law = boot.fitted
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     sizes = np.sort(points.n_params.unique())
     palette = sns.color_palette("viridis", len(sizes))
@@ -173,7 +174,7 @@ def plot_joint(points: pd.DataFrame, boot, flops=None, title: str = ""):
     left.grid(True, which="both", alpha=0.2)
     c = 6 * points.n_params * points.tokens
     budgets = np.geomspace(c.min(), 100 * c.max(), 40) if flops is None else np.asarray(flops, float)
-    opt = pd.DataFrame([boot.optimal(b) for b in budgets])
+    opt = pd.DataFrame([compute_optimal(boot, b) for b in budgets])
     right.fill_between(opt.flops, opt.n_low, opt.n_high, color="C0", alpha=0.2, lw=0,
                        label=f"{int(100 * boot.level)}% interval")
     right.plot(opt.flops, opt.n_opt, color="C0", label="compute-optimal N")

@@ -17,6 +17,7 @@ matrix products) fits all B at once, and any other law is refitted per replicate
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,11 +78,18 @@ class SizeGroups:
 
 @dataclass(frozen=True)
 class BootstrapResult:
+    """B refits of one law: one row of parameters per replicate, with the fit on every point when the
+    caller made one (`fitted`) and the level its intervals default to. Every bootstrap returns this."""
+
     law: str  # registry.LAWS name
     param_names: tuple[str, ...]
     params: np.ndarray  # (B_valid, k) one row of parameters per replicate
     n_dropped: int  # replicates with too few distinct sizes for the law
     method: str  # "hierarchical" | "naive"
+    fitted: Any = None  # the law fitted on every point (`bootstrap_joint` sets it)
+    level: float = 0.95  # of `ci` and `band` unless they are given another
+    n_runs: int | None = None  # resampling units (runs), when the points are checkpoints
+    n_points: int | None = None
 
     def param(self, name: str) -> np.ndarray:
         return self.params[:, self.param_names.index(name)]
@@ -90,20 +98,26 @@ class BootstrapResult:
     def alphas(self) -> np.ndarray:
         return self.param("alpha")
 
-    def ci(self, name: str = "alpha", level: float = 0.95) -> tuple[float, float]:
-        """Percentile interval of a parameter."""
-        lo, hi = interval(self.param(name), level)
+    def ci(self, name: str = "alpha", level: float | None = None) -> tuple[float, float]:
+        """Percentile interval of a parameter (at `level`, else the result's own)."""
+        lo, hi = interval(self.param(name), self.level if level is None else level)
         return float(lo), float(hi)
+
+    def table(self) -> pd.DataFrame:
+        """Every parameter: its fitted value (when there is a fit on every point) and its interval."""
+        value = self.fitted.params_ if self.fitted is not None else {}
+        return pd.DataFrame([dict(param=k, value=value.get(k, float("nan")), low=self.ci(k)[0], high=self.ci(k)[1])
+                             for k in self.param_names])
 
     def predictions(self, n, **covariates) -> np.ndarray:
         """(B_valid, len(n)) curve values of every replicate at sizes `n` (and covariates: the
         joint law's `tokens`; without them its limit of unlimited tokens)."""
         return get_law(self.law).curve(self.params, n, **covariates)
 
-    def band(self, n, level: float = 0.95, **covariates) -> pd.DataFrame:
+    def band(self, n, level: float | None = None, **covariates) -> pd.DataFrame:
         """Pointwise percentile band of the fitted curve at each N: lower, median, upper."""
         preds = self.predictions(n, **covariates)
-        (lo, hi), med = interval(preds, level, axis=0), np.median(preds, axis=0)
+        (lo, hi), med = interval(preds, self.level if level is None else level, axis=0), np.median(preds, axis=0)
         return pd.DataFrame(dict(n_params=np.atleast_1d(n).astype(float), lower=lo, median=med, upper=hi))
 
 

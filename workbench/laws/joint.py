@@ -3,7 +3,7 @@
     law = JointLaw().fit(n, y, tokens=d)          # E_, A_, alpha_, B_, beta_; or .fit(table) with a tokens column
     law.predict(n, tokens=d); law.predict(n)      # at D tokens; without tokens: the limit of unlimited tokens
     boot = bootstrap_joint(table, B=200)          # table: n_params, tokens, value (read_table schema)
-    boot.ci("alpha"); boot.optimal(1e18)          # intervals on every parameter; the compute-optimal split
+    boot.ci("alpha"); compute_optimal(boot, 1e18)  # intervals on every parameter; the compute-optimal split
 
 It is a `workbench.laws.fit.Law` registered as `joint` (covariate `tokens`), so `fit.law=joint` takes it
 through reports, plots, backtests and model selection. Read as a curve over N, it is the loss a size
@@ -24,14 +24,15 @@ count per size, or D proportional to N) cannot separate the two terms: the fit r
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
 from workbench.base.errors import FitError
+from workbench.laws.bootstrap import BootstrapResult, bootstrap_law
 from workbench.laws.fit import covariates_of, huber, interval, r2_linear, run_units, sizes
 
 PARAMS = ("E", "A", "alpha", "B", "beta")
@@ -188,34 +189,18 @@ def optimal_split(params: np.ndarray, flops) -> tuple[np.ndarray, np.ndarray]:
     return n_opt, c / n_opt
 
 
-@dataclass(frozen=True)
-class JointBootstrap:
-    law: JointLaw  # the fit on every point
-    params: np.ndarray  # (B, 5) replicates: E, A, alpha, B, beta
-    n_runs: int  # resampling units (runs)
-    n_points: int
-    level: float = 0.95
-
-    def ci(self, name: str) -> tuple[float, float]:
-        lo, hi = interval(self.params[:, PARAMS.index(name)], self.level)
-        return float(lo), float(hi)
-
-    def optimal(self, flops: float) -> dict:
-        """The compute-optimal split of `flops` (C = 6 N D) with its interval."""
-        n, d = self.law.optimal(flops)
-        nb, db = optimal_split(self.params, flops)
-        (nlo, nhi), (dlo, dhi) = interval(nb[:, 0], self.level), interval(db[:, 0], self.level)
-        return dict(flops=float(flops), n_opt=float(n[0, 0]), n_low=float(nlo), n_high=float(nhi),
-                    d_opt=float(d[0, 0]), d_low=float(dlo), d_high=float(dhi))
-
-    def table(self) -> pd.DataFrame:
-        """Every parameter with its interval."""
-        p = self.law.params_
-        return pd.DataFrame([dict(param=k, value=p[k], low=self.ci(k)[0], high=self.ci(k)[1]) for k in PARAMS])
+def compute_optimal(boot, flops: float) -> dict:
+    """The compute-optimal split of `flops` (C = 6 N D) by a joint-law bootstrap (`bootstrap_joint`):
+    the split of its fit on every point, with the interval of the replicates' splits at its level."""
+    n, d = boot.fitted.optimal(flops)
+    nb, db = optimal_split(boot.params, flops)
+    (nlo, nhi), (dlo, dhi) = interval(nb[:, 0], boot.level), interval(db[:, 0], boot.level)
+    return dict(flops=float(flops), n_opt=float(n[0, 0]), n_low=float(nlo), n_high=float(nhi),
+                d_opt=float(d[0, 0]), d_low=float(dlo), d_high=float(dhi))
 
 
 def bootstrap_joint(table: pd.DataFrame, B: int = 200, level: float = 0.95, random_state: int = 0,
-                    method: str = "naive") -> JointBootstrap:
+                    method: str = "naive") -> BootstrapResult:
     """Fit the joint law on a table (`n_params`, `tokens`, `value`; `seed`, `variant`, `step` optional)
     and bootstrap it B times (`workbench.laws.bootstrap.bootstrap_law`). A run is the resampling unit: with
     a `step` column the checkpoints of one (variant, size, seed) are one run, without one every row
@@ -225,8 +210,6 @@ def bootstrap_joint(table: pd.DataFrame, B: int = 200, level: float = 0.95, rand
     not: in 200 simulated studies the naive intervals covered the truth about 95% of the time and
     the hierarchical ones 98-100% (conservative: the sizes carry no noise of their own there;
     `tests/laws/test_joint.py`)."""
-    from workbench.laws.bootstrap import bootstrap_law
-
     need = {"n_params", "tokens", "value"} - set(table.columns)
     if need:
         raise FitError(f"the joint law needs columns n_params, tokens and value; missing {sorted(need)}")
@@ -237,4 +220,5 @@ def bootstrap_joint(table: pd.DataFrame, B: int = 200, level: float = 0.95, rand
     if len(boot.params) < max(10, B // 2):
         raise FitError(f"only {len(boot.params)} of {B} bootstrap draws could be fitted: add sizes or token counts")
     runs = run_units(table)
-    return JointBootstrap(law, boot.params, len(table) if runs is None else int(runs.max()) + 1, len(table), level)
+    return dataclasses.replace(boot, fitted=law, level=level, n_points=len(table),
+                               n_runs=len(table) if runs is None else int(runs.max()) + 1)

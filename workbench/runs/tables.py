@@ -1,0 +1,113 @@
+"""The run store read back as tables: one row per run, one row per evaluation, and the fitting
+tables the laws take.
+
+    df = load_runs("runs")          # one row per run: config columns + summary columns
+    curves = load_curves("runs")    # one row per evaluation of every run
+    table = law_table(df)           # variant, n_params, seed, value, run_id (+ convergence verdicts)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from workbench.base.errors import FitError
+from workbench.base.runfiles import CONFIG, read_metrics
+from workbench.laws.fit import get_law
+from workbench.laws.tables import law_points
+from workbench.runs.store import RunStore
+
+log = logging.getLogger(__name__)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
+def load_runs(root: str | os.PathLike, include_unfinished: bool = False):
+    """A tidy DataFrame, one row per run: id, status, model counts, config (dotted columns) and
+    summary (best_eval_loss, steps, tokens, flops, wall_time_s, ...)."""
+    rows, store = [], RunStore(root)
+    for cfg_path in sorted(Path(root).glob(f"*/{CONFIG}")):
+        run_dir = cfg_path.parent
+        summary = store.summary(run_dir.name)
+        if summary is None and not include_unfinished:
+            continue
+        cfg = store.config(run_dir.name) or {}
+        row = dict(run_id=run_dir.name, kind=cfg.get("kind"), **_flatten(cfg.get("model", {})))
+        row.update(_flatten(cfg.get("config", {})))
+        row.update(summary if summary is not None else {"status": "unfinished"})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def law_table(runs, value: str = "best_eval_loss"):
+    """The fitting table of `load_runs` output: variant (family/objective), n_params, seed, value,
+    run_id (and the convergence verdict and forecast where the summaries have them). Runs that did not complete (diverged, unfinished) are left out with a warning."""
+    ok = runs["status"] == "completed"
+    if (~ok).any():
+        bad = runs[~ok]
+        why = [f"{r.run_id} ({r.status}" + (f" at step {int(r.diverged_step)})" if r.status == "diverged"
+                                            and "diverged_step" in bad and r.diverged_step == r.diverged_step else ")")
+               for r in bad.itertuples()]
+        log.warning("leaving out %d run(s) that did not complete: %s", len(bad), ", ".join(why))
+    rows = runs[ok]
+    variant = rows["family"].astype(str) + "/" + rows["train.objective"].astype(str)
+    table = pd.DataFrame(dict(variant=variant, n_params=rows["n_params"].astype(float), seed=rows["seed"],
+                              value=rows[value].astype(float), run_id=rows["run_id"]))
+    for col in ("converged", "convergence", "forecast_loss", "forecast_low", "forecast_high"):
+        if col in rows:  # each run's convergence verdict travels with its point (`workbench.base.convergence`)
+            table[col] = rows[col]
+    return table.reset_index(drop=True)
+
+
+def load_curves(root: str | os.PathLike):
+    """Every logged evaluation of every run (finished or not), with its run id."""
+    rows = [dict(run_id=d.parent.name, **r) for d in sorted(Path(root).glob(f"*/{CONFIG}"))
+            for r in read_metrics(d.parent)]
+    return pd.DataFrame(rows)
+
+
+def store_table(root, label: str | None = None) -> pd.DataFrame:
+    """Every evaluation of every finished pretraining run under `root`, in the schema: variant
+    (`label`, else family/objective), n_params, tokens, seed, step, value (eval loss), plus each run's
+    `converged` verdict and run id. `to_csv` it to share the runs; `read_table` reads it back."""
+
+    runs = load_runs(root)
+    if runs.empty or "kind" not in runs or not (runs.kind == "pretrain").any():
+        raise FitError(f"no finished pretraining run under {root}")
+    runs = runs[(runs.kind == "pretrain") & (runs.status == "completed")]
+    curves = load_curves(root)
+    curves = curves[curves.run_id.isin(runs.run_id) & curves.eval_loss.notna()]
+    info = runs.set_index("run_id")
+    variant = label or None
+    out = pd.DataFrame(dict(
+        variant=[variant or f"{info.family[r]}/{info['train.objective'][r]}" for r in curves.run_id],
+        n_params=[float(info.n_params[r]) for r in curves.run_id], tokens=curves.tokens.astype(float).to_numpy(),
+        seed=[int(info.seed[r]) for r in curves.run_id], step=curves.step.astype(int).to_numpy(),
+        value=curves.eval_loss.astype(float).to_numpy(),
+        converged=[info.converged[r] if "converged" in info else None for r in curves.run_id],
+        run_id=curves.run_id.to_numpy()))
+    return out.sort_values(["variant", "n_params", "seed", "step"]).reset_index(drop=True)
+
+
+def fitting_rows(runs_table: pd.DataFrame, root, law: str = "power") -> pd.DataFrame:
+    """The rows `law` is fitted on for the store's runs of `runs_table` (a `runs.law_table`): that
+    table for a law of N alone; for a law with covariates (the joint law) the runs' checkpoints
+    from the store under `root` (`store_table`, then `law_points`), labelled by the table's variant."""
+    if not get_law(law).covariates:
+        return runs_table
+    label = str(runs_table.variant.iloc[0]) if runs_table.variant.nunique() == 1 else None
+    curves = store_table(root, label=label)
+    return law_points(curves[curves.run_id.isin(runs_table.run_id)].reset_index(drop=True), law)
+
+
