@@ -62,6 +62,7 @@ def test_bad_configs_fail_loudly(raw, match):
     ({"finetune": {"n_seeds": 0}}, "n_seeds must be >= 1"),
     ({"finetune": {"sources": ["boolq"]}}, "finetune.sources entries are task=PATH"),
     ({"finetune": {"sources": ["vitaminc=x"]}}, "unknown task 'vitaminc'"),
+    ({"finetune": {"sources": ["trec=hub"]}}, "only boolq has a hub route"),
     ({"compare": {"variant": ["train.objective=clm"]}}, "train.objective must be one of mlm, pmi"),
     ({"notebooks": ["sweeps"]}, "notebooks: \\['sweeps'\\] unknown"),
 ])

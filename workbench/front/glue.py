@@ -33,7 +33,6 @@ def study_table(study: StudyConfig, table_file: str = "", variant: str = "",
     when it holds several) and no runs: their convergence is not known here."""
     if not table_file:
         return sweep_table(study.sweep, study.root, study.exec, on_done, study.fit.law)
-    from workbench.base.errors import FitError
     from workbench.laws.tables import law_points, read_table
 
     table = read_table(table_file)
@@ -50,8 +49,6 @@ def study_table(study: StudyConfig, table_file: str = "", variant: str = "",
 def selection_inputs(study: StudyConfig, table_file: str = "", table_variants=()) -> tuple:
     """(runs or None, fitting table, (label A, label B), sizes each holds out) for the selection
     notebook: both sweeps of the study (trained where unfinished), or two variants of a table."""
-    from workbench.base.errors import FitError
-
     if not table_file:
         sweep_b = study.variant_sweep()
         label_a, label_b = study.sweep.label, study.variant_label()
@@ -117,12 +114,6 @@ def plateau_table(curves: pd.DataFrame, min_steps: int) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-# ------------------------------------------------------------------ closing text, filled from results
-
-
-# ------------------------------------------------------------------ outputs
-
-
 def two_stage_by_task(study: pd.DataFrame, fit: FitConfig = FitConfig()) -> tuple[dict, dict]:
     """({task: TwoStageReport}, {task: why not}) of a finetuning study table
     (`workbench.execute.finetune_study.run_finetune_study`): stage 1 and the direct law on the selected runs,
@@ -171,11 +162,12 @@ def debug_undertrained(study: StudyConfig, runs: pd.DataFrame, out: "Outputs", p
                            stops={r.run_id: {"best": r.best_step, "stopped": r.steps} for r in every.itertuples()},
                            title=f"{layer}: early stop vs the re-run"), "debug_curves")
     out.table(debug["replay"], "debug_replay")
-    debug["record"] = dict(layer=cv.undertrain_layer, suspect_flag=debug["suspect_flag"], rerun_flag=debug["rerun_flag"],
-                           patience_enough=debug["patience_enough"], replay=debug["replay"],
+    debug["record"] = dict(layer=cv.undertrain_layer, suspect_flag=debug["suspect_flag"],
+                           rerun_flag=debug["rerun_flag"], patience_enough=debug["patience_enough"], replay=debug["replay"],
                            z_before=debug["before"].set_index("run_id").z.to_dict(),
                            z_after=debug["after"].set_index("run_id").z.to_dict())  # for results.json
     debug["text"] = (f"Under-trained {layer} (patience {cv.undertrain_patience}, min-delta {cv.undertrain_min_delta}): "
                      f"**{debug['suspect_flag']}**; re-run with patience {study.sweep.train.patience}: "
-                     f"**{debug['rerun_flag']}**; smallest replayed patience inside the band: {debug['patience_enough']}")
+                     f"**{debug['rerun_flag']}**; smallest replayed patience inside the band: "
+                     f"{debug['patience_enough']}")
     return debug

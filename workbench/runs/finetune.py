@@ -20,10 +20,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from workbench.base.seeds import epoch_seed
 from workbench.base.errors import WorkbenchError
 from workbench.base.files import read_json, write_json_atomic
 from workbench.base.runfiles import BEST, CONFIG, SUMMARY, read_metrics
+from workbench.base.seeds import epoch_seed
 from workbench.config import ExecConfig, FinetuneConfig, config_hash, to_dict
 from workbench.runs.lifecycle import SpecBase, run_once
 from workbench.runs.store import RunBusy, RunStore
@@ -168,7 +168,7 @@ def backfill_task_loss(cfg: FinetuneConfig, root: str | Path, summary: dict) -> 
     store, rid = RunStore(root), run_id(cfg)
     x = FinetuneSpec(cfg).prepare()
     try:
-        with store.claim(rid) as run_dir:
+        with store.claim(rid, attempt=False) as run_dir:  # bookkeeping, not a training attempt
             summary = store.summary(rid) or summary  # as it is now, under the claim
             if summary.get("task_loss") is not None:
                 return summary

