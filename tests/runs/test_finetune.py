@@ -203,7 +203,7 @@ def test_a_study_whose_runs_all_fail_says_so(tmp_path, pretrained):
     cfg = FinetuneStudyConfig(tasks=("sms-spam",), lrs=(1e-3,), epochs=(1,), n_seeds=1,
                               sources=(f"sms-spam={tmp_path / 'no-such-file.csv'}",), **TINY)
     with pytest.warns(UserWarning, match="failed"):
-        with pytest.raises(WorkbenchError, match="every finetuning run of the study failed.*no-such-file.csv is missing"):
+        with pytest.raises(WorkbenchError, match="every finetuning run of the study failed.*no-such-file.csv does not exist"):
             run_finetune_study(cfg, sweep, tmp_path / "new" / "store", QUIET, pretrain_root=root)
 
 
