@@ -20,7 +20,7 @@ def swept(tmp_path_factory):
     return root, study, df
 
 
-@pytest.mark.parametrize("garbage", ["{not json", "[1, 2]"])
+@pytest.mark.parametrize("garbage", ["{not json", "[1, 2]", "{}", '{"status": "running"}'])
 def test_an_unreadable_summary_is_named_and_the_store_keeps_working(tmp_path, swept, garbage, caplog, capsys):
     import shutil
 
@@ -31,7 +31,7 @@ def test_an_unreadable_summary_is_named_and_the_store_keeps_working(tmp_path, sw
     (root / bad / "summary.json").write_text(garbage)
     store = RunStore(root)
     assert not store.is_finished(bad) and store.is_finished(good)
-    assert bad in caplog.text and "counts as unfinished" in caplog.text
+    assert bad in caplog.text and "counts as unfinished" in caplog.text  # {} has no status: the same
     assert list(load_runs(root).run_id) == [good]
     assert set(load_runs(root, include_unfinished=True).run_id) == {bad, good}
     assert main(["runs", "--root", str(root)]) == 0
@@ -120,3 +120,18 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "report.html").stat().st_mode) == 0o644
+
+
+def test_a_completed_summary_without_its_loss_names_the_run_in_the_fit(tmp_path, swept):
+    import shutil
+
+    from workbench.base.errors import FitError
+    from workbench.runs.tables import law_table
+
+    src, _, df = swept
+    root = tmp_path / "store"
+    shutil.copytree(src, root)
+    bad = df.run_id.iloc[0]
+    (root / bad / "summary.json").write_text('{"status": "completed"}')
+    with pytest.raises(FitError, match=rf"run {bad} is completed but its summary has no best_eval_loss"):
+        law_table(load_runs(root))

@@ -136,6 +136,19 @@ def _smoke(root, *sets):
     return study
 
 
+def test_ensembles_on_worker_processes_with_progress_bars_finish(tmp_path):
+    """Workers draw through the driver's queue (`base.progress`): an ensemble's bar there must read
+    like tqdm's. 2 sizes x 2 seeds, ensembles of 2, 2 workers, progress on: every run completes."""
+    from workbench.execute.sweep import run_sweep
+
+    study = load("smoke", ["sweep.layers=[1, 2]", "sweep.seeds=[0, 1]", "sweep.train.max_steps=20"])
+    df = run_sweep(study.sweep, tmp_path, replace(study.exec, ensemble=2, workers=2, progress=True))
+    assert len(df) == 4 and (df.status == "completed").all()
+    assert df.attrs["counts"]["failed"] == 0 and df.attrs["counts"]["retried"] == 0
+    envs = [__import__("json").loads(p.read_text()) for p in tmp_path.glob("pretrain-*/env.json")]
+    assert all(len(e.get("ensemble", [])) == 2 for e in envs)
+
+
 def test_ensemble_members_equal_runs_trained_alone(tmp_path):
     """Smoke profile, 3 seeds x 2 sizes (and one member with another LR): best losses within 1e-3
     relative of the runs trained alone, the same curves and the same files in every folder."""

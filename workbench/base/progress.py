@@ -54,6 +54,14 @@ class _QueueBar:
             except Exception:  # noqa: BLE001 - a lost progress message must never stop a run
                 pass
 
+    @property
+    def total(self) -> int:  # read like tqdm's (an ensemble's bar reads it)
+        return self.state["total"]
+
+    @property
+    def n(self) -> int:
+        return self.state["n"]
+
     def update(self, n: int = 1) -> None:
         self.state["n"] += n
         if self.on_step:

@@ -25,6 +25,7 @@ from workbench.base.files import append_jsonl, read_json, read_jsonl
 from workbench.base.runfiles import ATTEMPTS, CLAIM, CONFIG, RESUME, SUMMARY
 
 log = logging.getLogger(__name__)
+STATUSES = ("completed", "diverged")  # what a finished run's summary says it is
 
 
 class RunStore:
@@ -42,8 +43,17 @@ class RunStore:
         return self.summary(run_id) is not None
 
     def summary(self, run_id: str) -> dict | None:
+        """The run's summary; None when there is none, or it is unreadable or has no `status` (named
+        in a warning: the run counts as unfinished and a sweep trains it again)."""
         path = self.path(run_id) / SUMMARY
-        return _read_or_none(path, " (the run counts as unfinished; a sweep trains it again)") if path.exists() else None
+        if not path.exists():
+            return None
+        again = " (the run counts as unfinished; a sweep trains it again)"
+        summary = _read_or_none(path, again)
+        if summary is not None and summary.get("status") not in STATUSES:
+            log.warning("%s has no run status (%r): treated as missing%s", path, summary.get("status"), again)
+            return None
+        return summary
 
     def config(self, run_id: str) -> dict | None:
         """The run's recorded `config.json`, or None when there is none (or it is unreadable)."""

@@ -61,6 +61,10 @@ def law_table(runs, value: str = "best_eval_loss"):
                for r in bad.itertuples()]
         log.warning("leaving out %d run(s) that did not complete: %s", len(bad), ", ".join(why))
     rows = runs[ok]
+    missing = rows[value].isna() if value in rows else pd.Series(True, index=rows.index)
+    if missing.any():
+        raise FitError(f"run {rows.run_id[missing].iloc[0]} is completed but its summary has no {value}: "
+                       f"{int(missing.sum())} such run(s); delete their summary.json to train them again")
     variant = rows["family"].astype(str) + "/" + rows["train.objective"].astype(str)
     table = pd.DataFrame(dict(variant=variant, n_params=rows["n_params"].astype(float), seed=rows["seed"],
                               value=rows[value].astype(float), run_id=rows["run_id"]))
