@@ -27,6 +27,7 @@ def test_smoke_study_writes_notebooks_figures_results_and_summary(smoke_study):
     for nb in NOTEBOOKS:
         executed = nbformat.read(out / "out" / f"{nb}.ipynb", as_version=4)
         assert not [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+        assert "PosixPath(" not in str([c.outputs for c in executed.cells if c.cell_type == "code"])  # no echoed paths
         for fig in res[nb]["figures"].values():
             assert (out / "out" / nb / fig).stat().st_size > 5_000  # a real PNG, not an empty canvas
     sw = res["sweep"]

@@ -35,7 +35,7 @@ class Outputs:
         self.caveat = not_converged(stop_reasons)
         return self.caveat
 
-    def figure(self, fig, name: str) -> Path:
+    def figure(self, fig, name: str) -> None:
         if self.caveat:  # the figure says it too, not only the text around it
             fig.text(0.5, 0.0, textwrap.fill(self.caveat, 90), ha="center", va="top", color="crimson", fontsize=7.5)
             self._results.setdefault("figure_caveats", {})[name] = self.caveat
@@ -43,15 +43,13 @@ class Outputs:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
         self._results.setdefault("figures", {})[name] = path.name
-        self._write()
-        return path
+        self._write()  # returns nothing: a notebook cell ending in it shows no PosixPath
 
-    def table(self, df: pd.DataFrame, name: str) -> Path:
+    def table(self, df: pd.DataFrame, name: str) -> None:
         path = self.dir / f"{name}.csv"
         write_atomic(path, df.to_csv(index=False))
         self._results.setdefault("tables", {})[name] = path.name
-        self._write()
-        return path
+        self._write()  # returns nothing: a notebook cell ending in it shows no PosixPath
 
     def results(self, values: dict) -> dict:
         """Record values; typed reports (anything with `to_dict`) are written as their dicts."""
