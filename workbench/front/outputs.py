@@ -51,8 +51,9 @@ class Outputs:
         self._results.setdefault("tables", {})[name] = path.name
         self._write()  # returns nothing: a notebook cell ending in it shows no PosixPath
 
-    def results(self, values: dict) -> dict:
-        """Record values; typed reports (anything with `to_dict`) are written as their dicts."""
+    def results(self, values) -> dict:
+        """Record values: a notebook's typed results (`front.results`) or a dict; anything with
+        `to_dict` (typed results, reports) is written as its dict."""
         self._results.update(_jsonable(values))
         self._write()
         return self._results
@@ -85,5 +86,3 @@ def _jsonable(v):
 def read_results(out_dir: str | Path, name: str) -> dict:
     path = Path(out_dir) / name / "results.json"
     return json.loads(path.read_text()) if path.exists() else {}
-
-

