@@ -16,6 +16,7 @@ in the dataclasses only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -31,6 +32,7 @@ from workbench.base.errors import ConfigError
 from workbench.base.family import model_spec
 
 T = TypeVar("T")
+MAX_SEED = 2**31  # seed ids are small integers: (seed, step) mixes into one 64-bit generator seed
 NOTEBOOKS = ("sweep", "finetune", "convergence", "extrapolation", "selection")
 
 
@@ -125,7 +127,7 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         model_spec(self.family, self.n_layers)  # validates family and shape
-        _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        _check(0 <= self.seed < MAX_SEED, f"seed must be in 0 .. {MAX_SEED - 1}, got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ class SweepConfig:
         _check(len(set(self.layers)) == len(self.layers), f"sweep.layers has duplicates: {list(self.layers)}")
         _check(len(set(self.seeds)) == len(self.seeds), f"sweep.seeds has duplicates: {list(self.seeds)}")
         for s in self.seeds:
-            _check(s >= 0, f"sweep.seeds must be >= 0, got {s}")
+            _check(0 <= s < MAX_SEED, f"sweep.seeds must be in 0 .. {MAX_SEED - 1}, got {s}")
         for n in self.layers:
             model_spec(self.family, n)  # validates each shape
 
@@ -224,8 +226,8 @@ class FinetuneConfig:
         for name in ("epochs", "batch_size"):
             _check(getattr(self, name) > 0, f"finetune {name} must be positive, got {getattr(self, name)}")
         _check(self.seq_len >= 0, f"finetune seq_len must be >= 0 (0: the checkpoint's length), got {self.seq_len}")
-        _check(self.lr > 0 and math.isfinite(self.lr) and 0 <= self.warmup_fraction < 1 and self.seed >= 0,
-               f"finetune lr must be > 0, warmup_fraction in [0, 1), seed >= 0; got "
+        _check(self.lr > 0 and math.isfinite(self.lr) and 0 <= self.warmup_fraction < 1 and 0 <= self.seed < MAX_SEED,
+               f"finetune lr must be > 0, warmup_fraction in [0, 1), seed in 0 .. {MAX_SEED - 1}; got "
                f"{self.lr}, {self.warmup_fraction}, {self.seed}")
 
 
@@ -308,6 +310,8 @@ class FitConfig:
         _check(0 < self.level < 1, f"fit.level must be in (0, 1), got {self.level}")
         _check(self.n_held_out >= 0, f"fit.n_held_out must be >= 0, got {self.n_held_out}")
         _check(0 <= self.r2_gate <= 1, f"fit.r2_gate must be in [0, 1], got {self.r2_gate}")
+        _check(0 <= self.random_state < 2**32,
+               f"fit.random_state must be in 0 .. 2^32 - 1 (a seed for numpy), got {self.random_state}")
         _check(self.r2_gate_on in ("both", "baseline"),
                f"fit.r2_gate_on must be 'both' or 'baseline' (the paper's rule), got {self.r2_gate_on!r}")
 
@@ -359,6 +363,8 @@ class StudyConfig:
     def __post_init__(self) -> None:
         bad = sorted(set(self.notebooks) - set(NOTEBOOKS))
         _check(not bad, f"notebooks: {bad} unknown; use {', '.join(NOTEBOOKS)}")
+        _check(len(self.notebooks) > 0, f"notebooks is empty: name at least one of {', '.join(NOTEBOOKS)}")
+        _check(len(set(self.notebooks)) == len(self.notebooks), f"notebooks has duplicates: {list(self.notebooks)}")
         self.variant_sweep()  # variant B's overrides must make a valid sweep
         for t in self.compare.tasks:
             dataclasses.replace(self.finetune, tasks=(t,))
@@ -462,9 +468,30 @@ def _yaml(text: str, what: str) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_strict_loader())
     except yaml.YAMLError as e:
-        raise ConfigError(f"{what} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"{what} is not valid YAML: {' '.join(str(e).split())}") from None
+
+
+@functools.cache
+def _strict_loader():
+    """PyYAML's safe loader, but a key given twice in one mapping is an error (the plain loader keeps
+    the last one without a word)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice (line {key_node.start_mark.line + 1}); keep one",
+                        key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return StrictLoader
 
 
 def config_hash(obj: Any, n: int = 10) -> str:
@@ -491,12 +518,20 @@ def profile_dict(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict:
     else:
         _check(path.is_file(), f"profile file {path} does not exist" if not path.exists()
                else f"profile {path} is not a file")
-        text = path.read_text()
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"profile {path} is not UTF-8 text (byte {e.start}): save it as UTF-8 YAML") from None
+        except OSError as e:
+            raise ConfigError(f"profile {path} cannot be read ({e.strerror})") from None
+    _check("\x00" not in text, f"profile {name_or_path} is a binary file, not YAML text")
     raw = _yaml(text, f"profile {name_or_path}") or {}
-    _check(isinstance(raw, dict), f"profile {name_or_path} must be a mapping of sections")
+    _check(isinstance(raw, dict), f"profile {name_or_path} must be a mapping of sections, got a {type(raw).__name__}")
     base = raw.pop("base", None)
     if base is None:
         return raw
+    _check(isinstance(base, str) and base.strip(),
+           f"profile {name_or_path}: base must name one profile (e.g. base: cpu) or a YAML path, got {base!r}")
     _check(base not in _seen, f"profile {name_or_path}: base profiles form a loop ({' -> '.join(_seen + (base,))})")
     return _merge(profile_dict(base, _seen + (name_or_path,)), raw)
 

@@ -42,7 +42,8 @@ def test_flops_count_matmuls_of_a_forward_pass():
 
 
 @pytest.mark.parametrize("family, layers, match", [
-    ("ar32", 0, ">= 1"), ("ar32", -2, ">= 1"), ("bert-base", 3, "only L in"), ("ar30h4", 1, "do not divide"),
+    ("ar32", 0, ">= 1"), ("ar32", -2, ">= 1"), ("bert-base", 3, "defines L12, not L3"), ("ar30h4", 1, "do not divide"),
+    ("ar32", 9, "defines L1-8, not L9"), ("ar32", 100, "defines L1-8"), ("ar16", 13, "defines L1-12, not L13"),
     ("nope", 1, "unknown family"),
 ])
 def test_impossible_shapes(family, layers, match):

@@ -161,18 +161,27 @@ def test_rerun_reuses_finished_runs(smoke_study, tmp_path):
 
 @pytest.mark.parametrize("nb,params,message", [
     ("sweep", {"layers": [1, 0]}, "n_layers must be an integer >= 1"),
-    ("sweep", {"overrides": ["sweep.seeds=[-1]"]}, "seeds must be >= 0"),
+    ("sweep", {"overrides": ["sweep.seeds=[-1]"]}, "seeds must be in 0 .."),
+    ("sweep", {"overrides": ["train.lr=1"]}, "unknown config key train"),  # the wrong section
+    ("sweep", {"profile": "{tmp}/int.yaml"}, "must be a mapping of sections, got a int"),
+    ("sweep", {"profile": "{tmp}/binary.yaml"}, "is a binary file, not YAML text"),
+    ("extrapolation", {"lawx": "saturating"}, "extrapolation notebook: unknown parameter(s) lawx"),
     ("sweep", {"overrides": ["sweep.train.objective=clm"]}, "objective"),
     ("finetune", {"tasks": ["nope"]}, "unknown task"),
     ("extrapolation", {"law": "cubic"}, "fit.law must be one of"),
     ("selection", {"variant": {"train.lrr": 1}}, "unknown config key"),
 ])
 def test_invalid_parameters_fail_at_the_parameters_step(nb, params, message, tmp_path):
+    """... with one line in the notebook too (the error's own rendering, not a traceback)."""
+    (tmp_path / "int.yaml").write_text("5\n")
+    (tmp_path / "binary.yaml").write_bytes(b"\x00\x01binary\x00")
+    params = {k: v.replace("{tmp}", str(tmp_path)) if isinstance(v, str) else v for k, v in params.items()}
     params = dict(params, overrides=params.get("overrides", []) + [f"root={tmp_path}"])
     with pytest.raises(pm.PapermillExecutionError) as e:
         pm.execute_notebook(str(notebooks_dir() / f"{nb}.ipynb"), str(tmp_path / "out.ipynb"),
                             parameters=dict(params, out_dir=str(tmp_path), interactive=False), progress_bar=False)
-    assert message in e.value.evalue
+    assert message in e.value.evalue and e.value.ename == "ConfigError"
+    assert e.value.traceback == [f"ConfigError: {e.value.evalue}"]  # one line, no frames
     executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     code = [c for c in executed.cells if c.cell_type == "code"]
     failed = [i for i, c in enumerate(code) if any(o.output_type == "error" for o in c.outputs)]
@@ -219,6 +228,15 @@ def test_sweep_panel_gathers_the_notebook_parameters_and_runs(tmp_path):
     assert set(panel.params()) <= set(params)
     panel.seeds.value = 2
     assert "sweep.seeds=[0, 1]" in panel.params()["overrides"] and "sweep.seeds=[0, 1]" in panel.papermill_command()
+    command = panel.papermill_command()  # reads as typed, and a shell gives papermill the same values back
+    assert "'\"'\"'" not in command and '-y \'overrides: ["root=' in command
+    import shlex
+
+    import yaml
+
+    words = shlex.split(command)
+    overrides = yaml.safe_load(words[words.index("-y", words.index("out.ipynb")) + 1])["overrides"]
+    assert overrides == panel.params()["overrides"]
     panel.family.value = "ar64"  # the size list follows the family
     assert panel.sizes.options[0][0].startswith("L1  N=49,152")
     panel.family.value = "ar32"

@@ -175,3 +175,41 @@ def test_fit_law_joint_on_the_command_line_matches_python(capsys):
     for variant, rows in law_points(read_table(example), "joint").groupby("variant"):
         assert f"{variant}: {law_report(rows, fit).describe()}" in out
         assert "compute-optimal at C" in out and "joint law L(N, D) = E" not in out  # reported once, above
+
+
+def test_a_long_bootstrap_shows_progress_and_stops_cleanly_on_ctrl_c(monkeypatch, capsys):
+    """Refits one by one: a bar once it takes long (here: at once), and Ctrl-C between two refits ends
+    the fit with KeyboardInterrupt (the CLI's `interrupted`, exit 130), the bar closed."""
+    from workbench.base import progress
+
+    monkeypatch.setattr(progress, "REFITS_AFTER_S", 0.0)
+    df = surface(0)
+    bootstrap_joint(df, B=12)
+    assert "joint law: bootstrap refits" in capsys.readouterr().err
+
+    calls = {"n": 0}
+    real = JointLaw.fit
+
+    def interrupted(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(JointLaw, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        bootstrap_joint(df, B=12)
+    assert calls["n"] == 5
+
+
+def test_ctrl_c_during_a_table_fit_is_one_line_and_exit_130(monkeypatch, capsys, tmp_path):
+    from workbench.front.cli import main
+
+    surface(0).to_csv(tmp_path / "grid.csv", index=False)
+
+    def interrupted(self, *a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(JointLaw, "fit", interrupted)
+    rc = main(["fit", "--profile", "smoke", "--law", "joint", "--table", str(tmp_path / "grid.csv")])
+    assert rc == 130 and capsys.readouterr().err.strip().splitlines()[-1] == "interrupted"

@@ -172,3 +172,36 @@ def test_the_selection_notebook_compares_two_variants_of_a_table(tmp_path):
     assert res["selection"]["variants"] == ["flat", "steep"] and res["selection"]["winner"] == "steep"
     assert res["decision_backtest"]["n_pairs"] == 1 and res["decision_backtest"]["law_accuracy"] == 1.0
     assert res["stop_reasons"] is None and not res["downstream"]
+
+
+def _four(**extra):
+    return pd.DataFrame(dict(n_params=[1e4, 3e4, 1e5, 3e5], value=[6.0, 5.5, 5.1, 4.8], **extra))
+
+
+@pytest.mark.parametrize("make, columns, words", [
+    (lambda: _four().join(_four()[["value"]], rsuffix="_").rename(columns={"value_": "value"}), None,
+     "repeated column name(s): 'value'"),
+    (lambda: _four(), ["n_params", "value"], "the column map must be {schema name: column name}"),
+    (lambda: _four(), {"n_params": ["n_params"], "value": "value"}, "give one column name as text"),
+    (lambda: _four(), {"n_params": "n_params", "value": "n_params"}, "is given as both n_params and value"),
+    (lambda: _four(when=pd.date_range("2024-01-01", periods=4)), {"tokens": "when"},
+     "holds dates, not numbers"),
+    (lambda: _four(took=pd.to_timedelta([1, 2, 3, 4], unit="h")), {"tokens": "took"},
+     "holds durations, not numbers"),
+    (lambda: _four().assign(value=[6.0 + 1j, 5.5, 5.1, 4.8]), None, "holds complex numbers, not numbers"),
+    (lambda: _four().assign(variant=["a", "", "a", "a"]), None, "(variant): row 2 is empty"),
+    (lambda: _four().assign(variant=["a", None, "a", "a"]), None, "(variant): row 2 is empty"),
+    (lambda: _four().iloc[:0], None, "the table has no rows"),
+    (lambda: _four().assign(n_params=[2**53 + 1, 2**53, 10**5, 10**6]), None, "above 2^53"),
+    (lambda: _four().assign(value=[6.0, 1e308, 5.1, 4.8]), None, "outside 1e-100 .. 1e+100"),
+])
+def test_a_table_the_fits_cannot_use_is_one_line(make, columns, words):
+    """The campaign's table inputs through the Python API: each one `FitError` line, nothing cast."""
+    with pytest.raises(FitError) as e:
+        read_table(make(), columns)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_an_empty_table_is_said_so_by_the_fits():
+    with pytest.raises(FitError, match="the table has no rows"):
+        law_report(pd.DataFrame(columns=["n_params", "value"]), FitConfig())

@@ -8,6 +8,10 @@ message that says what to do instead. The CLI prints that line; it never shows a
 class WorkbenchError(ValueError):
     """An input the workbench cannot act on; the message says what to do instead."""
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython (a notebook cell, a papermill run) shows instead of a traceback: the one line."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 class ConfigError(WorkbenchError):
     """A config key, type or value that is wrong."""
@@ -18,7 +22,8 @@ class FitError(WorkbenchError):
 
 
 class CorruptCheckpointError(WorkbenchError):
-    """A resume checkpoint that cannot be loaded; the run lifecycle restarts the run from scratch."""
+    """A resume checkpoint that cannot be loaded, or was written by another run; the run lifecycle
+    restarts the run from scratch, with a warning."""
 
 
 def one_line(text: str) -> str:

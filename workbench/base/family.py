@@ -4,8 +4,9 @@
 
 Sizes grow by depth L at a fixed aspect ratio AR = H / L (the paper's families). Family names:
 `ar32` (L1-8), `ar64` (L1-5), `bert-base` (L12 H768 12 heads), or any `ar<AR>` / `ar<AR>h<heads>`
-(4 heads unless given), e.g. `ar48h8`. N = 12 L H^2 is the non-embedding count the fits use; the
-exact counts match `numel` of `transformers.BertForMaskedLM` (tested).
+(4 heads unless given, L1-12), e.g. `ar48h8`. A depth the family does not define is refused.
+N = 12 L H^2 is the non-embedding count the fits use; the exact counts match `numel` of
+`transformers.BertForMaskedLM` (tested).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class Family:
     name: str
     aspect_ratio: int | None  # H / L; None for fixed-shape families
     n_heads: int
-    layers: tuple[int, ...]  # the published sizes; custom families accept any L >= 1
+    layers: tuple[int, ...]  # the depths the family defines; any other L is refused
     hidden: int | None = None  # fixed width (bert-base)
 
 
@@ -31,6 +32,7 @@ FAMILIES: dict[str, Family] = {
     "bert-base": Family("bert-base", None, 12, (12,), hidden=768),
 }
 
+CUSTOM_LAYERS = tuple(range(1, 13))  # the depths of a custom ar<AR> family; a deeper one is a FAMILIES row
 _CUSTOM = re.compile(r"^ar(\d+)(?:h(\d+))?$")
 
 
@@ -45,7 +47,7 @@ def get_family(name: str) -> Family:
     ar, heads = int(m.group(1)), int(m.group(2) or 4)
     if ar < 1 or heads < 1:
         raise ConfigError(f"family {name!r}: aspect ratio and heads must be >= 1")
-    return Family(name, ar, heads, tuple(range(1, 9)))
+    return Family(name, ar, heads, CUSTOM_LAYERS)
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,10 @@ def model_spec(family: str, n_layers: int) -> ModelSpec:
     fam = get_family(family)
     if not isinstance(n_layers, int) or isinstance(n_layers, bool) or n_layers < 1:
         raise ConfigError(f"n_layers must be an integer >= 1, got {n_layers!r}")
-    if fam.hidden is not None and n_layers not in fam.layers:
-        raise ConfigError(f"family {family!r} has only L in {list(fam.layers)}, got L={n_layers}")
+    if n_layers not in fam.layers:
+        span = f"L{fam.layers[0]}-{fam.layers[-1]}" if len(fam.layers) > 1 else f"L{fam.layers[0]}"
+        raise ConfigError(f"family {family!r} defines {span}, not L{n_layers}; choose depths in {list(fam.layers)} "
+                          f"(or add a family to workbench.base.family.FAMILIES)")
     hidden = fam.hidden if fam.hidden is not None else fam.aspect_ratio * n_layers
     if hidden % fam.n_heads:
         raise ConfigError(f"{family}-L{n_layers}: {fam.n_heads} heads do not divide hidden size {hidden}; "

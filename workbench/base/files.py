@@ -38,12 +38,26 @@ def atomic_path(path: str | os.PathLike, directory: bool = False, overwrite: boo
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets what open() would give it
     try:
         yield tmp
+        if directory:
+            _usual_modes(tmp)
         if directory and overwrite and path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+
+
+def _usual_modes(folder: Path) -> None:
+    """Give a finished temp folder and what is in it the modes mkdir and open() give under the umask
+    (mkdtemp makes 0700, and some writers 0600), like every other file of a run."""
+    mask = _umask()
+    os.chmod(folder, 0o777 & ~mask)
+    for base, dirs, files in os.walk(folder):
+        for d in dirs:
+            os.chmod(os.path.join(base, d), 0o777 & ~mask)
+        for f in files:
+            os.chmod(os.path.join(base, f), 0o666 & ~mask)
 
 
 def _umask() -> int:

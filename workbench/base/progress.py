@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 SEND_EVERY_S = 0.5
+REFITS_AFTER_S = 2.0  # a loop of law refits (a bootstrap) shows its bar once it has taken this long
 _sink: tuple[Any, int, Any] | None = None  # (queue, worker index, on_step) in a worker; None in the driver
 
 
@@ -28,12 +29,23 @@ def report_to(queue, worker: int, on_step=None) -> None:
     _sink = (queue, worker, on_step)
 
 
-def bar(total: int, initial: int = 0, desc: str = "", enabled: bool = True):
-    if _sink is not None:
-        return _QueueBar(*_sink, total=total, initial=initial, desc=desc, draw=enabled)
+def bar(total: int, initial: int = 0, desc: str = "", enabled: bool = True, delay: float = 0.0):
+    """A tqdm-like bar. With `delay`, it appears only once the work has taken that many seconds (long
+    fits show progress, short ones print nothing); such bars are not drawn from a worker."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
+    if _sink is not None:
+        if delay:
+            return tqdm(total=total, disable=True)
+        return _QueueBar(*_sink, total=total, initial=initial, desc=desc, draw=enabled)
+    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True,
+                delay=delay)
+
+
+def refits(total: int, desc: str):
+    """The bar of a loop of refits (a bootstrap): drawn only once the loop has taken REFITS_AFTER_S, so
+    quick fits print nothing; Ctrl-C between two refits leaves it closed when used with `with`."""
+    return bar(total=total, desc=desc, delay=REFITS_AFTER_S)
 
 
 class _QueueBar:

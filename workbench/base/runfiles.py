@@ -6,8 +6,8 @@ training loop (which writes the log and checkpoints) and the run store (which re
 
 A run folder `<root>/<run_id>/` holds `config.json` (resolved config, model counts, data),
 `env.json` (versions, device, git commit), `metrics.jsonl` (one line per evaluation), `best/` (the
-best checkpoint, `from_pretrained`-ready), `resume.pt` while unfinished, `claim.json` (the lock held
-while a process works on it), `attempts.jsonl` (every attempt) and `summary.json`, written last.
+best checkpoint, `from_pretrained`-ready), `resume.pt` while unfinished, `claim.json` (who holds the
+run's lock while a process works on it), `attempts.jsonl` (every attempt) and `summary.json`, written last.
 """
 
 from __future__ import annotations

@@ -63,6 +63,7 @@ def connect_ray(address: str = "", num_cpus: int | None = None):
     kw = dict(logging_level=logging.WARNING, runtime_env={"env_vars": env} if env else None)
     address = address or os.environ.get("RAY_ADDRESS", "")
     if address:
+        _reachable(address)
         try:
             ray.init(address=address, **kw)
         except ConnectionError as e:
@@ -73,6 +74,34 @@ def connect_ray(address: str = "", num_cpus: int | None = None):
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, **kw)
     return ray
+
+
+PROBE_S = 5.0  # how long the address check waits for a TCP connection before it says nothing listens
+
+
+def _reachable(address: str) -> None:
+    """Fail in seconds, naming the address, when nothing listens there: `ray.init` itself retries an
+    unreachable GCS for many minutes. `auto` (find the local cluster) is left to Ray."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if address in ("auto", "local"):
+        return
+    target = urlsplit(address if "://" in address else f"ray://{address}")
+    try:
+        host, port = target.hostname, target.port
+    except ValueError:
+        raise WorkbenchError(f"Ray address {address!r} has no valid port: give host:port, e.g. 10.0.0.1:6379 "
+                             f"or ray://10.0.0.1:10001") from None
+    if not host or not port:
+        raise WorkbenchError(f"Ray address {address!r} is not host:port: give e.g. 10.0.0.1:6379, "
+                             f"ray://10.0.0.1:10001 or auto")
+    try:
+        socket.create_connection((host, port), timeout=PROBE_S).close()
+    except OSError as e:
+        raise WorkbenchError(f"nothing answers at the Ray address {address} ({e.strerror or type(e).__name__}"
+                             f"{'' if e.strerror else f' after {PROBE_S:g} s'}): start the cluster (`ray start "
+                             f"--head`) or check --ray-address / $RAY_ADDRESS") from None
 
 
 class RayExecutor:

@@ -30,7 +30,9 @@ def run_sweep(sweep: SweepConfig, root: str | Path = "runs", exec_cfg: ExecConfi
     store = RunStore(root)
     if not all(store.is_finished(s.run_id) for s in specs):
         data = prepare_data(sweep.data)  # data errors surface here, and workers find the prepared cache
-        _same_tokenizer(store, specs, data.meta.get("tokenizer_sha256"))
+        sha = data.meta.get("tokenizer_sha256")
+        _same_tokenizer(store, specs, sha)
+        specs = [PretrainSpec(r, tokenizer_sha256=sha) for r in sweep.runs()]  # each run checks it again
     outcomes = run_jobs(specs, root, exec_cfg, desc="sweep", on_done=on_done)
     df = load_runs(root)
     ids = {s.run_id for s in specs}

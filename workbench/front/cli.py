@@ -75,8 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     except WorkbenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file the command was pointed at: missing, a folder, not writable, disk full
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"error: {e.strerror or type(e).__name__}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("interrupted: finished runs are kept; run the same command again to resume", file=sys.stderr)
+        resumable = args.command in ("sweep", "finetune", "notebooks")
+        print("interrupted" + (": finished runs are kept; run the same command again to resume" if resumable
+                               else ""), file=sys.stderr)
         return 130
 
 
@@ -221,11 +227,20 @@ def _runs(args) -> int:
     from workbench.runs.tables import load_runs
 
     if args.export:
+        from pathlib import Path
+
         from workbench.base.files import write_atomic
         from workbench.runs.tables import store_table
 
+        target = Path(args.export)
+        if target.is_dir():
+            raise WorkbenchError(f"--export {target} is a folder: give a file name, e.g. {target / 'runs.csv'}")
         table = store_table(args.root)
-        write_atomic(args.export, table.to_csv(index=False))
+        try:
+            write_atomic(target, table.to_csv(index=False))
+        except OSError as e:
+            raise WorkbenchError(f"--export {target} cannot be written ({e.strerror or type(e).__name__}): give a "
+                                 f"file in a folder you can write to") from None
         print(f"{len(table)} evaluations of {table.run_id.nunique()} runs written to {args.export}")
         return 0
     df = load_runs(args.root, include_unfinished=args.all)

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from workbench.base.errors import ConfigError
 from workbench.base.family import family_table
 from workbench.config import StudyConfig, load
 from workbench.front.outputs import Outputs
@@ -28,7 +29,8 @@ def load_study(profile: str, overrides=(), **scientific) -> StudyConfig:
     `variant` is a mapping of sweep settings ({"family": "ar64"}), stored as override strings."""
     unknown = sorted(set(scientific) - set(SCIENTIFIC))
     if unknown:
-        raise TypeError(f"not a scientific parameter: {unknown}")
+        raise ConfigError(f"not a scientific parameter: {', '.join(unknown)}; the notebooks' are "
+                          f"{', '.join(SCIENTIFIC)}")
     if isinstance(scientific.get("variant"), dict):
         scientific["variant"] = [f"{k}={v if isinstance(v, str) else json.dumps(v)}"
                                  for k, v in scientific["variant"].items()]
@@ -49,10 +51,41 @@ def setup(profile: str, overrides, name: str, out_dir: str, **scientific) -> tup
         shell = None
     if shell is not None:
         shell.run_line_magic("matplotlib", "inline")
+        check_injected(shell.user_ns.get("In", []), name)
     logging.basicConfig(level=logging.WARNING)
     pd.set_option("display.width", 160, "display.max_columns", 30)
     study = load_study(profile, overrides, **scientific)
     return study, Outputs(out_dir, name)
+
+
+INJECTED = "# Parameters\n"  # how papermill's injected-parameters cell starts
+
+
+def check_injected(sources: list[str], name: str) -> None:
+    """Refuse a papermill parameter the notebook does not declare (`-p lawx saturating` would be
+    ignored with a warning): the injected cell's names against its parameters cell's, from the
+    kernel's input history `In` (the parameters cell is the last cell before it that sets `profile`)."""
+    import ast
+
+    def assigned(src: str) -> list[str]:
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:
+            return []
+        return [t.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)]
+
+    injected = [i for i, src in enumerate(sources) if isinstance(src, str) and src.startswith(INJECTED)]
+    if not injected:
+        return
+    i = injected[-1]
+    declared = next((assigned(src) for src in reversed(sources[:i]) if "profile" in assigned(src)), None)
+    if declared is None:
+        return
+    unknown = [n for n in assigned(sources[i]) if n not in declared]
+    if unknown:
+        raise ConfigError(f"{name} notebook: unknown parameter(s) {', '.join(unknown)}; it takes "
+                          f"{', '.join(declared)}")
 
 
 def scientific_values(study: StudyConfig, names) -> dict:

@@ -24,6 +24,32 @@ from workbench.laws.joint import compute_optimal
 from workbench.laws.report import LawCurve, LawReport
 
 
+def count_label(v: float) -> str:
+    """A count for a tick: 30K, 1.2M, 3B (short, so neighbouring ticks never overlap)."""
+    for unit, div in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{unit}"
+    return f"{v:.3g}"
+
+
+def counts_axis(axis) -> None:
+    """A log axis of counts (N, tokens, FLOPs) labelled 10K, 20K, 50K, ...: every decade; the 2x and
+    5x minor ticks too while the axis spans under two decades, and every minor tick under half a
+    decade (matplotlib would write 3x10^4 beside 4x10^4, overlapping)."""
+    import math
+
+    def minor(v, _):
+        lo, hi = axis.get_view_interval()  # at drawing time: the limits the figure ends with
+        span = math.log10(hi / lo) if lo > 0 and hi > lo else float("inf")
+        if span >= 2 or v <= 0:
+            return ""
+        lead = round(v / 10 ** math.floor(math.log10(v)), 6)
+        return count_label(v) if span < 0.5 or lead in (2, 5) else ""
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _: count_label(v)))
+    axis.set_minor_formatter(FuncFormatter(minor))
+
+
 def _per_size(points) -> pd.DataFrame:
     df = pd.DataFrame(list(points), columns=["n_params", "value"])
     g = df.groupby("n_params")["value"]
@@ -139,6 +165,7 @@ def _finish(ax, ylabel: str, title: str) -> None:
     if hi / lo < 10:  # less than a decade: label the minor ticks too, or the axis has no numbers
         ax.yaxis.set_minor_formatter(plain)
     ax.set_xlabel("non-embedding parameters N")
+    counts_axis(ax.xaxis)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
@@ -167,6 +194,7 @@ def plot_joint(points: pd.DataFrame, boot, flops=None, title: str = ""):
     left.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     left.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     left.set_xlabel("tokens D")
+    counts_axis(left.xaxis)
     left.set_ylabel("eval loss")
     left.set_title(f"$L = {law.E_:.3g} + {law.A_:.3g} N^{{-{law.alpha_:.3f}}} + {law.B_:.3g} D^{{-{law.beta_:.3f}}}$",
                    fontsize=9)
@@ -183,6 +211,8 @@ def plot_joint(points: pd.DataFrame, boot, flops=None, title: str = ""):
     right.set_yscale("log")
     right.set_xlabel("FLOPs C = 6 N D")
     right.set_ylabel("N")
+    counts_axis(right.xaxis)
+    counts_axis(right.yaxis)
     right.legend(fontsize=8, frameon=False)
     right.grid(True, which="both", alpha=0.2)
     if title:
@@ -232,6 +262,7 @@ def plot_two_stage(report, title: str = ""):
     right.plot([], [], "D", color="C1", label=f"two-stage (MRE {100 * report.two_stage_mre:.1f}%)")
     right.set_xscale("log")
     right.set_xlabel("non-embedding parameters N")
+    counts_axis(right.xaxis)
     right.set_ylabel("metric")
     right.legend(fontsize=8, frameon=False)
     right.grid(True, which="both", alpha=0.2)

@@ -53,6 +53,25 @@ def plan(profile: str, overrides=(), only=None) -> dict[str, dict]:
     return out
 
 
+def writable_folder(path: str | Path, what: str) -> Path:
+    """`path` made a folder this process can write into, or one `WorkbenchError` line saying why not."""
+    import os
+    import tempfile
+
+    path = Path(path).resolve()
+    if path.exists() and not path.is_dir():
+        raise WorkbenchError(f"{what} {path} is a file, not a folder: give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise WorkbenchError(f"{what} {path} is not writable ({e.strerror or type(e).__name__}): give a folder "
+                             f"you can write to") from None
+    return path
+
+
 def run_notebooks(profile: str = "cpu", out: str | Path = "outputs/cpu", only=None, overrides=()) -> dict:
     """Execute the study's notebooks in order and write the summary. A failed sweep stops the study
     (every other notebook reads its runs); any other notebook that fails is reported and the rest run."""
@@ -62,8 +81,7 @@ def run_notebooks(profile: str = "cpu", out: str | Path = "outputs/cpu", only=No
     from workbench.front.summary import write_summary
 
     steps = plan(profile, overrides, only)
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(out, "the notebooks' output folder (--out)")
     timings, failures = {}, []
     for nb, params in tqdm(steps.items(), desc="notebooks", dynamic_ncols=True):
         t0 = time.time()

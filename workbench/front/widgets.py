@@ -11,6 +11,7 @@ The panels only gather parameters and call the library (`load_study`, `sweep_tab
 
 from __future__ import annotations
 
+import json
 import shlex
 import traceback
 
@@ -74,8 +75,10 @@ class _Panel:
         return []
 
     def papermill_command(self) -> str:
-        args = " ".join(f"-p {k} {shlex.quote(str(v))}" if not isinstance(v, (list, bool))
-                        else f"-y {shlex.quote(f'{k}: {v}')}" for k, v in self.params().items())
+        # lists and flags as YAML in JSON spelling (double quotes inside), so a shell needs one pair of
+        # single quotes around them and the command reads as typed: -y 'overrides: ["sweep.family=ar32"]'
+        args = " ".join(f"-p {k} {shlex.quote(str(v))}" if not isinstance(v, (list, bool, dict))
+                        else f"-y {shlex.quote(f'{k}: {json.dumps(v)}')}" for k, v in self.params().items())
         return f"papermill notebooks/{self.notebook}.ipynb out.ipynb {args}"
 
     def _show_command(self) -> None:

@@ -130,10 +130,15 @@ def fit_replicates(law: str, W: np.ndarray, n: np.ndarray, y: np.ndarray, groups
     if hasattr(cls, "fit_many"):
         params = cls.fit_many(W, n, y, **cov)
     else:
+        from workbench.base.progress import refits
+
         params = np.full((len(W), len(cls.param_names)), np.nan)
-        for i in np.flatnonzero(ok):
-            fitted = cls().fit(n, y, sample_weight=W[i], **cov)
-            params[i] = [fitted.params_[k] for k in cls.param_names]
+        todo = np.flatnonzero(ok)
+        with refits(len(todo), f"{law} law: bootstrap refits") as progress:
+            for i in todo:  # Ctrl-C stops here, between two refits, and the bar is closed
+                fitted = cls().fit(n, y, sample_weight=W[i], **cov)
+                params[i] = [fitted.params_[k] for k in cls.param_names]
+                progress.update(1)
     params[~ok] = np.nan
     return params
 

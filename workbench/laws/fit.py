@@ -232,6 +232,8 @@ def mean_relative_error(pred, actual) -> float:
 
 def split_by_size(df: pd.DataFrame, n_held_out: int, min_fit: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(fit rows, held-out rows): all but the largest `n_held_out` sizes vs those sizes."""
+    if df.empty:
+        raise FitError("the table has no rows: nothing to fit")
     sizes = np.sort(df["n_params"].unique())
     if n_held_out < 0 or len(sizes) - n_held_out < min_fit:
         raise FitError(f"holding out {n_held_out} of {len(sizes)} sizes leaves fewer than {min_fit} to fit; "

@@ -165,14 +165,19 @@ class JointLaw:
         """(B, 5) parameters of B weighted refits (the bootstrap's): the full fit once from the grid
         of starts, then each replicate from its optimum. NaN rows where a replicate cannot separate
         the terms (too few sizes or token counts, or N and D collinear in it)."""
+        from workbench.base.progress import refits
+
         full = cls().fit(n, y, tokens=tokens)
         out = np.full((len(W), len(PARAMS)), np.nan)
-        for i, w in enumerate(W):
-            try:
-                rep = cls(tolerances=REPLICATE_TOLERANCES).fit(n, y, sample_weight=w, tokens=tokens, starts=[full.x_])
-            except FitError:
-                continue
-            out[i] = [rep.E_, rep.A_, rep.alpha_, rep.B_, rep.beta_]
+        with refits(len(W), "joint law: bootstrap refits") as progress:  # long fits show a bar; Ctrl-C stops
+            for i, w in enumerate(W):
+                progress.update(1)
+                try:
+                    rep = cls(tolerances=REPLICATE_TOLERANCES).fit(n, y, sample_weight=w, tokens=tokens,
+                                                                   starts=[full.x_])
+                except FitError:
+                    continue
+                out[i] = [rep.E_, rep.A_, rep.alpha_, rep.B_, rep.beta_]
         return out
 
     def optimal(self, flops) -> tuple[np.ndarray, np.ndarray]:

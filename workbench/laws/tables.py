@@ -49,10 +49,8 @@ def read_table(source, columns: dict[str, str] | None = None) -> pd.DataFrame:
     """The fitting table of `source` (a .csv / .parquet path or a DataFrame): schema columns in
     schema order, with `variant` as text and `seed` as an integer; see the module docstring."""
     raw = _load(source)
-    columns = dict(columns or {})
-    unknown = set(columns) - set(SCHEMA)
-    if unknown:
-        raise FitError(f"column map names {sorted(unknown)}, not schema columns; map any of {list(SCHEMA)}")
+    columns = _column_map(columns)
+    _no_duplicate_headers(raw, source)
     out = {}
     for name in SCHEMA:
         col = _find(raw, name, columns.get(name))
@@ -67,6 +65,8 @@ def read_table(source, columns: dict[str, str] | None = None) -> pd.DataFrame:
     for name in NUMERIC:
         if name in table:
             table[name] = _numeric(table[name], name, out[name].attrs["source"], name in POSITIVE)
+    if "variant" in table:
+        _named(table["variant"], out["variant"].attrs["source"])
     table["variant"] = table["variant"].astype(str) if "variant" in table else "all"
     table["seed"] = table["seed"].astype(int) if "seed" in table else 0
     if "seed" in out and not np.allclose(out["seed"].astype(float), table["seed"]):
@@ -75,8 +75,83 @@ def read_table(source, columns: dict[str, str] | None = None) -> pd.DataFrame:
     return table[[c for c in SCHEMA if c in table]].reset_index(drop=True)
 
 
+def _column_map(columns) -> dict[str, str]:
+    """The user's {schema name: source column} map, checked: schema names only, one column per
+    name as text, and no source column given two roles (N fitted against N)."""
+    if columns is None:
+        return {}
+    if not isinstance(columns, dict):
+        raise FitError(f"the column map must be {{schema name: column name}} (e.g. {{'n_params': 'N'}}), "
+                       f"got a {type(columns).__name__}")
+    unknown = set(columns) - set(SCHEMA)
+    if unknown:
+        raise FitError(f"column map names {sorted(map(str, unknown))}, not schema columns; map any of {list(SCHEMA)}")
+    for name, col in columns.items():
+        if not isinstance(col, str) or not col:
+            raise FitError(f"column map: {name} -> {col!r}; give one column name as text")
+    by_column: dict[str, list[str]] = {}
+    for name, col in columns.items():
+        by_column.setdefault(col, []).append(name)
+    twice = {c: names for c, names in by_column.items() if len(names) > 1}
+    if twice:
+        col, names = next(iter(twice.items()))
+        raise FitError(f"column map: {col!r} is given as both {' and '.join(names)}; one column can fill one "
+                       f"role only")
+    return dict(columns)
+
+
+def _no_duplicate_headers(raw: pd.DataFrame, source) -> None:
+    """Two columns of one name are refused: which one a fit took would be a guess. pandas renames a
+    CSV's repeated header `value` to `value.1`, so a CSV's header line is read as written."""
+    names = list(map(str, raw.columns))
+    if isinstance(source, (str, os.PathLike)) and _suffix(Path(source)) in (".csv", ".tsv", ".txt"):
+        import csv
+
+        with _open_text(Path(source)) as f:
+            names = next(csv.reader(f, delimiter=_sep(Path(source))), names)
+    seen, dup = set(), []
+    for n in names:
+        if n in seen and n not in dup:
+            dup.append(n)
+        seen.add(n)
+    if dup:
+        raise FitError(f"the table has {len(dup)} repeated column name(s): {', '.join(map(repr, dup))}; "
+                       f"rename or drop one of each")
+
+
+def _named(col: pd.Series, source: str) -> None:
+    """Every row names its variant: an empty cell is refused, not made a nameless variant."""
+    empty = col.isna() | (col.astype(str).str.strip() == "")
+    if empty.any():
+        i = int(np.flatnonzero(empty.to_numpy())[0])
+        raise FitError(f"column {source!r} (variant): row {i + 1} is empty; name every row's variant, or drop "
+                       f"the column for a table of one variant")
+
+
+def _suffix(path: Path) -> str:
+    """The table's format suffix, under a `.gz` if any."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def _sep(path: Path) -> str:
+    return "\t" if _suffix(path) == ".tsv" else ","
+
+
+def _open_text(path: Path):
+    import gzip
+
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rt", newline="", encoding="utf-8", errors="replace")
+    return open(path, newline="", encoding="utf-8", errors="replace")
+
+
 def _load(source) -> pd.DataFrame:
     if isinstance(source, pd.DataFrame):
+        if source.empty:
+            raise FitError("the table has no rows")
         return source.copy()
     if not isinstance(source, (str, os.PathLike)):
         raise FitError(f"a table is a CSV or Parquet path or a DataFrame, got {type(source).__name__}")
@@ -84,12 +159,14 @@ def _load(source) -> pd.DataFrame:
     if not path.is_file():
         raise FitError(f"table {path} does not exist")
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
+        if _suffix(path) in (".parquet", ".pq") and path.suffix.lower() != ".gz":
             df = pd.read_parquet(path)
-        elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
-            df = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+        elif _suffix(path) in (".csv", ".tsv", ".txt"):
+            # as text: each column is made a number here (`_numeric`), where a whole number above 2^53 is
+            # still seen as written and refused, not rounded into its neighbour by the parser
+            df = pd.read_csv(path, sep=_sep(path), dtype=str)  # a .gz is unpacked by pandas
         else:
-            raise FitError(f"table {path}: use a .csv, .tsv or .parquet file")
+            raise FitError(f"table {path}: use a .csv, .tsv or .parquet file (.csv.gz and .tsv.gz too)")
     except (ValueError, OSError, ImportError) as e:
         if isinstance(e, FitError):
             raise
@@ -114,7 +191,32 @@ def _find(df: pd.DataFrame, name: str, mapped: str | None) -> str | None:
     return present[0] if present else None
 
 
+EXACT = 2**53  # integers above this are not all exact as floats: two sizes would merge
+LIMITS = (1e-100, 1e100)  # a positive column's values must lie here: the fits work in log space
+
+
 def _numeric(col: pd.Series, name: str, source: str, positive: bool) -> pd.Series:
+    kind = col.dtype.kind
+    if kind in "mMcb" or isinstance(col.dtype, pd.DatetimeTZDtype):
+        what = {"m": "durations", "M": "dates", "c": "complex numbers", "b": "true/false"}.get(kind, "dates")
+        raise FitError(f"column {source!r} ({name}) holds {what}, not numbers; convert it to a number first")
+    if kind == "O":
+        odd = col.map(lambda v: isinstance(v, (complex, bool, np.bool_, pd.Timestamp, pd.Timedelta))
+                      or hasattr(v, "isoformat")).to_numpy()
+        if odd.any():
+            i = int(np.flatnonzero(odd)[0])
+            raise FitError(f"column {source!r} ({name}): row {i + 1} is {col.iloc[i]!r}, not a number")
+    big = np.zeros(len(col), bool)
+    if kind in "iu":
+        big = np.abs(col.to_numpy().astype(object)) > EXACT
+    elif kind == "O":
+        text = col.astype(str).str.strip()
+        whole = text.str.fullmatch(r"[+-]?\d{16,}").fillna(False).to_numpy(bool)
+        big[whole] = [abs(int(v)) > EXACT for v in text[whole]]
+    if name != "seed" and big.any():
+        i = int(np.flatnonzero(big)[0])
+        raise FitError(f"column {source!r} ({name}): row {i + 1} is {col.iloc[i]}, above 2^53, where whole "
+                       f"numbers stop being exact as floats and sizes would merge; give it in a larger unit")
     values = pd.to_numeric(col, errors="coerce")
     bad = values.isna() & col.notna() | col.isna()
     if bad.any():
@@ -127,6 +229,11 @@ def _numeric(col: pd.Series, name: str, source: str, positive: bool) -> pd.Serie
         i = int(np.flatnonzero((values <= 0).to_numpy())[0])
         hint = "; fit 1 - metric for a metric" if name == "value" else ""
         raise FitError(f"column {source!r} ({name}): row {i + 1} is {float(values.iloc[i])!r}; it must be > 0{hint}")
+    lo, hi = LIMITS
+    if positive and ((values < lo) | (values > hi)).any():
+        i = int(np.flatnonzero(((values < lo) | (values > hi)).to_numpy())[0])
+        raise FitError(f"column {source!r} ({name}): row {i + 1} is {float(values.iloc[i]):.3g}, outside "
+                       f"{lo:g} .. {hi:g} where a fit in log space stays finite; rescale the column")
     return values.astype(float)
 
 

@@ -27,6 +27,7 @@ import torch
 
 from workbench.base import registry
 from workbench.base.convergence import summarize_run
+from workbench.base.errors import WorkbenchError
 from workbench.base.family import model_spec
 from workbench.base.runfiles import read_metrics
 from workbench.base.seeds import epoch_seed
@@ -56,6 +57,7 @@ class PretrainSpec(SpecBase):
 
     cfg: PretrainConfig
     data: PreparedData | None = field(default=None, compare=False, repr=False)  # already prepared, to reuse
+    tokenizer_sha256: str | None = field(default=None, compare=False)  # the sweep's tokenizer: others are refused
     kind: ClassVar[str] = "pretrain"
     make_id = staticmethod(run_id)
 
@@ -64,7 +66,16 @@ class PretrainSpec(SpecBase):
         return model_spec(self.cfg.family, self.cfg.n_layers).n_params
 
     def prepare(self) -> PreparedData:
-        return self.data or prepare_data(self.cfg.data)
+        """The prepared data, checked against the tokenizer the sweep started with: a data cache
+        deleted or rebuilt under a running sweep must not put runs of two tokenizers in one study."""
+        data = self.data or prepare_data(self.cfg.data)
+        found = data.meta.get("tokenizer_sha256")
+        if self.tokenizer_sha256 and found != self.tokenizer_sha256:
+            raise WorkbenchError(f"the prepared data changed under this sweep: its tokenizer is now {str(found)[:12]}, "
+                                 f"the sweep started on {self.tokenizer_sha256[:12]} (the data cache was rebuilt); "
+                                 f"{self.run_id} is not trained on it. Restore the cache, or move the sweep's runs out "
+                                 f"of the store and start again")
+        return data
 
     def record(self, data: PreparedData) -> dict:
         cfg, spec = self.cfg, model_spec(self.cfg.family, self.cfg.n_layers)

@@ -45,6 +45,8 @@ def load_runs(root: str | os.PathLike, include_unfinished: bool = False):
         cfg = store.config(run_dir.name) or {}
         row = dict(run_id=run_dir.name, kind=cfg.get("kind"), **_flatten(cfg.get("model", {})))
         row.update(_flatten(cfg.get("config", {})))
+        if isinstance(cfg.get("data"), dict) and cfg["data"].get("tokenizer_sha256"):
+            row["tokenizer_sha256"] = cfg["data"]["tokenizer_sha256"]
         row.update(summary if summary is not None else {"status": "unfinished"})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -60,18 +62,47 @@ def law_table(runs, value: str = "best_eval_loss"):
                                             and "diverged_step" in bad and r.diverged_step == r.diverged_step else ")")
                for r in bad.itertuples()]
         log.warning("leaving out %d run(s) that did not complete: %s", len(bad), ", ".join(why))
+    if not ok.any():
+        raise FitError(f"no completed runs: {_not_completed(runs)}; nothing to fit (see each run's summary.json)")
     rows = runs[ok]
     missing = rows[value].isna() if value in rows else pd.Series(True, index=rows.index)
     if missing.any():
         raise FitError(f"run {rows.run_id[missing].iloc[0]} is completed but its summary has no {value}: "
                        f"{int(missing.sum())} such run(s); delete their summary.json to train them again")
     variant = rows["family"].astype(str) + "/" + rows["train.objective"].astype(str)
+    _one_tokenizer(rows, variant)
     table = pd.DataFrame(dict(variant=variant, n_params=rows["n_params"].astype(float), seed=rows["seed"],
                               value=rows[value].astype(float), run_id=rows["run_id"]))
     for col in ("converged", "convergence", "forecast_loss", "forecast_low", "forecast_high"):
         if col in rows:  # each run's convergence verdict travels with its point (`workbench.base.convergence`)
             table[col] = rows[col]
     return table.reset_index(drop=True)
+
+
+def _one_tokenizer(rows, variant) -> None:
+    """Refuse a law over runs of one variant trained on different tokenizers (a data cache rebuilt
+    between runs): their losses are not on one scale."""
+    if "tokenizer_sha256" not in rows:
+        return
+    for name, group in rows.groupby(variant.to_numpy(), sort=True):
+        shas = group.tokenizer_sha256.dropna()
+        if shas.nunique() > 1:
+            first = group[group.tokenizer_sha256 == shas.iloc[0]].run_id.iloc[0]
+            other = group[group.tokenizer_sha256 != shas.iloc[0]].run_id.iloc[0]
+            raise FitError(f"{name}: its runs used {shas.nunique()} tokenizers ({first} and {other} differ; the data "
+                           f"cache was rebuilt between them); one law takes runs of one tokenizer: retrain or "
+                           f"leave out one group")
+
+
+def _not_completed(runs) -> str:
+    """'2 diverged (lr 1e+06), 1 unfinished': why runs are left out of a fit, counted by status, with the
+    learning rates of the diverged ones (the usual cause)."""
+    parts = []
+    for status, rows in runs.groupby("status", sort=True):
+        lrs = sorted({float(v) for v in rows.get("train.lr", rows.get("lr", pd.Series(dtype=float))).dropna()})
+        lr = f" (lr {', '.join(f'{v:g}' for v in lrs)})" if status == "diverged" and lrs else ""
+        parts.append(f"{len(rows)} {status}{lr}")
+    return ", ".join(parts)
 
 
 def load_curves(root: str | os.PathLike):

@@ -237,8 +237,9 @@ def _evaluate_and_log(model, evaluate, loop: LoopConfig, step: int, train_loss: 
 def _save_resume(run_dir: Path, model, optimizer, scheduler, stopper: EarlyStopping, step: int,
                  elapsed: float, rng: torch.Tensor) -> None:
     with atomic_path(Path(run_dir) / RESUME) as tmp:  # a failed save leaves neither a torn file nor a temp one
-        torch.save(dict(step=step, train_time_s=elapsed, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                        scheduler=scheduler.state_dict(), stopper=asdict(stopper), rng=rng), tmp)
+        torch.save(dict(run_id=Path(run_dir).name, step=step, train_time_s=elapsed, model=model.state_dict(),
+                        optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), stopper=asdict(stopper),
+                        rng=rng), tmp)
 
 
 def _load_resume(run_dir: Path, model, optimizer, scheduler, stopper: EarlyStopping) -> dict:
@@ -247,6 +248,13 @@ def _load_resume(run_dir: Path, model, optimizer, scheduler, stopper: EarlyStopp
         return {}
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+        owner = state.get("run_id")
+    except Exception as e:  # noqa: BLE001 - any failure to read means the file is unusable
+        raise CorruptCheckpointError(f"resume checkpoint {path} is unreadable ({type(e).__name__}: {e})") from None
+    if owner != Path(run_dir).name:  # a copy of another run's state would resume the wrong curve
+        whose = f"was written by run {owner}" if owner else "records no run id"
+        raise CorruptCheckpointError(f"resume checkpoint {path} {whose}, not {Path(run_dir).name}")
+    try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
