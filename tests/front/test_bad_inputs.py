@@ -114,12 +114,13 @@ def test_an_unreachable_ray_address_fails_in_seconds_naming_it():
     assert time.time() - t0 < 10
 
 
-def test_a_sweep_on_an_unreachable_ray_cluster_is_one_line_in_seconds(capsys):
+def test_a_sweep_on_an_unreachable_ray_cluster_is_one_line_in_seconds(capsys, tmp_path):
     import time
 
     pytest.importorskip("ray")
     t0 = time.time()
-    rc = main(["sweep", "--profile", "smoke", "--executor", "ray", "--ray-address", "127.0.0.1:1"])
+    rc = main(["sweep", "--profile", "smoke", "--root", str(tmp_path), "--executor", "ray",
+               "--ray-address", "127.0.0.1:1"])
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
     assert rc == 2 and err == ["error: nothing answers at the Ray address 127.0.0.1:1 (Connection refused): start "
                                "the cluster (`ray start --head`) or check --ray-address / $RAY_ADDRESS"]

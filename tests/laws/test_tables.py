@@ -179,7 +179,7 @@ def _four(**extra):
 
 
 @pytest.mark.parametrize("make, columns, words", [
-    (lambda: _four().join(_four()[["value"]], rsuffix="_").rename(columns={"value_": "value"}), None,
+    (lambda: pd.concat([_four(), _four()[["value"]]], axis=1), None,
      "repeated column name(s): 'value'"),
     (lambda: _four(), ["n_params", "value"], "the column map must be {schema name: column name}"),
     (lambda: _four(), {"n_params": ["n_params"], "value": "value"}, "give one column name as text"),

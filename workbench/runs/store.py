@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from workbench.base.errors import WorkbenchError
-from workbench.base.files import append_jsonl, read_json, read_jsonl, write_json_atomic
+from workbench.base.files import append_jsonl, read_json, read_jsonl, write_atomic
 from workbench.base.runfiles import ATTEMPTS, BEST, CLAIM, CONFIG, ENV, METRICS, RESUME, SUMMARY
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class RunStore:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, json.dumps(me).encode(), 0)
             else:
-                write_json_atomic(path / CLAIM, me)
+                write_atomic(path / CLAIM, json.dumps(me))
             if not attempt:
                 yield path
                 return
@@ -158,7 +158,7 @@ def _lock(run_dir: Path, run_id: str) -> tuple[int, bool]:
         except BlockingIOError:
             os.close(fd)
             try:
-                owner = (run_dir / CLAIM).read_text().strip()
+                owner = " ".join((run_dir / CLAIM).read_text().split())
             except OSError:
                 owner = "?"
             raise RunBusy(f"run {run_id} is being run by another process ({owner}); "
