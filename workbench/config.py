@@ -469,6 +469,10 @@ def _yaml(text: str, what: str) -> Any:
 
     try:
         return yaml.load(text, Loader=_strict_loader())
+    except yaml.MarkedYAMLError as e:  # where, in words, without PyYAML's source excerpt
+        mark = e.problem_mark or e.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark and "(line" not in str(e.problem) else ""
+        raise ConfigError(f"{what} is not valid YAML: {' '.join(str(e.problem or e.context).split())}{where}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{what} is not valid YAML: {' '.join(str(e).split())}") from None
 
