@@ -488,6 +488,10 @@ def _strict_loader():
             seen = set()
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, (str, int, float, bool, type(None))):
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"a key must be a name, got {key!r} (line {key_node.start_mark.line + 1})",
+                        key_node.start_mark)
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
                         None, None, f"key {key!r} is given twice (line {key_node.start_mark.line + 1}); keep one",

@@ -16,6 +16,7 @@ FILES = {
     "base-int.yaml": b"base: 5\n",
     "int.yaml": b"5\n",
     "dup-key.yaml": b"base: smoke\nsweep:\n  train:\n    lr: 1.0e-3\n    lr: 2.0e-3\n",
+    "list-key.yaml": b"? [a]\n: 1\n",
     "ladder.csv": LADDER.encode(),
     "two-values.csv": b"n_params,value,value\n1e4,6.0,1\n3e4,5.5,1\n1e5,5.1,1\n",
     "two-sizes.csv": b"n_params,n_params,value\n1e4,1,6.0\n3e4,1,5.5\n1e5,1,5.1\n",
@@ -37,6 +38,7 @@ CASES = [
     (["sweep", "--profile", "{tmp}/int.yaml", "--dry-run"], "must be a mapping of sections, got a int"),
     (["sweep", "--profile", "{tmp}/dup-key.yaml", "--dry-run"], "key 'lr' is given twice"),
     (["sweep", "--profile", "{tmp}", "--dry-run"], "is not a file"),
+    (["sweep", "--profile", "{tmp}/list-key.yaml", "--dry-run"], "a key must be a name, got ['a']"),
     # overrides and values
     (["sweep", "--profile", "smoke", "--set", "sweep.layers=[9]", "--dry-run"], "defines L1-8, not L9"),
     (["sweep", "--profile", "smoke", "--set", "sweep.seeds=[1099511627776]", "--dry-run"], "seeds must be in 0 .."),

@@ -275,3 +275,13 @@ def test_the_study_report_is_one_html_page_with_its_figures(smoke_study):
             assert "Pretraining sweep" in page.inner_text("body")
         finally:
             browser.close()
+
+
+def test_papermills_own_injected_names_are_not_unknown_parameters():
+    from workbench.base.errors import ConfigError
+    from workbench.front.params import check_injected
+
+    params = 'profile: str = "smoke"\nlaw: str = "power"\n'
+    check_injected([params, '# Parameters\nlaw = "joint"\nPAPERMILL_INPUT_PATH = "a.ipynb"\n'], "extrapolation")
+    with pytest.raises(ConfigError, match="unknown parameter\\(s\\) lawx; it takes profile, law"):
+        check_injected([params, '# Parameters\nlawx = "joint"\n'], "extrapolation")

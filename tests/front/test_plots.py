@@ -14,7 +14,8 @@ from workbench.front.plots import count_label, plot_fit  # noqa: E402
 from workbench.laws.report import law_report  # noqa: E402
 
 
-@pytest.mark.parametrize("v, text", [(12_288, "12.3K"), (30_000, "30K"), (1_200_000, "1.2M"), (3e9, "3B"), (500, "500")])
+@pytest.mark.parametrize("v, text", [(12_288, "12.3K"), (30_000, "30K"), (1_200_000, "1.2M"), (3e9, "3B"), (500, "500"),
+                                     (999_999, "1M")])
 def test_counts_are_short(v, text):
     assert count_label(v) == text
 

@@ -197,9 +197,12 @@ def test_a_long_bootstrap_shows_progress_and_stops_cleanly_on_ctrl_c(monkeypatch
         return real(self, *a, **kw)
 
     monkeypatch.setattr(JointLaw, "fit", interrupted)
+    from tqdm.auto import tqdm
+
     with pytest.raises(KeyboardInterrupt):
         bootstrap_joint(df, B=12)
     assert calls["n"] == 5
+    assert not [b for b in getattr(tqdm, "_instances", ()) if "bootstrap refits" in str(b.desc)]  # closed
 
 
 def test_ctrl_c_during_a_table_fit_is_one_line_and_exit_130(monkeypatch, capsys, tmp_path):

@@ -194,6 +194,8 @@ def _four(**extra):
     (lambda: _four().iloc[:0], None, "the table has no rows"),
     (lambda: _four().assign(n_params=[2**53 + 1, 2**53, 10**5, 10**6]), None, "above 2^53"),
     (lambda: _four().assign(value=[6.0, 1e308, 5.1, 4.8]), None, "outside 1e-100 .. 1e+100"),
+    (lambda: _four().rename(columns={"n_params": "N", "value": "loss"}), {"value": "N"},
+     "column 'N' would be both n_params and value"),  # a map and an alias landing on one column
 ])
 def test_a_table_the_fits_cannot_use_is_one_line(make, columns, words):
     """The campaign's table inputs through the Python API: each one `FitError` line, nothing cast."""
@@ -205,3 +207,16 @@ def test_a_table_the_fits_cannot_use_is_one_line(make, columns, words):
 def test_an_empty_table_is_said_so_by_the_fits():
     with pytest.raises(FitError, match="the table has no rows"):
         law_report(pd.DataFrame(columns=["n_params", "value"]), FitConfig())
+
+
+def test_a_variant_may_be_called_na(tmp_path):
+    """Only an empty cell is missing: a CSV's variant `NA` (or `None`) is a name, not a hole."""
+    (tmp_path / "t.csv").write_text("variant,n_params,value\nNA,1e4,6\nNA,3e4,5.5\nNone,1e4,6.1\nNone,3e4,5.6\n")
+    assert sorted(read_table(tmp_path / "t.csv").variant.unique()) == ["NA", "None"]
+
+
+def test_an_empty_run_table_is_one_line():
+    from workbench.runs.tables import law_table
+
+    with pytest.raises(FitError, match="no finished runs to fit"):
+        law_table(pd.DataFrame())

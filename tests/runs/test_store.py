@@ -316,3 +316,19 @@ def test_a_best_checkpoint_gets_the_usual_permissions(tmp_path):
     assert stat.S_IMODE(best.stat().st_mode) == 0o755
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in best.iterdir()}
     assert "model.safetensors" in modes and set(modes.values()) == {0o644}, modes
+
+
+def test_a_store_root_that_is_itself_a_link_works(tmp_path, swept):
+    """Only what resolves outside the root is refused: a root reached through a symlink is fine."""
+    root, study, df = _copy(swept, tmp_path)
+    (tmp_path / "linked").symlink_to(root, target_is_directory=True)
+    again = run_sweep(study.sweep, tmp_path / "linked", study.exec)
+    assert again.attrs["counts"]["skipped"] == len(df) and (again.status == "completed").all()
+
+
+def test_a_symlink_loop_in_the_store_is_one_line(tmp_path):
+    from workbench.runs.store import UnsafePath
+
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(UnsafePath, match="cannot be resolved"):
+        RunStore(tmp_path).summary("loop")

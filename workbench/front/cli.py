@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as e:  # a file the command was pointed at: missing, a folder, not writable, disk full
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
-        print(f"error: {e.strerror or type(e).__name__}{where}", file=sys.stderr)
+        print(f"error: {e.strerror or ' '.join(str(e).split()) or type(e).__name__}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         resumable = args.command in ("sweep", "finetune", "notebooks")
@@ -239,7 +239,8 @@ def _runs(args) -> int:
         try:
             write_atomic(target, table.to_csv(index=False))
         except OSError as e:
-            raise WorkbenchError(f"--export {target} cannot be written ({e.strerror or type(e).__name__}): give a "
+            why = e.strerror or str(e) or type(e).__name__
+            raise WorkbenchError(f"--export {target} cannot be written ({why}): give a "
                                  f"file in a folder you can write to") from None
         print(f"{len(table)} evaluations of {table.run_id.nunique()} runs written to {args.export}")
         return 0

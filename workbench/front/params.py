@@ -82,7 +82,8 @@ def check_injected(sources: list[str], name: str) -> None:
     declared = next((assigned(src) for src in reversed(sources[:i]) if "profile" in assigned(src)), None)
     if declared is None:
         return
-    unknown = [n for n in assigned(sources[i]) if n not in declared]
+    # papermill's own --inject-paths names (PAPERMILL_INPUT_PATH, ...) are not the notebook's parameters
+    unknown = [n for n in assigned(sources[i]) if n not in declared and not n.startswith("PAPERMILL_")]
     if unknown:
         raise ConfigError(f"{name} notebook: unknown parameter(s) {', '.join(unknown)}; it takes "
                           f"{', '.join(declared)}")

@@ -26,6 +26,7 @@ from workbench.laws.report import LawCurve, LawReport
 
 def count_label(v: float) -> str:
     """A count for a tick: 30K, 1.2M, 3B (short, so neighbouring ticks never overlap)."""
+    v = float(f"{v:.3g}")  # rounded first: 999,999 is 1M, not 1e+03K
     for unit, div in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(v) >= div:
             return f"{v / div:.3g}{unit}"

@@ -171,13 +171,13 @@ class JointLaw:
         out = np.full((len(W), len(PARAMS)), np.nan)
         with refits(len(W), "joint law: bootstrap refits") as progress:  # long fits show a bar; Ctrl-C stops
             for i, w in enumerate(W):
-                progress.update(1)
                 try:
                     rep = cls(tolerances=REPLICATE_TOLERANCES).fit(n, y, sample_weight=w, tokens=tokens,
                                                                    starts=[full.x_])
+                    out[i] = [rep.E_, rep.A_, rep.alpha_, rep.B_, rep.beta_]
                 except FitError:
-                    continue
-                out[i] = [rep.E_, rep.A_, rep.alpha_, rep.B_, rep.beta_]
+                    pass
+                progress.update(1)
         return out
 
     def optimal(self, flops) -> tuple[np.ndarray, np.ndarray]:

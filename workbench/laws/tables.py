@@ -57,6 +57,13 @@ def read_table(source, columns: dict[str, str] | None = None) -> pd.DataFrame:
         if col is not None:
             out[name] = raw[col]
             out[name].attrs["source"] = col
+    roles: dict[str, list[str]] = {}
+    for name, col in out.items():
+        roles.setdefault(col.attrs["source"], []).append(name)
+    for col, names in roles.items():
+        if len(names) > 1:  # e.g. value mapped to the column n_params was found in by its alias
+            raise FitError(f"column {col!r} would be both {' and '.join(names)}; one column can fill one role "
+                           f"only: map each role to its own column")
     for name in REQUIRED:
         if name not in out:
             raise FitError(f"the table has no {name} column (looked for {', '.join(ALIASES[name])}; columns: "
@@ -164,7 +171,8 @@ def _load(source) -> pd.DataFrame:
         elif _suffix(path) in (".csv", ".tsv", ".txt"):
             # as text: each column is made a number here (`_numeric`), where a whole number above 2^53 is
             # still seen as written and refused, not rounded into its neighbour by the parser
-            df = pd.read_csv(path, sep=_sep(path), dtype=str)  # a .gz is unpacked by pandas
+            df = pd.read_csv(path, sep=_sep(path), dtype=str, keep_default_na=False,  # a .gz is unpacked
+                             na_values=[""])  # only an empty cell is missing: a variant may be called "NA"
         else:
             raise FitError(f"table {path}: use a .csv, .tsv or .parquet file (.csv.gz and .tsv.gz too)")
     except (ValueError, OSError, ImportError) as e:

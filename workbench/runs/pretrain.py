@@ -71,8 +71,9 @@ class PretrainSpec(SpecBase):
         data = self.data or prepare_data(self.cfg.data)
         found = data.meta.get("tokenizer_sha256")
         if self.tokenizer_sha256 and found != self.tokenizer_sha256:
-            raise WorkbenchError(f"the prepared data changed under this sweep: its tokenizer is now {str(found)[:12]}, "
-                                 f"the sweep started on {self.tokenizer_sha256[:12]} (the data cache was rebuilt); "
+            raise WorkbenchError(f"the prepared data at {data.path} has tokenizer {str(found)[:12]}, the sweep "
+                                 f"started on {self.tokenizer_sha256[:12]} (the data cache was rebuilt under the "
+                                 f"sweep, or this host prepared its own: give every node one WORKBENCH_DATA_DIR); "
                                  f"{self.run_id} is not trained on it. Restore the cache, or move the sweep's runs out "
                                  f"of the store and start again")
         return data

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from workbench.base.errors import WorkbenchError
-from workbench.base.files import append_jsonl, read_json, read_jsonl, write_atomic
+from workbench.base.files import append_jsonl, read_json, read_jsonl
 from workbench.base.runfiles import ATTEMPTS, BEST, CLAIM, CONFIG, ENV, METRICS, RESUME, SUMMARY
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,10 @@ class RunStore:
         """Refuse `path` when it (a symlink, or a folder above it) resolves outside the store's root."""
         if not (path.exists() or path.is_symlink()):
             return
-        real, root = path.resolve(), self.root.resolve()
+        try:
+            real, root = path.resolve(), self.root.resolve()
+        except (RuntimeError, OSError) as e:  # a symlink loop
+            raise UnsafePath(f"{path} cannot be resolved ({e}): remove the link and run again") from None
         if real != root and root not in real.parents:
             raise UnsafePath(f"{path} resolves to {real}, outside the run store {root}: the store never writes "
                              f"there; remove the link (or copy the run in) and run again")
@@ -99,25 +102,22 @@ class RunStore:
     def claim(self, run_id: str, attempt: bool = True) -> Iterator[Path]:
         """Hold the exclusive claim on a run folder while working on it.
 
-        The claim is an advisory lock (`flock`) on the run folder itself: atomic across processes,
-        released by the kernel when its holder dies, even by kill -9, so a crashed run never blocks a
-        retry, and not undone by deleting a file. `claim.json` only says who holds it. On a file
-        system that cannot lock a folder (NFS) the lock falls back to `claim.json`, which then must
-        not be deleted while a run works. A live holder raises `RunBusy`. Each claim
+        The claim is two advisory locks (`flock`), taken together: on the run folder itself, which
+        deleting a file cannot undo, and on `claim.json` (which names the holder), which NFS extends
+        across hosts where a folder lock stays local to one. Both are atomic across processes and
+        released by the kernel when their holder dies, even by kill -9, so a crashed run never
+        blocks a retry. A live holder raises `RunBusy`. Each claim
         appends an attempt (host, pid, start, whether a resume checkpoint existed) to
         `attempts.jsonl`, and its end when let go normally; a killed attempt has no end line. A claim
         for bookkeeping on a finished run (`attempt=False`: a summary completed afterwards) logs none."""
         path = self.path(run_id)
         path.mkdir(parents=True, exist_ok=True)
         self.check_files(run_id)
-        fd, on_file = _lock(path, run_id)
+        fds = _lock(path, run_id)
         try:
             me = dict(host=socket.gethostname(), pid=os.getpid(), since=round(time.time(), 3))
-            if on_file:  # the locked file itself: written in place, never replaced
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, json.dumps(me).encode(), 0)
-            else:
-                write_atomic(path / CLAIM, json.dumps(me))
+            os.ftruncate(fds[0], 0)  # the locked file itself: written in place, never replaced
+            os.pwrite(fds[0], json.dumps(me).encode(), 0)
             if not attempt:
                 yield path
                 return
@@ -131,7 +131,8 @@ class RunStore:
             append_jsonl(path / ATTEMPTS, dict(me, event="end", at=round(time.time(), 3),
                                                 outcome="finished" if (path / SUMMARY).exists() else "released"))
         finally:
-            os.close(fd)  # releases the lock; the file stays, so no process ever locks a stale inode
+            for fd in fds:
+                os.close(fd)  # releases the locks; the file stays, so no process ever locks a stale inode
 
     def attempts(self, run_id: str) -> list[dict]:
         """Start lines of every attempt at this run (see `claim`)."""
@@ -146,37 +147,32 @@ class UnsafePath(WorkbenchError):
     """A path in the run store that resolves outside it (a symlink out of the root)."""
 
 
-def _lock(run_dir: Path, run_id: str) -> tuple[int, bool]:
-    """An exclusive `flock` on the run folder (a held one raises `RunBusy`): the open descriptor, and
-    whether the lock fell back to `claim.json` (a file system that cannot lock a folder)."""
+def _lock(run_dir: Path, run_id: str) -> list[int]:
+    """Two exclusive `flock`s, both or none (a held one raises `RunBusy`): on the run folder (deleting
+    a file cannot undo it) and on `claim.json` (across hosts on NFS, where a folder lock is local to
+    one host). Returns the open descriptors, `claim.json`'s first."""
     import fcntl
 
-    while True:
-        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            try:
-                owner = " ".join((run_dir / CLAIM).read_text().split())
-            except OSError:
-                owner = "?"
-            raise RunBusy(f"run {run_id} is being run by another process ({owner}); "
-                          f"it is released when that process ends") from None
-        except OSError:  # pragma: no cover - a file system that cannot lock folders
-            os.close(fd)
-            log.warning("%s: this file system cannot lock a folder; locking %s instead", run_dir, CLAIM)
-            return _lock_file(run_dir / CLAIM, run_id), True
-        try:
-            same = os.fstat(fd).st_ino == os.stat(run_dir).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            return fd, False
-        os.close(fd)  # the folder was replaced between open and lock: lock the one now in place
+    folder = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(folder)
+        raise _busy(run_dir, run_id) from None
+    except OSError:  # pragma: no cover - a file system that cannot lock a folder: the file lock alone
+        os.close(folder)
+        folder = None
+    try:
+        return [_lock_file(run_dir / CLAIM, run_dir, run_id)] + ([folder] if folder is not None else [])
+    except BaseException:
+        if folder is not None:
+            os.close(folder)
+        raise
 
 
-def _lock_file(lock: Path, run_id: str) -> int:  # pragma: no cover - only where folders cannot be locked
+def _lock_file(lock: Path, run_dir: Path, run_id: str) -> int:
+    """The flock on `claim.json`, opened without following a link; retried when the file was replaced
+    between open and lock, so no two processes ever hold locks on two different inodes."""
     import fcntl
 
     while True:
@@ -185,8 +181,7 @@ def _lock_file(lock: Path, run_id: str) -> int:  # pragma: no cover - only where
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RunBusy(f"run {run_id} is being run by another process; it is released when that process "
-                          f"ends") from None
+            raise _busy(run_dir, run_id) from None
         try:
             same = os.fstat(fd).st_ino == os.stat(lock).st_ino
         except FileNotFoundError:
@@ -194,6 +189,14 @@ def _lock_file(lock: Path, run_id: str) -> int:  # pragma: no cover - only where
         if same:
             return fd
         os.close(fd)
+
+
+def _busy(run_dir: Path, run_id: str) -> RunBusy:
+    try:
+        owner = " ".join((run_dir / CLAIM).read_text().split()) or "?"
+    except OSError:
+        owner = "?"
+    return RunBusy(f"run {run_id} is being run by another process ({owner}); it is released when that process ends")
 
 
 def _read_or_none(path: Path, consequence: str = "") -> dict | None:

@@ -55,6 +55,8 @@ def load_runs(root: str | os.PathLike, include_unfinished: bool = False):
 def law_table(runs, value: str = "best_eval_loss"):
     """The fitting table of `load_runs` output: variant (family/objective), n_params, seed, value,
     run_id (and the convergence verdict and forecast where the summaries have them). Runs that did not complete (diverged, unfinished) are left out with a warning."""
+    if runs.empty or "status" not in runs:
+        raise FitError("no finished runs to fit: train the sweep first (`workbench sweep`), or check its failures")
     ok = runs["status"] == "completed"
     if (~ok).any():
         bad = runs[~ok]
@@ -107,8 +109,9 @@ def _not_completed(runs) -> str:
 
 def load_curves(root: str | os.PathLike):
     """Every logged evaluation of every run (finished or not), with its run id."""
+    store = RunStore(root)
     rows = [dict(run_id=d.parent.name, **r) for d in sorted(Path(root).glob(f"*/{CONFIG}"))
-            for r in read_metrics(d.parent)]
+            for r in read_metrics(store.path(d.parent.name))]  # a folder linked out of the store is refused
     return pd.DataFrame(rows)
 
 

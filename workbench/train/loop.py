@@ -251,9 +251,11 @@ def _load_resume(run_dir: Path, model, optimizer, scheduler, stopper: EarlyStopp
         owner = state.get("run_id")
     except Exception as e:  # noqa: BLE001 - any failure to read means the file is unusable
         raise CorruptCheckpointError(f"resume checkpoint {path} is unreadable ({type(e).__name__}: {e})") from None
-    if owner != Path(run_dir).name:  # a copy of another run's state would resume the wrong curve
-        whose = f"was written by run {owner}" if owner else "records no run id"
-        raise CorruptCheckpointError(f"resume checkpoint {path} {whose}, not {Path(run_dir).name}")
+    if owner is None:  # written before checkpoints recorded their run: taken as this run's, said once
+        log.warning("resume checkpoint %s records no run id (an earlier version wrote it): resuming %s from it",
+                    path, Path(run_dir).name)
+    elif owner != Path(run_dir).name:  # a copy of another run's state would resume the wrong curve
+        raise CorruptCheckpointError(f"resume checkpoint {path} was written by run {owner}, not {Path(run_dir).name}")
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
