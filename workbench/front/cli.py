@@ -47,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
                                                   "(schema: docs/laws.md, 'Laws from any table')")
     _table_args(p)
 
+    p = sub.add_parser("forecast", help="write down a dated forecast at a size not yet trained, scored when it lands")
+    _study_args(p, root=True)
+    p.add_argument("--target", required=True, metavar="N[,D]", help="the size (and, for the joint law, tokens)")
+    p.add_argument("--law", choices=list(LAWS), default=None, help="law to forecast with (default: the profile's)")
+    p.add_argument("--note", default="", help="a line kept with the forecast")
+
     p = sub.add_parser("backtest", help="backtest laws on a table of runs under a protocol (no bootstrap)")
     _study_args(p, root=False)
     p.add_argument("--table", required=True, help="a CSV / TSV / Parquet table of runs (gzipped too)")
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
-        commands = {"sweep": _sweep, "runs": _runs, "fit": _fit, "backtest": _backtest, "family": _family,
+        commands = {"sweep": _sweep, "runs": _runs, "fit": _fit, "forecast": _forecast, "backtest": _backtest, "family": _family,
                     "tasks": _tasks,
                     "prepare-tasks": _prepare_tasks, "finetune": _finetune, "notebooks": _notebooks}
         return commands[args.command](args)
@@ -188,6 +194,11 @@ def _fit(args) -> int:
     print(report.describe())
     for name, (lo, hi) in report.params_ci.items():
         print(f"  {name} = {report.params[name]:.5g}  ({100 * report.level:.0f}% CI {lo:.5g} .. {hi:.5g})")
+    done = runs[runs.status == "completed"] if "status" in runs else runs
+    from workbench.laws.forecasts import forecast_lines
+
+    for line in forecast_lines(study.root, done.groupby("n_params").best_eval_loss.mean().to_dict()):
+        print(line)
     _print_convergence(runs)
     return 0
 
@@ -216,6 +227,37 @@ def _fit_table(args, study) -> int:
         print(f"selection: {sel['n_pairs']} pair(s); the extrapolated winner is right in "
               f"{100 * sel['law_accuracy']:.0f}%, ranking by the largest smaller size in "
               f"{100 * sel['largest_small_accuracy']:.0f}%")
+    return 0
+
+
+def _forecast(args) -> int:
+    """`workbench forecast`: the law over the sweep's finished runs, predicted at `--target` and saved,
+    dated, in `<root>/forecasts/`; `workbench fit` and the study summary score it once a run lands."""
+    from pathlib import Path
+
+    from workbench.laws.forecasts import FOLDER, describe, make_forecast, save_forecast
+    from workbench.runs.pretrain import run_id
+    from workbench.runs.tables import fitting_rows, law_table, load_runs
+
+    study = _study(args)
+    try:
+        target = [float(v) for v in args.target.split(",")]
+    except ValueError:
+        raise WorkbenchError(f"--target takes N or N,D as numbers, got {args.target!r}") from None
+    if len(target) not in (1, 2):
+        raise WorkbenchError(f"--target takes N or N,D, got {args.target!r}")
+    runs = load_runs(study.root)
+    ids = {run_id(r) for r in study.sweep.runs()}
+    runs = runs[runs.run_id.isin(ids)] if not runs.empty else runs
+    if runs.empty:
+        raise WorkbenchError(f"no finished runs of this sweep under {study.root}: run `workbench sweep` first")
+    rows = fitting_rows(law_table(runs), study.root, study.fit.law)
+    if float(target[0]) in set(rows.n_params.astype(float)):
+        raise WorkbenchError(f"N = {target[0]:,.0f} is already trained: a forecast is for a size not yet run")
+    fc = make_forecast(rows, study.fit.law, target[0], target[1] if len(target) == 2 else None, study.fit, args.note)
+    path = save_forecast(fc, Path(study.root) / FOLDER)
+    print(describe(fc, None))
+    print(f"written to {path}: scored by `workbench fit` and the study summary when a run at that size lands")
     return 0
 
 

@@ -24,6 +24,7 @@ from workbench.front.results import (
     SelectionResults,
     SweepResults,
 )
+from workbench.laws.forecasts import forecast_lines
 
 # the default study's bar: a law over >= 4 sizes with R^2 >= 0.98, and the held-out size within 5%
 BAR = dict(min_sizes=4, min_r2=0.98, max_abs_re=0.05)
@@ -50,6 +51,7 @@ def _sweep(sw: SweepResults) -> tuple[list[str], dict]:
              "| N | best eval loss |", "|---|---|"]
     lines += [f"| {_n(n)} | {v:.4f} |" for n, v in sorted(sw.losses.items(), key=lambda kv: float(kv[0]))]
     lines += ["", f"- {law.describe()}"] + _not_converged(sw)
+    lines += [f"- {line}" for line in forecast_lines(sw.root, sw.losses)] if sw.root else []
     lines += [f"- bar (>= {BAR['min_sizes']} sizes, R^2 >= {BAR['min_r2']}, held-out |RE| <= "
               f"{100 * BAR['max_abs_re']:.0f}%, converged runs): "
               + ", ".join(f"{k} {'ok' if v else 'NOT MET'}" for k, v in checks.items()),
