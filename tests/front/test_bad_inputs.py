@@ -26,6 +26,7 @@ FILES = {
     "int-overflow.csv": b"n_params,value\n9007199254740993,6.0\n9007199254740992,5.5\n1e5,5.1\n",
     "int-overflow-ints.csv": b"n_params,value\n9007199254740993,6.0\n9007199254740992,5.5\n100000,5.1\n",
     "header-only.csv": b"n_params,value\n",
+    "no-value.csv": b"num_params,score\n1e4,6.0\n3e4,5.5\n",
     "a-file": b"not a folder\n",
 }
 
@@ -58,6 +59,11 @@ CASES = [
     (["fit", "--profile", "smoke", "--table", "{tmp}/int-overflow.csv"], "row 1 is 9007199254740993, above 2^53"),
     (["fit", "--profile", "smoke", "--table", "{tmp}/int-overflow-ints.csv"], "row 1 is 9007199254740993, above 2^53"),
     (["fit", "--profile", "smoke", "--table", "{tmp}/header-only.csv"], "has no rows"),
+    (["fit", "--profile", "smoke", "--table", "{tmp}/no-value.csv"],
+     "the table has no value column (looked for value, loss,"),  # and the hint in command-line syntax:
+    (["backtest", "--profile", "smoke", "--table", "{tmp}/no-value.csv"], "name it: --columns value=COLUMN on the"),
+    (["backtest", "--profile", "smoke", "--table", "{tmp}/ladder.csv", "--protocol", "chinchilla"],
+     "unknown backtest protocol 'chinchilla'"),
     # output paths
     (["runs", "--root", "{tmp}", "--export", "{tmp}"], "is a folder: give a file name"),
     (["notebooks", "--profile", "smoke", "--out", "{tmp}/a-file"], "is a file, not a folder"),

@@ -296,7 +296,8 @@ def test_the_command_line_takes_hparams_and_defaults_to_the_joint_law_with_token
     assert main(["fit", "--profile", "smoke", "--set", "fit.n_bootstrap=20", "--table", str(tmp_path / "grid.csv"),
                  "--hparams", "lr", "--select", "envelope"]) == 0
     out = capsys.readouterr().out
-    assert "note: hyperparameters lr: lower envelope" in out and out.count("law: joint") == 1
+    assert "note: hyperparameters lr: lower envelope" in out and out.count("law: joint, L(N, D)") == 1
+    assert "best law: joint, mean ARE 0.00% against the best naive baseline's" in out  # every law backtested
 
 
 # ---------------------------------------------------------------- backtest protocols

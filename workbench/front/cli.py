@@ -205,10 +205,9 @@ def _fit(args) -> int:
 
 def _fit_table(args, study) -> int:
     """`workbench fit --table`: the law of every variant of a table, then the backtests."""
-    import pandas as pd
 
     from workbench.laws.report import law_report
-    from workbench.laws.tables import backtest, checkpoints, law_points, selection_backtest
+    from workbench.laws.tables import checkpoints, law_points, selection_backtest
 
     full = _read_table(args)
     if args.law is None and "tokens" in full and full.tokens.nunique() > 1 and study.fit.law != "joint":
@@ -220,8 +219,10 @@ def _fit_table(args, study) -> int:
     for variant, rows in table.groupby("variant"):
         print(f"{variant}: {law_report(rows, study.fit).describe()}")
         _joint(checkpoints(full[full.variant == variant]), variant, study.fit)
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(backtest(full, study.fit).to_string(index=False))
+    try:
+        _law_backtests(full, study.fit, None, args.law)  # every law that fits, unless --law names one
+    except WorkbenchError as e:
+        print(f"backtest: {e}")
     sel = selection_backtest(full, study.fit)
     if sel["n_pairs"]:
         print(f"selection: {sel['n_pairs']} pair(s); the extrapolated winner is right in "
@@ -264,24 +265,32 @@ def _forecast(args) -> int:
 def _backtest(args) -> int:
     """`workbench backtest`: each law the table can take (or `--law`), under the protocol, per variant
     and averaged over variants, beside the naive baselines; which law wins. No bootstrap."""
+    from workbench.laws.protocols import get_protocol
+
+    study = _study(args)
+    protocol = get_protocol(args.protocol)
+    full = _read_table(args)
+    print(f"protocol {protocol.name}: {protocol}")
+    _law_backtests(full, study.fit, protocol, args.law)
+    return 0
+
+
+def _law_backtests(full, fit, protocol, only: str | None = None) -> None:
+    """Backtest `only`, or every law the table can take, under `protocol`: a table per law, the mean
+    over variants, and which law wins against the naive baselines."""
     import dataclasses
 
     import pandas as pd
 
     from workbench.base.registry import LAWS as laws
     from workbench.laws.fit import get_law
-    from workbench.laws.protocols import get_protocol
     from workbench.laws.tables import backtest, mean_over_variants
 
-    study = _study(args)
-    protocol = get_protocol(args.protocol)
-    full = _read_table(args)
     has_tokens = "tokens" in full and full.tokens.nunique() > 1
-    names = [args.law] if args.law else [n for n in laws if has_tokens or not get_law(n).covariates]
-    print(f"protocol {protocol.name}: {protocol}")
+    names = [only] if only else [n for n in laws if has_tokens or not get_law(n).covariates]
     scores = {}
     for name in names:
-        bt = backtest(full, dataclasses.replace(study.fit, law=name), protocol)
+        bt = backtest(full, dataclasses.replace(fit, law=name), protocol)
         cols = [c for c in ("variant", "n_sizes", "target_n", "n_target_points", "actual", "law_pred", "law_are",
                             "best_small_are", "last_point_are", "seed_spread", "law_beats_baselines", "note")
                 if c in bt]
@@ -303,7 +312,6 @@ def _backtest(args) -> int:
     verdict = "" if m["law_are"] < naive else "; the naive baseline is better: no law extrapolates this table"
     print(f"best law: {best}, mean ARE {100 * m['law_are']:.2f}% against the best naive baseline's "
           f"{100 * naive:.2f}%{others}{verdict}")
-    return 0
 
 
 def _joint(points, variant: str, fit) -> None:
