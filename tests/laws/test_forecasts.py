@@ -18,27 +18,31 @@ def _ladder(seeds=3):
 
 
 def test_a_forecast_is_written_once_and_scored_from_its_file(tmp_path):
-    fc = make_forecast(_ladder(), "power", 1e6, fit=FitConfig(n_bootstrap=200))
+    fc = make_forecast(_ladder(), "power", 1e6, fit=FitConfig(n_bootstrap=200), variant="a")
     assert fc["low"] < fc["pred"] < fc["high"] and fc["sizes"] == [1e4, 3e4, 1e5, 3e5] and len(fc["run_ids"]) == 12
     assert fc["pred"] == pytest.approx(7 * 1e6 ** -0.05, rel=0.01) and len(fc["table_sha256"]) == 64
     path = save_forecast(fc, tmp_path / "forecasts")
-    with pytest.raises(FitError, match="forecasts are never rewritten"):
-        save_forecast(fc, tmp_path / "forecasts")
+    again = save_forecast(fc, tmp_path / "forecasts")  # the same second: a name of its own, nothing replaced
+    assert path.name.endswith("-power-N1000000.json") and again.name.endswith("-power-N1000000-2.json")
+    again.unlink()
     (saved,) = load_forecasts(tmp_path / "forecasts")
     assert saved["file"] == path.name and saved["pred"] == fc["pred"]
     assert score_forecast(saved, fc["pred"]) == dict(actual=fc["pred"], error=0.0, inside=True)
     assert score_forecast(saved, 2 * fc["pred"])["inside"] is False
-    # the file decides: edit the table afterwards and the score does not move
+    # the score is read from the file alone (here edited by hand): the law is not fitted again
     path.write_text(json.dumps(dict(json.loads(path.read_text()), pred=1.0, low=0.9, high=1.1)))
-    (line,) = forecast_lines(tmp_path, {1e6: 1.05})
+    (line,) = forecast_lines(tmp_path, {1e6: 1.05}, "a")
     assert "measured 1.0500, error -4.76% (inside the interval)" in line
-    (line,) = forecast_lines(tmp_path, {})
+    (line,) = forecast_lines(tmp_path, {}, "a")
     assert line.endswith("its run has not landed yet")
+    assert forecast_lines(tmp_path, {1e6: 1.05}, "another sweep") == []  # scored by its own variant's runs only
 
 
 def test_a_law_of_tokens_needs_the_target_tokens():
     with pytest.raises(FitError, match="give the target as N,D"):
         make_forecast(_ladder().assign(tokens=1e8), "joint", 1e6)
+    with pytest.raises(FitError, match="predicts from N alone: give the target as N, without tokens"):
+        make_forecast(_ladder(), "power", 1e6, 2e9)
 
 
 def test_a_registered_forecast_is_scored_when_its_run_lands(tmp_path, capsys):
@@ -66,4 +70,5 @@ def test_a_registered_forecast_is_scored_when_its_run_lands(tmp_path, capsys):
     sw = SweepResults(label="ar32/mlm", root=str(tmp_path), law=law_report(law_table(runs), study.fit),
                       losses={str(n): v for n, v in runs.groupby("n_params").best_eval_loss.mean().items()})
     lines, _ = _sweep(sw)
+    assert main(["forecast", "--profile", "smoke", *sets, "--target", "786432", "--law", "joint"]) == 2
     assert any(line.startswith("- forecast of") and "measured" in line for line in lines)

@@ -235,7 +235,8 @@ def test_published_tables_read_as_written(tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path / "opt.csv.gz", index=False)
     t = read_table(tmp_path / "opt.csv.gz", {"run": "model"})
     assert sorted(t.n_params.unique()) == [125e6, 350e6, 1.3e9] and (t.groupby("n_params").step.max() == 3).all()
-    assert t.attrs["notes"] == ["9 rows read as checkpoints of 3 runs (the run column), in the order of their "
+    assert t.attrs["notes"] == ["the value is read from 'perf' as a loss (lower is better); for a score, fit 1 - score",
+                                "9 rows read as checkpoints of 3 runs (the run column), in the order of their "
                                 "tokens: up to 3 per run"]
     assert final_points(t).value.tolist() == pytest.approx([3.1, 2.8, 2.5])
 
@@ -356,3 +357,27 @@ def test_workbench_backtest_prints_every_law_and_the_winner(tmp_path, capsys):
     assert "power law:" in out and "joint law:" in out and "saturating law:" in out
     assert "mean over 2 variant(s): ARE law 0.00%, best smaller model 25.89%, largest fitted size 25.89%" in out
     assert "mean ARE 0.00% against the best naive baseline's 25.89%" in out and "naive baseline is better" not in out
+
+
+def test_the_envelope_compares_settings_whatever_their_seeds_and_grids():
+    """Two LRs with their own seeds and token grids: at each (N, D) the setting with the lower seed
+    mean wins, and all its seeds are kept."""
+    rows = [dict(N=1e6, D=d, step=i + 1, lr=1, seed=s, loss=3.0 - 0.1 * i + 0.01 * s)
+            for i, d in enumerate((1e8, 2e8, 3e8)) for s in (0, 1)]
+    rows += [dict(N=1e6, D=d, step=i + 2, lr=2, seed=s, loss=2.95 - 0.2 * i + 0.01 * (s - 5))
+             for i, d in enumerate((2e8, 3e8)) for s in (5, 6)]
+    t = read_table(pd.DataFrame(rows), hparams="lr", select="envelope")
+    assert t.groupby("tokens").value.mean().tolist() == pytest.approx([3.005, 2.905, 2.755])  # lr 1, 1, then 2
+    assert t.groupby("tokens").seed.apply(sorted).tolist() == [[0, 1], [0, 1], [5, 6]]
+
+
+def test_a_run_column_and_seeds_reused_across_settings_are_read():
+    rows = [dict(run=f"lr{lr}-s{s}", N=n, lr=lr, seed=s, loss=3 - 0.1 * np.log10(n) + 0.05 * lr + 0.01 * s)
+            for n in (1e6, 1e7) for lr in (1, 2) for s in (0, 1)]
+    t = read_table(pd.DataFrame(rows), hparams="lr")
+    assert len(t) == 4 and "lr=1 of 2 settings" in t.attrs["notes"][0]
+
+
+def test_sizes_with_units_are_exact():
+    t = read_table(pd.DataFrame(dict(N=["4.1B", "4100000000", "125m"], seed=[0, 1, 0], loss=[2.0, 2.1, 3.0])))
+    assert sorted(t.n_params.unique()) == [125e6, 4.1e9]

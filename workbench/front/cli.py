@@ -197,7 +197,8 @@ def _fit(args) -> int:
     done = runs[runs.status == "completed"] if "status" in runs else runs
     from workbench.laws.forecasts import forecast_lines
 
-    for line in forecast_lines(study.root, done.groupby("n_params").best_eval_loss.mean().to_dict()):
+    for line in forecast_lines(study.root, done.groupby("n_params").best_eval_loss.mean().to_dict(),
+                               study.sweep.label):
         print(line)
     _print_convergence(runs)
     return 0
@@ -210,7 +211,8 @@ def _fit_table(args, study) -> int:
     from workbench.laws.tables import checkpoints, law_points, selection_backtest
 
     full = _read_table(args)
-    if args.law is None and "tokens" in full and full.tokens.nunique() > 1 and study.fit.law != "joint":
+    chosen = args.law is not None or any(o.strip().startswith("fit.law") for o in args.overrides)
+    if not chosen and "tokens" in full and full.tokens.nunique() > 1 and study.fit.law != "joint":
         import dataclasses
 
         study = dataclasses.replace(study, fit=dataclasses.replace(study.fit, law="joint"))
@@ -255,7 +257,13 @@ def _forecast(args) -> int:
     rows = fitting_rows(law_table(runs), study.root, study.fit.law)
     if float(target[0]) in set(rows.n_params.astype(float)):
         raise WorkbenchError(f"N = {target[0]:,.0f} is already trained: a forecast is for a size not yet run")
-    fc = make_forecast(rows, study.fit.law, target[0], target[1] if len(target) == 2 else None, study.fit, args.note)
+    from workbench.laws.fit import get_law
+
+    if get_law(study.fit.law).covariates:
+        raise WorkbenchError(f"workbench forecast is scored against each size's best eval loss, whatever its tokens: "
+                             f"forecast with a law of N (--law power or saturating), not {study.fit.law}")
+    fc = make_forecast(rows, study.fit.law, target[0], target[1] if len(target) == 2 else None, study.fit, args.note,
+                       variant=study.sweep.label)
     path = save_forecast(fc, Path(study.root) / FOLDER)
     print(describe(fc, None))
     print(f"written to {path}: scored by `workbench fit` and the study summary when a run at that size lands")
@@ -280,6 +288,7 @@ def _law_backtests(full, fit, protocol, only: str | None = None) -> None:
     over variants, and which law wins against the naive baselines."""
     import dataclasses
 
+    import numpy as np
     import pandas as pd
 
     from workbench.base.registry import LAWS as laws
@@ -297,11 +306,22 @@ def _law_backtests(full, fit, protocol, only: str | None = None) -> None:
         with pd.option_context("display.width", 200, "display.max_columns", 20):
             print(f"{name} law:\n{bt[cols].to_string(index=False)}")
         scores[name] = mean_over_variants(bt)
+        ok = bt[bt.note == ""] if "note" in bt else bt
+        scores[name]["variants"] = set(ok.variant)
+        scores[name]["by_variant"] = ({} if "law_are" not in ok else ok.set_index("variant")[
+            ["law_are", "best_small_are", "last_point_are"]].to_dict("index"))
         m = scores[name]
         if m["n_variants"]:
             print(f"  mean over {m['n_variants']} variant(s): ARE law {100 * m['law_are']:.2f}%, best smaller model "
                   f"{100 * m['best_small_are']:.2f}%, largest fitted size {100 * m['last_point_are']:.2f}%")
     scored = {k: v for k, v in scores.items() if v["n_variants"]}
+    common = set.intersection(*(v["variants"] for v in scored.values())) if scored else set()
+    if len(scored) > 1 and any(v["variants"] != common for v in scored.values()):
+        print(f"  (the laws are compared on the {len(common)} variant(s) every one of them could be scored on)")
+        scored = {k: v for k, v in scores.items() if v["by_variant"] and common}
+        for k, v in scored.items():
+            for key in ("law_are", "best_small_are", "last_point_are"):
+                v[key] = float(np.mean([v["by_variant"][x][key] for x in common]))
     if not scored:
         raise WorkbenchError("no variant of the table could be backtested under this protocol: see the notes above")
     best = min(scored, key=lambda k: scored[k]["law_are"])

@@ -51,7 +51,7 @@ def _sweep(sw: SweepResults) -> tuple[list[str], dict]:
              "| N | best eval loss |", "|---|---|"]
     lines += [f"| {_n(n)} | {v:.4f} |" for n, v in sorted(sw.losses.items(), key=lambda kv: float(kv[0]))]
     lines += ["", f"- {law.describe()}"] + _not_converged(sw)
-    lines += [f"- {line}" for line in forecast_lines(sw.root, sw.losses)] if sw.root else []
+    lines += [f"- {line}" for line in forecast_lines(sw.root, sw.losses, sw.label)] if sw.root else []
     lines += [f"- bar (>= {BAR['min_sizes']} sizes, R^2 >= {BAR['min_r2']}, held-out |RE| <= "
               f"{100 * BAR['max_abs_re']:.0f}%, converged runs): "
               + ", ".join(f"{k} {'ok' if v else 'NOT MET'}" for k, v in checks.items()),

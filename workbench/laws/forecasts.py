@@ -27,9 +27,10 @@ FOLDER = "forecasts"  # inside a run store: not a run folder (no config.json), s
 
 
 def make_forecast(table: pd.DataFrame, law: str, target_n: float, target_tokens: float | None = None,
-                  fit=None, note: str = "") -> dict:
+                  fit=None, note: str = "", variant: str = "") -> dict:
     """The forecast of `law` fitted on `table` (the fitting rows: `law_points` or a law table) at
-    `target_n` (and `target_tokens` for a law of tokens), with its interval from the bootstrap."""
+    `target_n` (and `target_tokens` for a law of tokens, only then), with its interval from the
+    bootstrap. `variant` names what it forecasts (a sweep's label): only its runs score it."""
     from workbench.config import FitConfig
     from workbench.laws.bootstrap import bootstrap_law
     from workbench.laws.fit import get_law
@@ -40,6 +41,8 @@ def make_forecast(table: pd.DataFrame, law: str, target_n: float, target_tokens:
         raise FitError(f"a forecast's target N must be a positive size, got {target_n}")
     if cls.covariates and target_tokens is None:
         raise FitError(f"the {law} law predicts at a token count too: give the target as N,D (e.g. --target 1e8,2e9)")
+    if not cls.covariates and target_tokens is not None:
+        raise FitError(f"the {law} law predicts from N alone: give the target as N, without tokens")
     cov = {"tokens": np.array([float(target_tokens)])} if cls.covariates else {}
     fitted = cls().fit(table, **({"tokens": table["tokens"].to_numpy(float)} if cls.covariates else {}))
     boot = bootstrap_law(table, law=law, B=fit.n_bootstrap, random_state=fit.random_state)
@@ -47,7 +50,8 @@ def make_forecast(table: pd.DataFrame, law: str, target_n: float, target_tokens:
                                                [50 * (1 - fit.level), 50 * (1 + fit.level)]))
     rows = table[[c for c in ("variant", "n_params", "tokens", "seed", "step", "value") if c in table]]
     return dict(
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), law=law, target_n=float(target_n),
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), variant=variant, law=law,
+        target_n=float(target_n),
         target_tokens=None if target_tokens is None else float(target_tokens),
         pred=float(fitted.predict(np.array([target_n]), **cov)[0]), low=lo, high=hi, level=fit.level,
         params=fitted.params_, sizes=sorted(float(n) for n in table.n_params.unique()),
@@ -57,16 +61,26 @@ def make_forecast(table: pd.DataFrame, law: str, target_n: float, target_tokens:
 
 
 def save_forecast(forecast: dict, folder: str | Path) -> Path:
-    """Write the forecast as `<folder>/<created>-N<target>.json`; an existing one is never replaced."""
+    """Write the forecast as `<folder>/<created>-<law>-N<target>[-D<tokens>][-<k>].json`, under a name
+    no file has (taken with O_EXCL, so two processes never share one): a forecast is never replaced."""
+    import os
+
     from workbench.base.files import write_json_atomic
 
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     stamp = forecast["created"].replace(":", "").replace("+0000", "Z")
-    path = folder / f"{stamp}-N{forecast['target_n']:.0f}.json"
-    if path.exists():
-        raise FitError(f"forecast {path} exists already: forecasts are never rewritten; make another")
-    write_json_atomic(path, forecast)
-    return path
+    tokens = f"-D{forecast['target_tokens']:.3g}" if forecast.get("target_tokens") else ""
+    stem = f"{stamp}-{forecast['law']}-N{forecast['target_n']:.0f}{tokens}"
+    for k in range(1, 1000):
+        path = folder / f"{stem}{'' if k == 1 else f'-{k}'}.json"
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))  # the name is ours now
+        except FileExistsError:
+            continue
+        write_json_atomic(path, forecast)
+        return path
+    raise FitError(f"no free forecast name under {folder} for {stem}")  # pragma: no cover
 
 
 def load_forecasts(folder: str | Path) -> list[dict]:
@@ -103,8 +117,20 @@ def describe(forecast: dict, actual: float | None) -> str:
                    f"({'inside' if s['inside'] else 'OUTSIDE'} the interval)")
 
 
-def forecast_lines(root: str | Path, losses: dict) -> list[str]:
-    """One line per forecast registered in the run store under `root` (`<root>/forecasts/`), scored
-    against `losses` ({N: mean best eval loss} of the sizes trained so far) where its size has landed."""
+def forecast_lines(root: str | Path, losses: dict, variant: str = "") -> list[str]:
+    """One line per forecast of `variant` registered in the run store under `root`
+    (`<root>/forecasts/`), scored against `losses` ({N: mean best eval loss} of that variant's sizes
+    trained so far) where its size has landed. Forecasts of other variants are left to their own
+    sweeps; a forecast at given tokens (a law of tokens) is not scored against best eval losses,
+    which are reached at other token counts."""
     measured = {float(n): float(v) for n, v in losses.items()}
-    return [describe(fc, measured.get(float(fc["target_n"]))) for fc in load_forecasts(Path(root) / FOLDER)]
+    out = []
+    for fc in load_forecasts(Path(root) / FOLDER):
+        if fc.get("variant", "") != variant:
+            continue
+        if fc.get("target_tokens"):
+            out.append(describe(fc, None).replace("its run has not landed yet", "scored against a table at its "
+                                                                                  "tokens, not here"))
+            continue
+        out.append(describe(fc, measured.get(float(fc["target_n"]))))
+    return out

@@ -8,7 +8,8 @@ law is fitted on.
 runs' best checkpoints the target, every smaller size fitted), `paper` (Ivgi et al. 2022: fit
 L1-6, predict L7-8, i.e. the two largest sizes held out) and `hitchhiker` (Choshen et al. 2024, "A
 Hitchhiker's Guide to Scaling Law Estimation": the largest model held out and scored over the last
-30% of its training tokens, checkpoint by checkpoint, the first 10% of every run dropped). A new
+30% of its training tokens, checkpoint by checkpoint; for a law of tokens the first 10% of every
+training run's tokens dropped, a share where the paper cuts a fixed token count). A new
 protocol is one `Protocol(...)` and, to name it, one line in `PROTOCOLS`.
 """
 

@@ -86,6 +86,10 @@ def read_table(source, columns: dict[str, str] | None = None, hparams=(), select
         if col is not None:
             out[name] = raw[col]
             out[name].attrs["source"] = col
+    if "value" in out and out["value"].attrs["source"] == "perf" and "value" not in columns:
+        notes_early = ["the value is read from 'perf' as a loss (lower is better); for a score, fit 1 - score"]
+    else:
+        notes_early = []
     roles: dict[str, list[str]] = {}
     for name, col in out.items():
         roles.setdefault(col.attrs["source"], []).append(name)
@@ -110,7 +114,7 @@ def read_table(source, columns: dict[str, str] | None = None, hparams=(), select
     table["seed"] = table["seed"].astype(int) if "seed" in table else 0
     if "seed" in out and not np.allclose(out["seed"].astype(float), table["seed"]):
         raise FitError(f"column {out['seed'].attrs['source']!r} (seed) must hold whole numbers")
-    notes: list[str] = []
+    notes: list[str] = list(notes_early)
     for h in hparams:
         table[f"hp:{h}"] = raw[h].astype(str).to_numpy()
     runs_named = "run" in table
@@ -125,7 +129,7 @@ def read_table(source, columns: dict[str, str] | None = None, hparams=(), select
         table = _select_settings(table, hparams, select, notes)
     table = table[[c for c in SCHEMA if c in table]].reset_index(drop=True)
     for line in notes:
-        log.warning("%s", line)
+        log.debug("%s", line)
     table.attrs["notes"] = notes
     return table
 
@@ -157,13 +161,14 @@ def _runs_to_seeds(table: pd.DataFrame, source: str, has_seed: bool, notes: list
         table["seed"] = table.assign(run=run).merge(runs[group + ["run", "seed"]], on=group + ["run"],
                                                     how="left", suffixes=("_", ""))["seed"].to_numpy().astype(int)
         return
+    hp = [c for c in table if c.startswith("hp:")]
     per_run = table.assign(run=run).groupby(["variant", "n_params", "run"]).seed.nunique()
     if (per_run > 1).any():
         raise FitError(f"column {source!r} (run): run {per_run[per_run > 1].index[0][2]!r} has several seeds; a run "
                        f"has one")
-    per_seed = table.assign(run=run).groupby(["variant", "n_params", "seed"]).run.nunique()
+    per_seed = table.assign(run=run).groupby(["variant", "n_params", "seed"] + hp).run.nunique()
     if (per_seed > 1).any():
-        v, n, s = per_seed[per_seed > 1].index[0]
+        v, n, s = per_seed[per_seed > 1].index[0][:3]
         raise FitError(f"column {source!r} (run): runs of {v} at N = {n:g} share seed {s}; drop the seed column "
                        f"(runs then number themselves) or fix it")
 
@@ -182,7 +187,8 @@ def _checkpoints_or_runs(table: pd.DataFrame, runs_named: bool, notes: list[str]
                      f"of their tokens: up to {int(counts.max())} per run")
         return
     if (counts > 1).any():
-        (v, n, s), k = counts[counts > 1].index[0][:3], int(counts.max())
+        first = counts[counts > 1].index[0]
+        (v, n, s), k = first[:3], int(counts.loc[first])
         raise FitError(f"{v} at N = {n:g} (seed {s}) has {k} token counts and the table no step or run column: "
                        f"checkpoints of one run, or runs of their own? Checkpoints: --columns step=<tokens "
                        f"column> (Python: columns={{'step': ...}}); runs: a run or seed column that tells them apart")
@@ -207,13 +213,15 @@ def _select_settings(table: pd.DataFrame, hparams: list[str], select: str, notes
         if "tokens" not in table:
             raise FitError("select='envelope' takes the lowest value per size and token count: the table has no "
                            "tokens column; use select='best'")
-        point = ["variant", "n_params", "tokens", "seed"] + (["step"] if "step" in table else [])
+        point = ["variant", "n_params", "tokens"]
         n_settings = table.groupby(["variant", "n_params"])[hp].apply(lambda g: len(g.drop_duplicates()))
-        keep = table.loc[table.groupby([c for c in point if c != "step"]).value.idxmin()]
+        means = table.groupby(point + hp).value.mean().reset_index()  # a setting's seeds averaged at each (N, D)
+        chosen = means.loc[means.groupby(point).value.idxmin()][point + hp]
+        keep = table.merge(chosen, on=point + hp)  # the winning setting's rows (all its seeds) at each (N, D)
         notes.append("hyperparameters " + ", ".join(hparams) + ": lower envelope, the lowest value per size and "
                      "token count over " + ", ".join(f"{int(k)} setting(s) at N = {n:g}" for (_, n), k in
                                                     n_settings.items()))
-        return keep.sort_values(point).reset_index(drop=True)
+        return keep.sort_values(point + ["seed"]).reset_index(drop=True)
     best_of_run = table.groupby(run_key).value.min().reset_index()
     per_setting = best_of_run.groupby(["variant", "n_params"] + hp).value.mean().reset_index()
     chosen = per_setting.loc[per_setting.groupby(["variant", "n_params"]).value.idxmin()]
@@ -354,7 +362,8 @@ def _with_units(col: pd.Series) -> pd.Series:
     as they are."""
     def parse(v):
         m = _UNIT.match(v) if isinstance(v, str) else None
-        return float(m.group(1)) * SIZE_UNITS[m.group(2).lower()] if m else v
+        exponent = {"k": 3, "m": 6, "b": 9, "g": 9, "t": 12}[m.group(2).lower()] if m else 0
+        return float(f"{m.group(1)}e{exponent}") if m else v  # 4.1B is exactly 4.1e9, as written in full
     return col.map(parse).astype(object)
 
 
@@ -430,7 +439,7 @@ DROP_FRACTION = 0.1  # share of each run's checkpoints dropped from the front (w
 
 def checkpoints(table: pd.DataFrame, drop_fraction: float = DROP_FRACTION) -> pd.DataFrame:
     """The checkpoints a law over tokens is fitted on: every logged point of each run but its first
-    `drop_fraction` (by step). The start of a run is warm-up and the fast first descent, which no
+    `drop_fraction` (of its tokens; of its steps where there are no tokens). The start of a run is warm-up and the fast first descent, which no
     L(N, D) surface describes; the "Hitchhiker's guide to scaling law estimation" (Choshen et al.
     2024) drops roughly the first 10% of training for the same reason. The points of one run are not
     independent: fits over them resample runs (`workbench.laws.joint.bootstrap_joint`)."""
@@ -441,8 +450,9 @@ def checkpoints(table: pd.DataFrame, drop_fraction: float = DROP_FRACTION) -> pd
     keep = []
     for _, run in table.groupby(["variant", "n_params", "seed"], sort=False):
         run = run.sort_values("step")
-        cut = run.step.min() + drop_fraction * (run.step.max() - run.step.min())
-        keep.append(run[run.step >= cut] if len(run) > 1 else run)
+        x = run.tokens if "tokens" in run else run.step  # the share of training: by tokens where known
+        cut = x.min() + drop_fraction * (x.max() - x.min())
+        keep.append(run[x >= cut] if len(run) > 1 else run)
     return pd.concat(keep).sort_values(["variant", "n_params", "seed", "step"]).reset_index(drop=True)
 
 
@@ -475,13 +485,20 @@ def backtest(table: pd.DataFrame, fit=None, protocol=None) -> pd.DataFrame:
     rows = []
     for variant, raw in table.groupby("variant", sort=True):
         g = final_points(raw)
-        held_sizes = _held_sizes(raw, proto)
+        try:
+            held_sizes = _held_sizes(raw, proto)
+        except FitError as e:
+            rows.append(dict(variant=variant, protocol=proto.name, n_sizes=int(raw.n_params.nunique()), note=str(e)))
+            continue
         sizes = np.sort(g.n_params.unique())
         fitted_sizes = [n for n in sizes if n not in held_sizes]
         if proto.train_models:
             fitted_sizes = fitted_sizes[:proto.train_models]
         base = dict(variant=variant, protocol=proto.name, n_sizes=len(sizes))
-        if len(fitted_sizes) < cls.min_sizes or not held_sizes:
+        if not held_sizes:
+            rows.append(dict(base, note=f"{len(sizes)} size(s): holding out {proto.n_held_out} leaves none to fit"))
+            continue
+        if len(fitted_sizes) < cls.min_sizes:
             rows.append(dict(base, note=f"{len(fitted_sizes)} size(s) to fit after holding out {proto.n_held_out}; "
                                         f"the {fit.law} law needs {cls.min_sizes}"))
             continue
