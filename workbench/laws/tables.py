@@ -434,15 +434,16 @@ def final_points(table: pd.DataFrame) -> pd.DataFrame:
     return best.sort_values(["variant", "n_params", "seed"]).reset_index(drop=True)
 
 
-DROP_FRACTION = 0.1  # share of each run's checkpoints dropped from the front (warm-up, fast early descent)
+DROP_FRACTION = 0.1  # share of each run's tokens dropped from the front (warm-up, fast early descent)
 
 
 def checkpoints(table: pd.DataFrame, drop_fraction: float = DROP_FRACTION) -> pd.DataFrame:
     """The checkpoints a law over tokens is fitted on: every logged point of each run but its first
-    `drop_fraction` (of its tokens; of its steps where there are no tokens). The start of a run is warm-up and the fast first descent, which no
-    L(N, D) surface describes; the "Hitchhiker's guide to scaling law estimation" (Choshen et al.
-    2024) drops roughly the first 10% of training for the same reason. The points of one run are not
-    independent: fits over them resample runs (`workbench.laws.joint.bootstrap_joint`)."""
+    `drop_fraction` (of its tokens; of its steps where there are no tokens). The start of a run is
+    warm-up and the fast first descent, which no L(N, D) surface describes; the "Hitchhiker's guide
+    to scaling law estimation" (Choshen et al. 2024) drops the early part of training for the same
+    reason. The points of one run are not independent: fits over them resample runs
+    (`workbench.laws.joint.bootstrap_joint`)."""
     if not 0 <= drop_fraction < 1:
         raise FitError(f"drop_fraction must be in [0, 1), got {drop_fraction}")
     if "step" not in table:
