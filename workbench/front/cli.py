@@ -83,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
-        commands = {"sweep": _sweep, "runs": _runs, "fit": _fit, "forecast": _forecast, "backtest": _backtest, "family": _family,
-                    "tasks": _tasks,
-                    "prepare-tasks": _prepare_tasks, "finetune": _finetune, "notebooks": _notebooks}
+        commands = {"sweep": _sweep, "runs": _runs, "fit": _fit, "forecast": _forecast, "backtest": _backtest,
+                    "family": _family, "tasks": _tasks, "prepare-tasks": _prepare_tasks, "finetune": _finetune,
+                    "notebooks": _notebooks}
         return commands[args.command](args)
     except WorkbenchError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -194,9 +194,9 @@ def _fit(args) -> int:
     print(report.describe())
     for name, (lo, hi) in report.params_ci.items():
         print(f"  {name} = {report.params[name]:.5g}  ({100 * report.level:.0f}% CI {lo:.5g} .. {hi:.5g})")
-    done = runs[runs.status == "completed"] if "status" in runs else runs
     from workbench.laws.forecasts import forecast_lines
 
+    done = runs[runs.status == "completed"] if "status" in runs else runs
     for line in forecast_lines(study.root, done.groupby("n_params").best_eval_loss.mean().to_dict(),
                                study.sweep.label):
         print(line)
@@ -206,7 +206,6 @@ def _fit(args) -> int:
 
 def _fit_table(args, study) -> int:
     """`workbench fit --table`: the law of every variant of a table, then the backtests."""
-
     from workbench.laws.report import law_report
     from workbench.laws.tables import checkpoints, law_points, selection_backtest
 

@@ -60,7 +60,7 @@ ALIASES = {  # the names published ladders use (README: "Laws from any table")
     "value": ("value", "loss", "eval_loss", "best_eval_loss", "y", "perf", "val_loss", "validation_loss",
               "test_loss"),
 }
-SIZE_UNITS = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}  # 125m, 2.8B, 1.3b, 300B tokens
+SIZE_UNITS = {"k": 3, "m": 6, "b": 9, "g": 9, "t": 12}  # powers of ten: 125m, 2.8B, 1.3b, 300B tokens
 NUMERIC = ("n_params", "tokens", "seed", "step", "value")
 POSITIVE = ("n_params", "tokens", "value")
 
@@ -86,19 +86,16 @@ def read_table(source, columns: dict[str, str] | None = None, hparams=(), select
         if col is not None:
             out[name] = raw[col]
             out[name].attrs["source"] = col
+    notes: list[str] = []
     if "value" in out and out["value"].attrs["source"] == "perf" and "value" not in columns:
-        notes_early = ["the value is read from 'perf' as a loss (lower is better); for a score, fit 1 - score"]
-    else:
-        notes_early = []
-    roles: dict[str, list[str]] = {}
-    for name, col in out.items():
-        roles.setdefault(col.attrs["source"], []).append(name)
-    for col, names in roles.items():
-        # one column in two roles (a map and an alias landing on it) is refused; step = tokens (checkpoints
-        # ordered by their tokens) is the one pair that makes sense
-        if len(names) > 1 and sorted(names) != ["step", "tokens"]:
-            raise FitError(f"column {col!r} would be both {' and '.join(names)}; one column can fill one role "
-                           f"only: map each role to its own column")
+        notes.append("the value is read from 'perf' as a loss (lower is better); for a score, fit 1 - score")
+    # a map and an alias landing on one column; step = tokens (checkpoints ordered by their tokens) is
+    # the one pair that makes sense
+    shared = _shared_column({k: v.attrs["source"] for k, v in out.items()}, allow=("step", "tokens"))
+    if shared:
+        col, names = shared
+        raise FitError(f"column {col!r} would be both {' and '.join(names)}; one column can fill one role "
+                       f"only: map each role to its own column")
     for name in REQUIRED:
         if name not in out:
             raise FitError(f"the table has no {name} column (looked for {', '.join(ALIASES[name])}; columns: "
@@ -114,12 +111,11 @@ def read_table(source, columns: dict[str, str] | None = None, hparams=(), select
     table["seed"] = table["seed"].astype(int) if "seed" in table else 0
     if "seed" in out and not np.allclose(out["seed"].astype(float), table["seed"]):
         raise FitError(f"column {out['seed'].attrs['source']!r} (seed) must hold whole numbers")
-    notes: list[str] = list(notes_early)
     for h in hparams:
         table[f"hp:{h}"] = raw[h].astype(str).to_numpy()
     runs_named = "run" in table
     if runs_named:
-        _runs_to_seeds(table, out["run"].attrs["source"], "seed" in out, notes)
+        _runs_to_seeds(table, out["run"].attrs["source"], "seed" in out)
     _checkpoints_or_runs(table, runs_named, notes)
     key = [c for c in ("variant", "n_params", "tokens", "seed", "step") if c in table] + [f"hp:{h}" for h in hparams]
     if dedupe == "mean":
@@ -145,7 +141,7 @@ def _hparam_columns(hparams, raw: pd.DataFrame) -> list[str]:
     return hparams
 
 
-def _runs_to_seeds(table: pd.DataFrame, source: str, has_seed: bool, notes: list[str]) -> None:
+def _runs_to_seeds(table: pd.DataFrame, source: str, has_seed: bool) -> None:
     """A `run` column names runs: without a seed column, the runs of one (variant, size) become seed
     ids 0, 1, ...; with one, each run must keep one seed and no two runs of a size share a seed."""
     run = table.pop("run").astype(str)
@@ -247,15 +243,24 @@ def _column_map(columns) -> dict[str, str]:
     for name, col in columns.items():
         if not isinstance(col, str) or not col:
             raise FitError(f"column map: {name} -> {col!r}; give one column name as text")
-    by_column: dict[str, list[str]] = {}
-    for name, col in columns.items():
-        by_column.setdefault(col, []).append(name)
-    twice = {c: names for c, names in by_column.items() if len(names) > 1}
-    if twice:
-        col, names = next(iter(twice.items()))
+    shared = _shared_column(columns)
+    if shared:
+        col, names = shared
         raise FitError(f"column map: {col!r} is given as both {' and '.join(names)}; one column can fill one "
                        f"role only")
     return dict(columns)
+
+
+def _shared_column(roles: dict[str, str], allow: tuple[str, ...] = ()) -> tuple[str, list[str]] | None:
+    """(column, its roles) of the first source column that fills two roles of {role: column}, but for
+    the one pair `allow`; None when every column fills one."""
+    by_column: dict[str, list[str]] = {}
+    for name, col in roles.items():
+        by_column.setdefault(col, []).append(name)
+    for col, names in by_column.items():
+        if len(names) > 1 and sorted(names) != sorted(allow):
+            return col, names
+    return None
 
 
 def _no_duplicate_headers(raw: pd.DataFrame, source) -> None:
@@ -362,8 +367,7 @@ def _with_units(col: pd.Series) -> pd.Series:
     as they are."""
     def parse(v):
         m = _UNIT.match(v) if isinstance(v, str) else None
-        exponent = {"k": 3, "m": 6, "b": 9, "g": 9, "t": 12}[m.group(2).lower()] if m else 0
-        return float(f"{m.group(1)}e{exponent}") if m else v  # 4.1B is exactly 4.1e9, as written in full
+        return float(f"{m.group(1)}e{SIZE_UNITS[m.group(2).lower()]}") if m else v  # 4.1B is exactly 4.1e9
     return col.map(parse).astype(object)
 
 
