@@ -216,3 +216,59 @@ def test_ctrl_c_during_a_table_fit_is_one_line_and_exit_130(monkeypatch, capsys,
     monkeypatch.setattr(JointLaw, "fit", interrupted)
     rc = main(["fit", "--profile", "smoke", "--law", "joint", "--table", str(tmp_path / "grid.csv")])
     assert rc == 130 and capsys.readouterr().err.strip().splitlines()[-1] == "interrupted"
+
+
+def checkpoints(kind: str, seed: int):
+    """Checkpoint tables of 8 sizes x 40 checkpoints: the law itself, one bent by a learning-rate
+    schedule, and one of another form (loss in powers of log N and log D)."""
+    rng = np.random.default_rng(seed)
+    n = np.repeat(np.geomspace(1e7, 2e9, 8), 40)
+    frac = np.tile(np.geomspace(0.02, 1, 40), 8)
+    d = frac * 20 * n
+    y = 1.69 + 406.4 * n ** -0.34 + 410.7 * d ** -0.28
+    if kind == "schedule":
+        y = y * (1 + 0.04 * np.sin(np.pi * frac) ** 2 - 0.02 * frac)
+    elif kind == "misspecified":
+        y = 1.5 + 30 * np.log(n) ** -1.5 + 5 / np.log(d)
+    return n, d, y * np.exp(rng.normal(0, 0.005, len(n)))
+
+
+@pytest.mark.parametrize("kind", ["law", "schedule", "misspecified"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_screened_starts_reach_the_optimum_of_the_27_fixed_ones(kind, seed):
+    n, d, y = checkpoints(kind, seed)
+    screen, grid = (JointLaw(search=s).fit(n, y, tokens=d) for s in ("screen", "grid"))
+    assert screen.loss_ <= grid.loss_ * (1 + 1e-9)
+    a, b = (np.array(list(law.params_.values())) for law in (screen, grid))
+    assert np.allclose(a, b, rtol=1e-5), (a, b)
+
+
+def test_the_screen_takes_sample_weights_and_names_its_searches():
+    n, d, y = checkpoints("law", 2)
+    w = np.random.default_rng(0).integers(0, 3, len(y)).astype(float)  # a bootstrap draw: zeros drop points
+    keep = np.repeat(np.arange(len(y)), w.astype(int))
+    weighted = JointLaw().fit(n, y, tokens=d, sample_weight=w)
+    repeated = JointLaw().fit(n[keep], y[keep], tokens=d[keep])
+    assert np.allclose(list(weighted.params_.values()), list(repeated.params_.values()), rtol=1e-5)
+    with pytest.raises(FitError, match="search must be one of screen, grid, got 'random'"):
+        JointLaw(search="random")
+
+
+def test_the_screen_spends_a_fraction_of_the_evaluations_of_the_fixed_starts(monkeypatch):
+    """Speed is a benchmark's (benchmarks/joint_fit_speed.py); what makes it is counted here: the
+    loss evaluations of L-BFGS-B from the screened starts against those from the 27 fixed ones."""
+    import workbench.laws.joint as joint
+
+    calls = []
+
+    def counting(fun, x0, **kwargs):
+        calls.append(0)
+        return minimize(lambda p: (calls.__setitem__(-1, calls[-1] + 1), fun(p))[1], x0, **kwargs)
+
+    from scipy.optimize import minimize
+    monkeypatch.setattr(joint, "minimize", counting)
+    n, d, y = checkpoints("law", 0)
+    JointLaw(search="grid").fit(n, y, tokens=d)
+    grid, calls[:] = sum(calls), []
+    JointLaw().fit(n, y, tokens=d)
+    assert len(calls) == 3 and sum(calls) * 8 < grid, (calls, grid)  # two starts and the polish

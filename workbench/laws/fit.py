@@ -58,7 +58,8 @@ def huber(r: np.ndarray, delta: float) -> np.ndarray:
     """The Huber loss of residuals `r`: quadratic within `delta`, linear beyond (robust fits of the
     saturating and joint laws)."""
     a = np.abs(r)
-    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+    m = np.minimum(a, delta)
+    return m * (a - 0.5 * m)  # r^2 / 2 within delta, delta (|r| - delta / 2) beyond
 
 
 def get_law(name: str) -> type:
