@@ -1,4 +1,5 @@
-"""Figures read cleanly: count axes labelled 10K / 20K / 50K with no two tick labels overlapping."""
+"""Figures read cleanly: count axes labelled 10K / 20K / 50K with no two tick labels overlapping; points
+of runs that are not converged drawn hollow, with the legend saying so."""
 
 import itertools
 
@@ -10,7 +11,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from workbench.config import FitConfig  # noqa: E402
-from workbench.front.plots import count_label, plot_fit  # noqa: E402
+from workbench.front.plots import NOT_CONVERGED, count_label, plot_fit, plot_joint  # noqa: E402
+from workbench.laws.joint import bootstrap_joint  # noqa: E402
 from workbench.laws.report import law_report  # noqa: E402
 
 
@@ -34,3 +36,53 @@ def test_the_fit_figure_has_no_overlapping_tick_labels(sizes):
     boxes = [t.get_window_extent(renderer) for t in labels]
     for (a, ta), (b, tb) in itertools.combinations(zip(boxes, labels), 2):
         assert not a.overlaps(b), (ta.get_text(), tb.get_text())
+
+
+def _markers(ax):
+    """(x, filled) of every errorbar marker drawn on `ax`."""
+    out = []
+    for line in ax.get_lines():
+        if line.get_marker() in ("o", "*") and len(line.get_xdata()):
+            filled = line.get_markerfacecolor() != "none"
+            out += [(float(x), filled) for x in line.get_xdata()]
+    return sorted(out)
+
+
+@pytest.mark.parametrize("converged, filled", [([True, True, False], [True, True, False]),
+                                               (["true", "True", "false"], [True, True, False]),
+                                               ([1, 1, 0], [True, True, False]), ([False, True, True], [False, True, True])])
+def test_sizes_whose_runs_are_not_converged_are_hollow_and_the_legend_says_so(converged, filled):
+    sizes = (1e4, 1e5, 1e6)
+    rows = [dict(n_params=n, value=6.5 * n ** -0.05 * (1 + 0.001 * s), seed=s, converged=c)
+            for n, c in zip(sizes, converged) for s in range(2)]
+    fig = plot_fit(law_report(pd.DataFrame(rows), FitConfig(n_bootstrap=50, n_held_out=1)))
+    ax = fig.axes[0]
+    assert _markers(ax) == list(zip(sizes, filled))  # the last size is held out
+    assert NOT_CONVERGED in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "held out" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_converged_or_unknown_runs_are_filled_and_the_legend_is_silent():
+    sizes = (1e4, 1e5, 1e6)
+    for converged in ([True] * 3, [None] * 3, None):
+        rows = [dict(n_params=n, value=6.5 * n ** -0.05 * (1 + 0.001 * s), seed=s) for n in sizes for s in range(2)]
+        table = pd.DataFrame(rows)
+        if converged is not None:
+            table["converged"] = [c for c in converged for _ in range(2)]
+        ax = plot_fit(law_report(table, FitConfig(n_bootstrap=50, n_held_out=1))).axes[0]
+        assert all(filled for _, filled in _markers(ax))
+        assert NOT_CONVERGED not in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_checkpoints_of_runs_that_are_not_converged_are_hollow_in_the_joint_figure():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n, d = (a.ravel() for a in np.meshgrid(np.geomspace(1e5, 1e7, 4), np.geomspace(1e8, 1e10, 6)))
+    y = (1.7 + 400 * n ** -0.34 + 410 * d ** -0.28) * np.exp(rng.normal(0, 0.003, len(n)))
+    table = pd.DataFrame(dict(n_params=n, tokens=d, value=y, seed=0, converged=n < 1e7))
+    fig = plot_joint(table, bootstrap_joint(table, B=20))
+    left = fig.axes[0]
+    hollow = [c for c in left.collections if len(c.get_offsets()) and len(c.get_facecolors()) == 0]
+    assert sum(len(c.get_offsets()) for c in hollow) == 6  # the largest size's 6 checkpoints
+    assert NOT_CONVERGED in [t.get_text() for t in left.get_legend().get_texts()]

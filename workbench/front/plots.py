@@ -9,17 +9,20 @@
     fig = plot_two_stage(two_stage_report(...))         # task loss -> metric, and both routes at the held-out N
 
 Plots never fit: they draw the curves and bands the reports hold, so a figure's band is exactly
-the interval its report states.
+the interval its report states. Points of runs that are not converged (the `converged` column of a
+run store's tables, carried by the reports) are drawn hollow and the legend says so: a figure
+travels without the text around it.
 """
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import FuncFormatter
 
-from workbench.laws.fit import get_law
+from workbench.laws.fit import converged_flags, get_law
 from workbench.laws.joint import compute_optimal
 from workbench.laws.report import LawCurve, LawReport
 
@@ -51,10 +54,32 @@ def counts_axis(axis) -> None:
     axis.set_minor_formatter(FuncFormatter(minor))
 
 
-def _per_size(points) -> pd.DataFrame:
+NOT_CONVERGED = "hollow: not converged"  # the legend's words for points of runs that are not converged
+
+
+def _per_size(points, converged=()) -> pd.DataFrame:
+    """Mean and sample std per size; `unconverged`: some run at that size is not converged."""
     df = pd.DataFrame(list(points), columns=["n_params", "value"])
-    g = df.groupby("n_params")["value"]
-    return pd.DataFrame(dict(mean=g.mean(), std=g.std(ddof=1).fillna(0.0))).reset_index()
+    df["unconverged"] = [c is False for c in converged] if len(converged) == len(df) else False
+    g = df.groupby("n_params")
+    return pd.DataFrame(dict(mean=g.value.mean(), std=g.value.std(ddof=1).fillna(0.0),
+                             unconverged=g.unconverged.any())).reset_index()
+
+
+def _sizes(ax, stats: pd.DataFrame, color, fmt: str, ms: float, label: str | None = None) -> None:
+    """Per-size mean +/- std markers: filled where every run converged (or nothing is known), hollow
+    where some run did not; the legend names the hollow ones once."""
+    for hollow, rows in stats.groupby("unconverged", sort=True):  # filled first: the label goes to one group
+        ax.errorbar(rows.n_params, rows["mean"], yerr=rows["std"], fmt=fmt, color=color, capsize=3, ms=ms,
+                    mfc="none" if hollow else color, label=label)
+        label = None
+        if hollow:
+            _not_converged_legend(ax, fmt)
+
+
+def _not_converged_legend(ax, fmt: str = "o") -> None:
+    if NOT_CONVERGED not in [t.get_label() for t in ax.get_lines() + ax.collections]:
+        ax.plot([], [], fmt[0], mfc="none", color="black", label=NOT_CONVERGED)
 
 
 def _label(curve: LawCurve, name: str) -> str:
@@ -65,11 +90,14 @@ def _draw(ax, curve: LawCurve, color, name: str) -> None:
     ax.fill_between(curve.n, curve.lower, curve.upper, color=color, alpha=0.2, lw=0)
     ax.plot(curve.n, curve.pred, color=color, label=_label(curve, name))
     if get_law(curve.law).covariates:  # points at many token counts (checkpoints): each one, not a mean
-        n, v = zip(*curve.points)
-        ax.scatter(n, v, color=color, s=8, alpha=0.35, lw=0)
+        n, v = (np.array(a) for a in zip(*curve.points))
+        bad = np.array([c is False for c in curve.converged]) if len(curve.converged) == len(n) else np.zeros(len(n), bool)
+        ax.scatter(n[~bad], v[~bad], color=color, s=8, alpha=0.35, lw=0)
+        if bad.any():
+            ax.scatter(n[bad], v[bad], s=10, alpha=0.5, facecolors="none", edgecolors=color, lw=0.7)
+            _not_converged_legend(ax)
         return
-    stats = _per_size(curve.points)
-    ax.errorbar(stats.n_params, stats["mean"], yerr=stats["std"], fmt="o", color=color, capsize=3, ms=5)
+    _sizes(ax, _per_size(curve.points, curve.converged), color, "o", 5)
 
 
 def plot_fit(report: LawReport, target_n: float | None = None, ylabel: str = "eval loss", title: str = ""):
@@ -78,9 +106,7 @@ def plot_fit(report: LawReport, target_n: float | None = None, ylabel: str = "ev
     fig, ax = plt.subplots(figsize=(6, 4.2))
     _draw(ax, report.curve, sns.color_palette()[0], "fit")
     if report.held_points:
-        stats = _per_size(report.held_points)
-        ax.errorbar(stats.n_params, stats["mean"], yerr=stats["std"], fmt="*", color="crimson", ms=12,
-                    capsize=3, label="held out")
+        _sizes(ax, _per_size(report.held_points, report.held_converged), "crimson", "*", 12, "held out")
     if get_law(report.law).covariates and report.held_out:  # predicted at the held-out runs' own tokens, off the curve
         h = report.held_out
         ax.errorbar([x.n_params for x in h], [x.pred for x in h],
@@ -179,15 +205,19 @@ def plot_joint(points: pd.DataFrame, boot, flops=None, title: str = ""):
     """The joint law L(N, D) of a `bootstrap_joint`: left, each size's checkpoints over tokens with
     the law at that size; right, the compute-optimal N over FLOP budgets C = 6 N D with its band
     (default budgets: from the smallest to 100x the largest in the points)."""
-    import numpy as np
-
     law = boot.fitted
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     sizes = np.sort(points.n_params.unique())
     palette = sns.color_palette("viridis", len(sizes))
     for color, n in zip(palette, sizes):
         rows = points[points.n_params == n].sort_values("tokens")
-        left.scatter(rows.tokens, rows.value, color=color, s=10, alpha=0.6, lw=0)
+        flags = converged_flags(rows)
+        bad = np.array([c is False for c in flags]) if flags else np.zeros(len(rows), bool)
+        left.scatter(rows.tokens[~bad], rows.value[~bad], color=color, s=10, alpha=0.6, lw=0)
+        if bad.any():  # checkpoints of runs that are not converged
+            left.scatter(rows.tokens[bad], rows.value[bad], s=12, alpha=0.7, facecolors="none", edgecolors=color,
+                         lw=0.7)
+            _not_converged_legend(left)
         d = np.geomspace(rows.tokens.min(), rows.tokens.max(), 50)
         left.plot(d, law.predict(np.full_like(d, n), tokens=d), color=color, lw=1.5, label=f"N = {n:,.0f}")
     left.set_xscale("log")

@@ -95,6 +95,22 @@ def run_units(table) -> np.ndarray | None:
     return table.groupby(key, sort=False).ngroup().to_numpy()
 
 
+def converged_flags(table: pd.DataFrame) -> tuple[bool | None, ...] | None:
+    """Each row's convergence verdict (the `converged` column a run store's tables carry): True,
+    False, or None where a row does not say; None for a table without the column."""
+    if "converged" not in table:
+        return None
+
+    def flag(v):
+        if isinstance(v, str):
+            return {"true": True, "1": True, "false": False, "0": False}.get(v.strip().lower())
+        if v is None or (isinstance(v, float) and v != v):
+            return None
+        return bool(v)
+
+    return tuple(flag(v) for v in table["converged"].tolist())
+
+
 def as_points(n, y=None) -> tuple[np.ndarray, np.ndarray]:
     """(n, y) as validated float arrays; `n` may be a DataFrame with `n_params` and `value`."""
     if isinstance(n, pd.DataFrame):

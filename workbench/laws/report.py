@@ -28,6 +28,7 @@ from workbench.config import FitConfig
 from workbench.laws.bootstrap import bootstrap_law
 from workbench.laws.fit import (
     as_points,
+    converged_flags,
     covariates_of,
     get_law,
     interval,
@@ -52,6 +53,7 @@ class LawCurve:
     lower: tuple[float, ...]
     upper: tuple[float, ...]
     points: tuple[tuple[float, float], ...]  # (n_params, value) of every fitted point
+    converged: tuple[bool | None, ...] = ()  # each point's run: converged or not (None: not known); () none known
 
     def interval(self, n: float) -> tuple[float, float]:
         """The band at a grid size `n` (held-out and target sizes are on the grid)."""
@@ -65,8 +67,9 @@ class LawCurve:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LawCurve":
+        names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: tuple(tuple(p) for p in v) if k == "points" else tuple(v) if isinstance(v, list) else v
-                      for k, v in d.items()})
+                      for k, v in d.items() if k in names})
 
 
 def _fit(table: pd.DataFrame, fit: FitConfig, extra_n=(), n_grid: int = 80):
@@ -74,7 +77,7 @@ def _fit(table: pd.DataFrame, fit: FitConfig, extra_n=(), n_grid: int = 80):
     n, y = as_points(table)
     law = get_law(fit.law)().fit(n, y, **covariates_of(table, fit.law))
     boot = bootstrap_law(table, law=fit.law, B=fit.n_bootstrap, random_state=fit.random_state)
-    return law, boot, curve_of(law, boot.params, n, y, fit, extra_n, n_grid)
+    return law, boot, curve_of(law, boot.params, n, y, fit, extra_n, n_grid, converged=converged_flags(table))
 
 
 def read_at(fit: FitConfig) -> dict:
@@ -83,16 +86,19 @@ def read_at(fit: FitConfig) -> dict:
     return {"tokens": fit.tokens or None} if "tokens" in get_law(fit.law).covariates else {}
 
 
-def curve_of(law, params: np.ndarray, n, y, fit: FitConfig, extra_n=(), n_grid: int = 80) -> LawCurve:
+def curve_of(law, params: np.ndarray, n, y, fit: FitConfig, extra_n=(), n_grid: int = 80,
+             converged: tuple | None = None) -> LawCurve:
     """The LawCurve of a fitted law and its bootstrap parameter rows (B, k): the band is their
-    pointwise percentile interval at `fit.level`."""
+    pointwise percentile interval at `fit.level`; `converged`, one verdict per point
+    (`converged_flags`), lets figures mark the points of runs that are not converged."""
     n = np.asarray(n, float)
     hi = max([n.max(), *extra_n])
     grid = np.unique(np.concatenate([np.geomspace(n.min(), hi, n_grid), n, np.asarray(extra_n, float)]))
     at = read_at(fit)
     lower, upper = interval(get_law(fit.law).curve(params, grid, **at), fit.level, axis=0)
     return LawCurve(fit.law, law.params_, law.r2_, tuple(grid.tolist()), tuple(law.predict(grid, **at).tolist()),
-                    tuple(lower.tolist()), tuple(upper.tolist()), tuple(zip(n.tolist(), np.asarray(y, float).tolist())))
+                    tuple(lower.tolist()), tuple(upper.tolist()), tuple(zip(n.tolist(), np.asarray(y, float).tolist())),
+                    tuple(converged or ()))
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,7 @@ class LawReport:
     n_runs: int | None = None  # runs the points came from (points of one run are not independent)
     points_per_run: int = 1  # most points from one run (checkpoints)
     tokens: float | None = None  # where a law over N and tokens is read as a curve (None: unlimited)
+    held_converged: tuple[bool | None, ...] = ()  # each held-out run: converged or not, as `LawCurve.converged`
 
     @property
     def alpha(self) -> float:
@@ -174,6 +181,7 @@ class LawReport:
         kw["held_out"] = tuple(HeldOut(**h) for h in kw["held_out"])
         kw["curve"] = LawCurve.from_dict(kw["curve"])
         kw["held_points"] = tuple(tuple(p) for p in kw["held_points"])
+        kw["held_converged"] = tuple(kw.get("held_converged", ()))
         return cls(**kw)
 
 
@@ -209,4 +217,5 @@ def law_report(table: pd.DataFrame, fit: FitConfig = FitConfig(), metric: bool =
         n_points=len(table), level=fit.level, r2_gate=fit.r2_gate, metric=metric,
         fit_sizes=tuple(float(x) for x in np.sort(fit_rows.n_params.unique())), held_out=tuple(out), mre=mre,
         curve=curve, held_points=tuple(zip(held.n_params.astype(float).tolist(), held.value.astype(float).tolist())),
-        n_runs=n_runs, points_per_run=int(per_run), tokens=read_at(fit).get("tokens"))
+        n_runs=n_runs, points_per_run=int(per_run), tokens=read_at(fit).get("tokens"),
+        held_converged=converged_flags(held) or ())

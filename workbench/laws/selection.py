@@ -26,7 +26,7 @@ import pandas as pd
 from workbench.base.errors import FitError
 from workbench.config import FitConfig
 from workbench.laws.bootstrap import SizeGroups, fit_replicates
-from workbench.laws.fit import as_points, covariates_of, get_law, interval, run_units, split_by_size
+from workbench.laws.fit import as_points, converged_flags, covariates_of, get_law, interval, run_units, split_by_size
 from workbench.laws.report import LawCurve, curve_of, read_at
 from workbench.laws.tables import final_points
 
@@ -107,7 +107,7 @@ def compare_variants(df: pd.DataFrame, target_n: float, variants: tuple | None =
         n, y = as_points(rows)
         cov = covariates_of(rows, cls)
         fits.append(cls().fit(n, y, **cov))
-        points.append((n, y))
+        points.append((n, y, converged_flags(rows)))
         groups = SizeGroups.of(n, run_units(rows))  # checkpoints of one run travel together
         W = groups.weights(fit.n_bootstrap, rng, size_draws=shared)  # None: this variant draws its own sizes
         params = fit_replicates(fit.law, W, n[groups.order], y[groups.order], groups, groups.sort(cov))
@@ -138,8 +138,8 @@ def compare_variants(df: pd.DataFrame, target_n: float, variants: tuple | None =
         trustworthy=bool(fa.r2_ >= fit.r2_gate and (fit.r2_gate_on == "baseline" or fb.r2_ >= fit.r2_gate)),
         n_dropped=int((~ok_all).sum()),
         # the curves' bands come from the same paired replicates as the intervals at the target
-        curves={v: curve_of(f, params, n, y, fit, extra_n=[target_n])
-                for v, f, params, (n, y) in zip(variants, fits, replicates, points)},
+        curves={v: curve_of(f, params, n, y, fit, extra_n=[target_n], converged=flags)
+                for v, f, params, (n, y, flags) in zip(variants, fits, replicates, points)},
         fit_sizes=dict(zip(variants, (int(x) for x in m))))
 
 
