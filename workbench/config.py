@@ -327,9 +327,13 @@ class ConvergenceConfig:
     undertrain_layer: int = 0  # also train this depth with the stopping rule below; 0 = off
     undertrain_patience: int = 50  # that run's patience in steps, too small on purpose
     undertrain_min_delta: float = 0.01  # that run's min-delta, too large on purpose
+    certify: str = "largest"  # after the sweep, certify early-stopped runs: none | largest (size) | all
+    certify_factor: float = 2.0  # a certificate continues a run for this many patiences (3x in all)
 
     def __post_init__(self) -> None:
-        _positive(self, "convergence", "z_threshold", "plateau_steps", "undertrain_patience")
+        _check(self.certify in ("none", "largest", "all"),
+               f"convergence.certify must be none, largest or all, got {self.certify!r}")
+        _positive(self, "convergence", "z_threshold", "plateau_steps", "undertrain_patience", "certify_factor")
         _positive(self, "convergence", "undertrain_layer", "undertrain_min_delta", strict=False)
         _check(all(p > 0 for p in self.patience_grid), "convergence.patience_grid must hold positive steps")
 

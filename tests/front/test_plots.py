@@ -50,7 +50,8 @@ def _markers(ax):
 
 @pytest.mark.parametrize("converged, filled", [([True, True, False], [True, True, False]),
                                                (["true", "True", "false"], [True, True, False]),
-                                               ([1, 1, 0], [True, True, False]), ([False, True, True], [False, True, True])])
+                                               ([1, 1, 0], [True, True, False]),
+                                               ([False, True, True], [False, True, True])])
 def test_sizes_whose_runs_are_not_converged_are_hollow_and_the_legend_says_so(converged, filled):
     sizes = (1e4, 1e5, 1e6)
     rows = [dict(n_params=n, value=6.5 * n ** -0.05 * (1 + 0.001 * s), seed=s, converged=c)

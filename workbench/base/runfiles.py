@@ -6,8 +6,10 @@ training loop (which writes the log and checkpoints) and the run store (which re
 
 A run folder `<root>/<run_id>/` holds `config.json` (resolved config, model counts, data),
 `env.json` (versions, device, git commit), `metrics.jsonl` (one line per evaluation), `best/` (the
-best checkpoint, `from_pretrained`-ready), `resume.pt` while unfinished, `claim.json` (who holds the
-run's lock while a process works on it), `attempts.jsonl` (every attempt) and `summary.json`, written last.
+best checkpoint, `from_pretrained`-ready), `resume.pt` while unfinished, `stop.pt` (a pretraining
+run's full state where it stopped early, which a convergence certificate continues from),
+`certificate/` (that continuation's own log and state), `claim.json` (who holds the run's lock while a
+process works on it), `attempts.jsonl` (every attempt) and `summary.json`, written last.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ SUMMARY, CONFIG, METRICS, ENV, CLAIM, ATTEMPTS = ("summary.json", "config.json",
                                                   "claim.json", "attempts.jsonl")
 
 
-RESUME, BEST = "resume.pt", "best"
+RESUME, BEST, STOP, CERTIFICATE = "resume.pt", "best", "stop.pt", "certificate"
 
 
 def append_metrics(run_dir: Path, row: dict) -> None:

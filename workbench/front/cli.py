@@ -2,6 +2,7 @@
 
     workbench sweep --profile cpu --root runs          # pretrain the default family, resumable
     workbench sweep --profile cpu --set sweep.train.lr=1e-3 --set sweep.layers=[1,2]
+    workbench certify --profile study-converged        # continue the largest size's runs: still falling?
     workbench runs --root runs                         # table of finished runs
     workbench fit --profile cpu --law saturating       # the law over a sweep's runs, with intervals
     workbench backtest --table runs.csv.gz --protocol hitchhiker   # every law that fits, held-out ARE, no bootstrap
@@ -33,6 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     _study_args(p, root=True)
     p.add_argument("--dry-run", action="store_true", help="print the resolved runs and exit")
     _executor_args(p)
+
+    p = sub.add_parser("certify", help="continue early-stopped runs for 2x their patience: converged if the loss "
+                                       "falls < 1%")
+    _study_args(p, root=True)
+    p.add_argument("--runs", default=None, metavar="largest|all|RUN_ID,...",
+                   help="which of the sweep's runs (default: the profile's convergence.certify, else largest)")
+    p.add_argument("--factor", type=float, default=None,
+                   help="the continuation in patiences (default: the profile's convergence.certify_factor)")
 
     p = sub.add_parser("runs", help="list the runs of a store")
     p.add_argument("--root", default="runs")
@@ -83,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
-        commands = {"sweep": _sweep, "runs": _runs, "fit": _fit, "forecast": _forecast, "backtest": _backtest,
-                    "family": _family, "tasks": _tasks, "prepare-tasks": _prepare_tasks, "finetune": _finetune,
-                    "notebooks": _notebooks}
+        commands = {"sweep": _sweep, "certify": _certify, "runs": _runs, "fit": _fit, "forecast": _forecast,
+                    "backtest": _backtest, "family": _family, "tasks": _tasks, "prepare-tasks": _prepare_tasks,
+                    "finetune": _finetune, "notebooks": _notebooks}
         return commands[args.command](args)
     except WorkbenchError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -175,6 +184,24 @@ def _sweep(args) -> int:
         _print_convergence(df)
     _print_counts(df.attrs["counts"])
     return 1 if df.attrs["counts"]["failed"] else 0
+
+
+def _certify(args) -> int:
+    from workbench.runs.certify import certify_store
+    from workbench.runs.pretrain import run_id
+
+    study = _study(args)
+    which = args.runs or (study.convergence.certify if study.convergence.certify != "none" else "largest")
+    factor = study.convergence.certify_factor if args.factor is None else args.factor
+    ids = {run_id(r) for r in study.sweep.runs()}
+    within = None if which not in ("largest", "all") else ids  # named runs may be any of the store's
+    rows = certify_store(study.root, which, factor, exec_cfg=study.exec, within=within)
+    if not rows:
+        raise WorkbenchError(f"no completed run of this sweep under {study.root} to certify: run `workbench sweep` first")
+    for row in rows:
+        cert = row["certificate"]
+        print(f"{row['run_id']}: " + (f"skipped ({row['skipped']})" if cert is None else cert["line"]))
+    return 1 if any(r["certificate"] is not None and not r["certificate"]["certified"] for r in rows) else 0
 
 
 def _fit(args) -> int:

@@ -19,8 +19,9 @@ def unavailable_note(unavailable: dict | None) -> str | None:
 
 def convergence_counts(runs: pd.DataFrame) -> dict:
     """How many runs are converged, and why the others are not: {"converged": n, "horizon": n,
-    "decayed LR": n, "diverged": n} (`workbench.base.convergence.verdict`). Runs recorded before the
-    verdict existed are judged by their stop reason alone."""
+    "decayed LR": n, "diverged": n, "certificate": n} (`workbench.base.convergence.verdict`; a
+    certificate that found a drop, `workbench.runs.certify`). Runs recorded before the verdict
+    existed are judged by their stop reason alone."""
     if runs is None or runs.empty:
         return {}
     if "converged" not in runs:
@@ -35,6 +36,8 @@ def convergence_counts(runs: pd.DataFrame) -> dict:
             kinds.append("horizon")
         elif "decayed LR" in str(r.convergence):
             kinds.append("decayed LR")
+        elif str(r.convergence).startswith("NOT converged: continuing"):  # its certificate found a drop
+            kinds.append("certificate")
         else:
             kinds.append(str(r.stop_reason))
     return pd.Series(kinds).value_counts().to_dict()
@@ -42,10 +45,14 @@ def convergence_counts(runs: pd.DataFrame) -> dict:
 
 def verdict_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per pretraining run: converged, why, best loss, the forecast converged loss with its
-    interval, and the steps the forecast says are still needed."""
+    interval, the steps the forecast says are still needed, and the convergence certificate's line
+    where the run was certified (`workbench.runs.certify`: it decides where the forecast disagrees)."""
     cols = ["name", "n_params", "converged", "convergence", "best_eval_loss", "forecast_loss", "forecast_low",
-            "forecast_high", "forecast_steps_needed"]
-    return runs[[c for c in cols if c in runs]].reset_index(drop=True)
+            "forecast_high", "forecast_steps_needed", "certificate"]
+    out = runs[[c for c in cols if c in runs]].reset_index(drop=True)
+    if "certificate" in out:
+        out["certificate"] = out.certificate.map(lambda c: c.get("line", "") if isinstance(c, dict) else c or "")
+    return out
 
 
 def not_converged(counts: dict | None) -> str | None:
@@ -61,7 +68,7 @@ def not_converged(counts: dict | None) -> str | None:
 
 
 WHY = {"horizon": "stopped at the step horizon", "decayed LR": "had their best step on a decayed LR",
-       "diverged": "diverged"}
+       "diverged": "diverged", "certificate": "stopped early but improved by 1% or more when continued (certificate)"}
 
 
 def law_conclusion(report, what: str, stop_reasons: dict | None = None) -> str:

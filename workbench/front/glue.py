@@ -4,6 +4,7 @@ two-stage route per task, replays of early stopping, and the convergence noteboo
 of an under-trained run.
 
     runs, table = sweep_table(study.sweep, study.root, study.exec)      # trains what is missing
+    runs, table = sweep_table(..., convergence=study.convergence)       # and certifies the largest size
 """
 
 from __future__ import annotations
@@ -11,19 +12,48 @@ from __future__ import annotations
 import pandas as pd
 
 from workbench.base.errors import FitError
-from workbench.config import FitConfig, StudyConfig
+from workbench.config import ConvergenceConfig, FitConfig, StudyConfig
 from workbench.front.outputs import Outputs
 from workbench.laws.twostage import two_stage_report
+from workbench.runs.store import RunStore
 
 
-def sweep_table(sweep, root, exec_cfg, on_done=None, law: str = "power") -> tuple[pd.DataFrame, pd.DataFrame]:
+def sweep_table(sweep, root, exec_cfg, on_done=None, law: str = "power",
+                convergence: ConvergenceConfig | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(runs, fitting table) of a sweep, trained where unfinished; the table is labelled by variant.
-    For a law with covariates (the joint law over tokens) the table is the runs' checkpoints."""
+    For a law with covariates (the joint law over tokens) the table is the runs' checkpoints. With
+    `convergence.certify` ("largest" or "all"), the early-stopped runs are then certified
+    (`workbench.runs.certify`): their verdicts in `runs` are the certified ones, and `certificate`
+    holds each certificate's line."""
     from workbench.execute.sweep import run_sweep
     from workbench.runs.tables import fitting_rows, law_table
 
     runs = run_sweep(sweep, root, exec_cfg, on_done=on_done)
+    if convergence is not None and convergence.certify != "none" and not runs.empty:
+        runs = certified(runs, root, convergence, exec_cfg)
     return runs, fitting_rows(law_table(runs).assign(variant=sweep.label), root, law)
+
+
+def certified(runs: pd.DataFrame, root, convergence: ConvergenceConfig, exec_cfg) -> pd.DataFrame:
+    """`runs` after certifying those `convergence.certify` names: converged, convergence and the
+    certificate's line from each certified summary."""
+    from workbench.runs.certify import certificate_line, certify_store
+
+    done = runs[runs.status == "completed"] if "status" in runs else runs
+    rows = certify_store(root, convergence.certify, convergence.certify_factor, exec_cfg=exec_cfg,
+                         within=done.run_id) if len(done) else []
+    runs = runs.copy()
+    runs["certificate"] = runs.get("certificate", pd.Series("", index=runs.index)).map(certificate_line)
+    for row in rows:
+        at = runs.run_id == row["run_id"]
+        if row["certificate"] is None:
+            runs.loc[at, "certificate"] = f"not certified: {row['skipped']}"
+            continue
+        summary = RunStore(root).summary(row["run_id"])
+        runs.loc[at, "converged"] = summary["converged"]
+        runs.loc[at, "convergence"] = summary["convergence"]
+        runs.loc[at, "certificate"] = row["certificate"]["line"]
+    return runs
 
 
 def study_table(study: StudyConfig, table_file: str = "", variant: str = "",

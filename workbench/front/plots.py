@@ -91,7 +91,7 @@ def _draw(ax, curve: LawCurve, color, name: str) -> None:
     ax.plot(curve.n, curve.pred, color=color, label=_label(curve, name))
     if get_law(curve.law).covariates:  # points at many token counts (checkpoints): each one, not a mean
         n, v = (np.array(a) for a in zip(*curve.points))
-        bad = np.array([c is False for c in curve.converged]) if len(curve.converged) == len(n) else np.zeros(len(n), bool)
+        bad = np.array([c is False for c in curve.converged]) if len(curve.converged) == len(n) else 0 * n > 0
         ax.scatter(n[~bad], v[~bad], color=color, s=8, alpha=0.35, lw=0)
         if bad.any():
             ax.scatter(n[bad], v[bad], s=10, alpha=0.5, facecolors="none", edgecolors=color, lw=0.7)

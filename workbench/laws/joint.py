@@ -12,19 +12,20 @@ reaches with unlimited tokens, E + A N^-alpha (the converged limit), unless a to
 
 The fit follows Hoffmann et al. (2022) and its re-analyses (Besiroglu et al. 2024): a Huber loss
 (delta 1e-3) on the log residuals, summed over points, minimised with bounded L-BFGS-B, the best of
-its starts kept. The starts come from a screen (`search="screen"`, the default): on a grid of
-2,800 (E, alpha, beta) the two amplitudes A and B are solved in closed form (least squares of the
-relative residuals, from sums shared across the grid), the 20 best by that error are ranked by the
-Huber loss itself, and L-BFGS-B runs from the best start and from the best one in another basin
-(exponents a factor 2 apart, or E 0.3 of the lowest loss apart); the better is then run on to a
-relative tolerance of 1e-15. `search="grid"` runs L-BFGS-B from each of 27 fixed starts instead: the
-same optimum where the problem has one (on the benchmark's families the parameters agree to 4e-6 and
-the losses to 1e-15; the largest gap is in B, along a direction where the loss is flat), 10-25x slower on 1,000 points (`benchmarks/joint_fit_speed.py`), and a little
-more thorough where the landscape has several valleys of nearly equal loss: on 300 random problems,
-well posed and misspecified, the screen ended in another optimum in 14, its loss 4e-8 to 7e-3 higher,
-mostly flat valleys where the token exponent runs to its bound; it found a lower one in 2. The bootstrap
-resamples runs, not points: the checkpoints of one run (same variant, size and seed) are not
-independent and travel together, and every replicate starts from the point estimate.
+its starts kept. The starts come from a screen (`search="screen"`, the default): on a grid of 2,800
+(E, alpha, beta) the two amplitudes A and B are solved in closed form (least squares of the relative
+residuals, from sums shared across the grid), the 20 best by that error are ranked by the Huber loss
+itself, and L-BFGS-B runs from the best start and from the best one in another basin (exponents a
+factor 2 apart, or E 0.3 of the lowest loss apart); the better is then run on to a relative
+tolerance of 1e-15. `search="grid"` runs L-BFGS-B from each of 27 fixed starts instead: the same
+optimum where the problem has one (on the benchmark's families the parameters agree to 4e-6 and the
+losses to 1e-15; the largest gap is in B, along a direction where the loss is flat), 10-25x slower
+on 1,000 points (`benchmarks/joint_fit_speed.py`), and a little more thorough where the landscape
+has several valleys of nearly equal loss: on 300 random problems, well posed and misspecified, the
+screen ended in another optimum in 14, its loss 4e-8 to 7e-3 higher, mostly flat valleys where the
+token exponent runs to its bound; it found a lower one in 2. The bootstrap resamples runs, not
+points: the checkpoints of one run (same variant, size and seed) are not independent and travel
+together, and every replicate starts from the point estimate.
 
 With C = 6 N D, the loss at a compute budget is least at
     N_opt = G (C / 6)^(beta / (alpha + beta)),  G = (alpha A / (beta B))^(1 / (alpha + beta)),

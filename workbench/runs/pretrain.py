@@ -104,7 +104,7 @@ class PretrainSpec(SpecBase):
                           min_delta=t.min_delta, grad_clip=t.grad_clip, monitor="eval_loss",
                           checkpoint_interval=ctx.exec.checkpoint_interval, tokens_per_step=tokens_per_step,
                           flops_per_step=flops_per_token * tokens_per_step, peak_flops=ctx.peak_flops,
-                          micro_batch_size=ctx.exec.micro_batch_size)
+                          micro_batch_size=ctx.exec.micro_batch_size, keep_stop_state=True)
         return Setup(model, optimizer, scheduler, batch_at, mlm_loss, _evaluator(data, cfg, model, ctx.device), loop,
                      lambda: save_best_checkpoint(run_dir, model, data.tokenizer), desc=spec.name, run_dir=Path(run_dir))
 

@@ -24,11 +24,11 @@ from typing import Iterator
 
 from workbench.base.errors import WorkbenchError
 from workbench.base.files import append_jsonl, read_json, read_jsonl
-from workbench.base.runfiles import ATTEMPTS, BEST, CLAIM, CONFIG, ENV, METRICS, RESUME, SUMMARY
+from workbench.base.runfiles import ATTEMPTS, BEST, CERTIFICATE, CLAIM, CONFIG, ENV, METRICS, RESUME, STOP, SUMMARY
 
 log = logging.getLogger(__name__)
 STATUSES = ("completed", "diverged")  # what a finished run's summary says it is
-RUN_FILES = (CLAIM, ATTEMPTS, CONFIG, ENV, METRICS, RESUME, BEST, SUMMARY)  # what the store writes in a run folder
+RUN_FILES = (CLAIM, ATTEMPTS, CONFIG, ENV, METRICS, RESUME, BEST, STOP, CERTIFICATE, SUMMARY)  # what it writes in a run
 
 
 class RunStore:

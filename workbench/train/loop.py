@@ -23,7 +23,7 @@ import torch
 from workbench.base.errors import CorruptCheckpointError, WorkbenchError
 from workbench.base.files import atomic_path
 from workbench.base.progress import bar as progress_bar
-from workbench.base.runfiles import BEST, METRICS, RESUME, append_metrics, truncate_metrics
+from workbench.base.runfiles import BEST, METRICS, RESUME, STOP, append_metrics, truncate_metrics
 from workbench.base.stopping import EarlyStopping
 from workbench.train.device import autocast
 
@@ -56,6 +56,7 @@ class LoopConfig:
     flops_per_step: float = 0.0  # for the throughput column (model FLOPs / s)
     peak_flops: float = 0.0  # device peak FLOP/s: logs model FLOPs utilisation (mfu) when known
     micro_batch_size: int = 0  # gradient accumulation over micro-batches of this many rows; 0 = none
+    keep_stop_state: bool = False  # at an early stop, keep the full state in stop.pt (a certificate continues it)
 
 
 @dataclass
@@ -159,9 +160,11 @@ class RunLoop:
             self.save_best()
         self.bar.set_postfix({loop.monitor: f"{row[loop.monitor]:.4f}", "best": f"{self.stopper.best:.4f}"})
         stop = self.stopper.should_stop(self.step)
-        if self.step % self.ckpt_every == 0 and not stop and self.step < loop.max_steps:
+        due = self.step % self.ckpt_every == 0 and not stop and self.step < loop.max_steps
+        if due or (stop and loop.keep_stop_state):  # at an early stop: the state a certificate continues
             _save_resume(self.run_dir, self.model, self.optimizer, self.scheduler, self.stopper, self.step,
-                         self.elapsed, self.rng.get_state() if self.rng is not None else torch.get_rng_state())
+                         self.elapsed, self.rng.get_state() if self.rng is not None else torch.get_rng_state(),
+                         name=STOP if stop else RESUME)
         self.loss_sum, self.loss_n = torch.zeros((), device=self.device), 0
         if stop:
             self.result = LoopResult("completed", "early_stopped", self.step, self.stopper.best,
@@ -235,8 +238,8 @@ def _evaluate_and_log(model, evaluate, loop: LoopConfig, step: int, train_loss: 
 
 
 def _save_resume(run_dir: Path, model, optimizer, scheduler, stopper: EarlyStopping, step: int,
-                 elapsed: float, rng: torch.Tensor) -> None:
-    with atomic_path(Path(run_dir) / RESUME) as tmp:  # a failed save leaves neither a torn file nor a temp one
+                 elapsed: float, rng: torch.Tensor, name: str = RESUME) -> None:
+    with atomic_path(Path(run_dir) / name) as tmp:  # a failed save leaves neither a torn file nor a temp one
         torch.save(dict(run_id=Path(run_dir).name, step=step, train_time_s=elapsed, model=model.state_dict(),
                         optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), stopper=asdict(stopper),
                         rng=rng), tmp)
@@ -262,8 +265,8 @@ def _load_resume(run_dir: Path, model, optimizer, scheduler, stopper: EarlyStopp
         scheduler.load_state_dict(state["scheduler"])
     except Exception as e:  # noqa: BLE001 - any failure to read means the file is unusable
         raise CorruptCheckpointError(f"resume checkpoint {path} is unreadable ({type(e).__name__}: {e})") from None
-    for k, v in state["stopper"].items():
-        setattr(stopper, k, v)
+    for k in ("best", "best_step"):  # where it stands; the rule (patience, min-delta) is the loop config's
+        setattr(stopper, k, state["stopper"][k])
     return state
 
 

@@ -1,0 +1,100 @@
+"""Convergence certificates: an early-stopped run continued from its stop state for 2x its patience
+is the curve the same run follows with 3x the patience; a drop of 1% or more un-certifies it."""
+
+import json
+from dataclasses import replace
+
+import pytest
+from helpers import QUIET, TINY_DATA, TINY_TRAIN
+
+from workbench.base.errors import WorkbenchError
+from workbench.base.runfiles import read_metrics
+from workbench.config import PretrainConfig
+from workbench.runs.certify import certify, certify_store
+from workbench.runs.pretrain import pretrain, run_id
+
+
+def _cfg(layers=1, **train):
+    base = dict(schedule="constant", max_steps=400, eval_interval=10)
+    return PretrainConfig("ar32", layers, 0, TINY_DATA, replace(TINY_TRAIN, **{**base, **train}))
+
+
+def test_the_continuation_is_the_curve_of_three_times_the_patience(tmp_path, tiny_data):
+    """min_delta 0.1 stops the run while its loss still falls: the continuation finds the drop,
+    and its evaluations equal those of the same run trained with 3x the patience."""
+    short = _cfg(lr=1e-3, patience=20, min_delta=0.1)
+    s = pretrain(short, tmp_path, QUIET, tiny_data)
+    assert s["stop_reason"] == "early_stopped" and s["converged"] is True
+    run = tmp_path / run_id(short)
+    best_mtime = (run / "best" / "model.safetensors").stat().st_mtime_ns
+    cert = certify(tmp_path, run.name, exec_cfg=QUIET)
+    assert cert["from_step"] == s["steps"] and cert["to_step"] == s["steps"] + 40 and cert["steps"] == 40
+    assert cert["gain"] >= 0.01 and cert["certified"] is False and cert["best_after"] < s["best_eval_loss"]
+    patient = _cfg(lr=1e-3, patience=60, min_delta=0.1)
+    assert pretrain(patient, tmp_path, QUIET, tiny_data)["steps"] >= cert["to_step"]
+    continued = {r["step"]: r["eval_loss"] for r in read_metrics(run / "certificate")}
+    retrained = {r["step"]: r["eval_loss"] for r in read_metrics(tmp_path / run_id(patient))}
+    assert sorted(continued) == list(range(s["steps"] + 10, cert["to_step"] + 1, 10))
+    for step, loss in continued.items():
+        assert loss == pytest.approx(retrained[step], rel=1e-5), step
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["converged"] is False and summary["convergence"].startswith("NOT converged: continuing 2x")
+    assert summary["certificate"] == cert and summary["convergence_before_certificate"].startswith("early-stopped")
+    assert (run / "best" / "model.safetensors").stat().st_mtime_ns == best_mtime  # the run's best stays its own
+    assert not (run / "certificate" / "resume.pt").exists() and (run / "stop.pt").exists()
+    # certified once: asked again, nothing is trained
+    mtime = (run / "certificate" / "metrics.jsonl").stat().st_mtime_ns
+    assert certify(tmp_path, run.name, exec_cfg=QUIET) == cert
+    assert (run / "certificate" / "metrics.jsonl").stat().st_mtime_ns == mtime
+
+
+def test_a_run_that_cannot_improve_is_certified(tmp_path, tiny_data):
+    cfg = _cfg(lr=1e-9, patience=30)
+    s = pretrain(cfg, tmp_path, QUIET, tiny_data)
+    [row] = certify_store(tmp_path, "all", exec_cfg=QUIET)
+    cert = row["certificate"]
+    assert cert["certified"] is True and abs(cert["gain"]) < 1e-4 and cert["to_step"] == s["steps"] + 60
+    summary = json.loads((tmp_path / run_id(cfg) / "summary.json").read_text())
+    assert summary["converged"] is True and "; certified: continuing 2x its patience" in summary["convergence"]
+
+
+def test_runs_that_did_not_stop_early_or_kept_no_state_are_refused(tmp_path, tiny_data):
+    horizon = _cfg(max_steps=20, patience=100)
+    pretrain(horizon, tmp_path, QUIET, tiny_data)
+    with pytest.raises(WorkbenchError, match="did not stop early .*horizon.*nothing to certify"):
+        certify(tmp_path, run_id(horizon), exec_cfg=QUIET)
+    [row] = certify_store(tmp_path, "largest", exec_cfg=QUIET)
+    assert row["certificate"] is None and row["skipped"] == "stopped at its horizon, not early"
+    stopped = _cfg(lr=1e-9, patience=20)
+    pretrain(stopped, tmp_path, QUIET, tiny_data)
+    (tmp_path / run_id(stopped) / "stop.pt").unlink()
+    with pytest.raises(WorkbenchError, match="has no stop.pt .*train it again to certify it"):
+        certify(tmp_path, run_id(stopped), exec_cfg=QUIET)
+    with pytest.raises(WorkbenchError, match="no finished run of that id"):
+        certify(tmp_path, "pretrain-nothing", exec_cfg=QUIET)
+    with pytest.raises(WorkbenchError, match="no completed pretraining run 'x'"):
+        certify_store(tmp_path, "x", exec_cfg=QUIET)
+
+
+def test_the_command_and_the_sweep_notebook_glue_certify_the_largest_size(tmp_path, capsys):
+    """smoke L1-2, stopped early on purpose (min-delta 0.5 on a loss that still falls): `workbench
+    certify` continues the largest size, finds the drop, exits 1; the notebooks' glue reads it back."""
+    from workbench.config import load
+    from workbench.front.cli import main
+    from workbench.front.closing import convergence_counts, not_converged, verdict_table
+    from workbench.front.glue import sweep_table
+
+    sets = ["--root", str(tmp_path), "--set", "sweep.layers=[1, 2]", "--set", "sweep.train.schedule=constant",
+            "--set", "sweep.train.max_steps=200", "--set", "sweep.train.min_delta=0.5"]
+    assert main(["sweep", "--profile", "smoke", *sets]) == 0
+    capsys.readouterr()
+    assert main(["certify", "--profile", "smoke", *sets]) == 1
+    [line] = capsys.readouterr().out.splitlines()
+    assert "-L2-" in line and "NOT converged: continuing 2x its patience (steps 30..70)" in line
+    study = load("smoke", sets[3::2], {"root": str(tmp_path)})
+    runs, _ = sweep_table(study.sweep, study.root, study.exec, convergence=study.convergence)
+    verdicts = verdict_table(runs.assign(name=runs.run_id))
+    assert list(verdicts.converged) == [True, False] and verdicts.certificate[1].startswith("NOT converged")
+    assert verdicts.certificate[0] == ""  # only the largest size is certified
+    assert convergence_counts(runs) == {"converged": 1, "certificate": 1}
+    assert "improved by 1% or more when continued" in not_converged(convergence_counts(runs))
