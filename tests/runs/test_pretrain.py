@@ -41,6 +41,9 @@ def test_smallest_model_learns_and_folder_is_complete(tmp_path, tiny_data):
     assert curve[-1]["eval_loss"] < math.log(tiny_data.vocab_size) - 0.3
     assert summary["status"] == "completed" and summary["best_eval_loss"] == min(r["eval_loss"] for r in curve)
     assert summary["tokens"] == 60 * 8 * 32 and summary["flops"] == 6 * 12288 * summary["tokens"]
+    assert summary["train_tokens"] == tiny_data.train.shape[0] * 32  # blocks of 32 tokens
+    assert summary["passes"] == pytest.approx(summary["tokens"] / summary["train_tokens"], abs=1e-3)
+    assert summary["passes_at_best"] == pytest.approx(summary["best_step"] * 8 * 32 / summary["train_tokens"], abs=1e-3)
     env = json.loads((run / "env.json").read_text())
     assert env["torch"] == torch.__version__ and "commit" in env["git"] and env["device"] == "cpu"
     cfg = json.loads((run / "config.json").read_text())

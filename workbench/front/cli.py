@@ -178,7 +178,7 @@ def _sweep(args) -> int:
         return 0
     df = run_sweep(study.sweep, study.root, study.exec)
     cols = ["run_id", "n_params", "seed", "status", "stop_reason", "converged", "best_eval_loss", "forecast_loss",
-            "best_step", "steps", "tokens", "tokens_per_s", "wall_time_s"]
+            "best_step", "steps", "tokens", "passes", "tokens_per_s", "wall_time_s"]
     if not df.empty:
         print(df[[c for c in cols if c in df]].to_string(index=False))
         _print_convergence(df)

@@ -44,11 +44,11 @@ def convergence_counts(runs: pd.DataFrame) -> dict:
 
 
 def verdict_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per pretraining run: converged, why, best loss, the forecast converged loss with its
-    interval, the steps the forecast says are still needed, and the convergence certificate's line
+    """One row per pretraining run: converged, why, best loss, the passes over the training data up
+    to its best step, the forecast converged loss with its interval, the steps the forecast says are still needed, and the convergence certificate's line
     where the run was certified (`workbench.runs.certify`: it decides where the forecast disagrees)."""
-    cols = ["name", "n_params", "converged", "convergence", "best_eval_loss", "forecast_loss", "forecast_low",
-            "forecast_high", "forecast_steps_needed", "certificate"]
+    cols = ["name", "n_params", "converged", "convergence", "best_eval_loss", "passes_at_best", "forecast_loss",
+            "forecast_low", "forecast_high", "forecast_steps_needed", "certificate"]
     out = runs[[c for c in cols if c in runs]].reset_index(drop=True)
     if "certificate" in out:
         out["certificate"] = out.certificate.map(lambda c: c.get("line", "") if isinstance(c, dict) else c or "")

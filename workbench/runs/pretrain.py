@@ -114,10 +114,15 @@ class PretrainSpec(SpecBase):
         tokens_per_step = s.loop.tokens_per_step
         flops_per_token = s.loop.flops_per_step / tokens_per_step
         tokens = res.steps * tokens_per_step
+        train_tokens = int(np.prod(data.train.shape))  # blocks x block length: one pass over the training data
         return dict(
             status=res.status, stop_reason=res.stop_reason, best_eval_loss=res.best, best_step=res.best_step,
             steps=res.steps, diverged_step=res.diverged_step, tokens=tokens,
             tokens_at_best=max(res.best_step, 0) * tokens_per_step,
+            # passes over the training data, in all and up to the best step: a run that needs many
+            # repeats its data, and its law is of this corpus's size as much as of N
+            train_tokens=train_tokens, passes=round(tokens / train_tokens, 3),
+            passes_at_best=round(max(res.best_step, 0) * tokens_per_step / train_tokens, 3),
             flops=6 * spec.n_params * tokens,  # C = 6 N D (paper)
             flops_model=flops_per_token * tokens,  # with attention and MLM head
             train_time_s=round(res.train_time_s, 2), wall_time_s=round(wall_time_s, 2),
