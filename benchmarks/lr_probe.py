@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--tolerance", type=float, default=MIN_GAIN)
     args = ap.parse_args()
-    factors = [float(f) for f in args.factors.split(",")]
+    factors = sorted({float(f) for f in args.factors.split(",")})
     study = load(args.profile, [f"exec.workers={args.workers}", "exec.progress=false"])
     sweep = replace(study.sweep, layers=(args.layers,), seeds=(study.sweep.seeds[0],))
     cfgs = {f: replace(sweep, train=replace(sweep.train, lr=f * sweep.train.lr)).runs()[0] for f in factors}
@@ -44,19 +44,19 @@ def main() -> None:
             continue
         s = dict(out.summary)
         cert = None
-        if s.get("stop_reason") == "early_stopped":
+        if s.get("stop_reason") == "early_stopped" and s.get("converged"):
             cert = certify(args.root, out.run_id, exec_cfg=study.exec)
         rows[f] = (s, cert)
     base = rows.get(1.0)
     print(f"{args.profile}, {sweep.family} L{args.layers}, LR {sweep.train.lr:g} x {args.factors}, {args.root}")
-    print(f"{'LR':>9s} {'steps':>6s} {'stop':>13s} {'best':>7s} {'at step':>7s} {'converged':>9s} {'certificate':>11s} "
-          f"{'vs 1x':>7s}")
-    for f, (s, cert) in rows.items():
+    print(f"{'LR':>9s} {'steps':>6s} {'stop':>13s} {'best':>7s} {'at step':>7s} {'converged':>9s} {'certified':>9s} "
+          f"{'gain':>6s} {'after':>7s} {'vs 1x':>7s}")
+    for f, (s, cert) in rows.items():  # 'best' is the run's own; 'after', the lowest the certificate saw
         rel = "" if base is None else f"{100 * (s['best_eval_loss'] / base[0]['best_eval_loss'] - 1):+.2f}%"
-        gain = "" if cert is None else f"{100 * cert['gain']:.2f}%"
-        conv = cert["certified"] if cert is not None else s.get("converged")
+        gain, after = ("", "") if cert is None else (f"{100 * cert['gain']:.2f}%", f"{cert['best_after']:.4f}")
+        certified = "" if cert is None else str(cert["certified"])
         print(f"{f * sweep.train.lr:9.2e} {s['steps']:6d} {s['stop_reason']:>13s} {s['best_eval_loss']:7.4f} "
-              f"{s['best_step']:7d} {str(conv):>9s} {gain:>11s} {rel:>7s}")
+              f"{s['best_step']:7d} {str(s.get('converged')):>9s} {certified:>9s} {gain:>6s} {after:>7s} {rel:>7s}")
     if base is not None:
         lower = [f for f, (s, _) in rows.items()
                  if f != 1.0 and s["best_eval_loss"] < base[0]["best_eval_loss"] * (1 - args.tolerance)]

@@ -328,7 +328,7 @@ class ConvergenceConfig:
     undertrain_patience: int = 50  # that run's patience in steps, too small on purpose
     undertrain_min_delta: float = 0.01  # that run's min-delta, too large on purpose
     certify: str = "largest"  # after the sweep, certify early-stopped runs: none | largest (size) | all
-    certify_factor: float = 2.0  # a certificate continues a run for this many patiences (3x in all)
+    certify_factor: float = 2.0  # a certificate continues a run this many patiences (2: 3x with the wait before)
 
     def __post_init__(self) -> None:
         _check(self.certify in ("none", "largest", "all"),

@@ -49,7 +49,7 @@ def test_the_continuation_is_the_curve_of_three_times_the_patience(tmp_path, tin
 
 
 def test_a_run_that_cannot_improve_is_certified(tmp_path, tiny_data):
-    cfg = _cfg(lr=1e-9, patience=30)
+    cfg = _cfg(lr=1e-9, patience=30, min_delta=1e-3)  # rounding-level changes are no improvement
     s = pretrain(cfg, tmp_path, QUIET, tiny_data)
     [row] = certify_store(tmp_path, "all", exec_cfg=QUIET)
     cert = row["certificate"]
@@ -65,7 +65,7 @@ def test_runs_that_did_not_stop_early_or_kept_no_state_are_refused(tmp_path, tin
         certify(tmp_path, run_id(horizon), exec_cfg=QUIET)
     [row] = certify_store(tmp_path, "largest", exec_cfg=QUIET)
     assert row["certificate"] is None and row["skipped"] == "stopped at its horizon, not early"
-    stopped = _cfg(lr=1e-9, patience=20)
+    stopped = _cfg(lr=1e-9, patience=20, min_delta=1e-3)
     pretrain(stopped, tmp_path, QUIET, tiny_data)
     (tmp_path / run_id(stopped) / "stop.pt").unlink()
     with pytest.raises(WorkbenchError, match="has no stop.pt .*train it again to certify it"):
@@ -98,3 +98,39 @@ def test_the_command_and_the_sweep_notebook_glue_certify_the_largest_size(tmp_pa
     assert verdicts.certificate[0] == ""  # only the largest size is certified
     assert convergence_counts(runs) == {"converged": 1, "certificate": 1}
     assert "improved by 1% or more when continued" in not_converged(convergence_counts(runs))
+
+
+def test_a_horizon_too_close_or_a_verdict_already_not_converged_is_refused(tmp_path, tiny_data):
+    """A linear schedule reaches LR 0 at its horizon: a continuation past it would find nothing and
+    certify anything. A run whose best came on a decayed LR is not converged already."""
+    close = _cfg(lr=1e-9, patience=30, min_delta=1e-3, schedule="linear", max_steps=60)
+    s = pretrain(close, tmp_path, QUIET, tiny_data)
+    assert s["stop_reason"] == "early_stopped" and s["steps"] + 60 > 60
+    with pytest.raises(WorkbenchError, match="horizon train.max_steps=60 leaves .* of the 60 steps .*raise the horizon"):
+        certify(tmp_path, run_id(close), exec_cfg=QUIET)
+    [row] = certify_store(tmp_path, "all", exec_cfg=QUIET)
+    assert row["certificate"] is None and "raise the horizon" in row["skipped"]
+    summary = json.loads((tmp_path / run_id(close) / "summary.json").read_text())
+    summary.update(converged=False, convergence="early-stopped, but its best step 10 came at LR 1e-12 ...")
+    (tmp_path / run_id(close) / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(WorkbenchError, match="is not converged already .*decayed|is not converged already"):
+        certify(tmp_path, run_id(close), exec_cfg=QUIET)
+
+
+def test_certificates_of_other_lengths_start_from_the_verdict_before_any(tmp_path, tiny_data):
+    """Factor 2 finds the drop (not converged); factor 0.5 on the same run does not reach it
+    (certified again: the verdict before any certificate was converged); the continuation of each
+    length starts over from the stop state and reads only its own span."""
+    cfg = _cfg(lr=1e-3, patience=20, min_delta=0.1)
+    s = pretrain(cfg, tmp_path, QUIET, tiny_data)
+    run = tmp_path / run_id(cfg)
+    two = certify(tmp_path, run.name, factor=2.0, exec_cfg=QUIET)
+    assert not two["certified"] and json.loads((run / "summary.json").read_text())["converged"] is False
+    half = certify(tmp_path, run.name, factor=0.5, min_gain=0.5, exec_cfg=QUIET)
+    assert half["to_step"] == s["steps"] + 10 and half["certified"]  # a 50% drop in 10 steps: no
+    steps = [r["step"] for r in read_metrics(run / "certificate")]
+    assert steps == [s["steps"] + 10]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["converged"] is True and summary["converged_before_certificate"] is True
+    assert summary["convergence"].count("certified:") == 1 and "NOT converged" not in summary["convergence"]
+    assert json.loads((run / "certificate" / "start.json").read_text())["extra"] == 10

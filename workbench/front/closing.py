@@ -51,7 +51,8 @@ def verdict_table(runs: pd.DataFrame) -> pd.DataFrame:
             "forecast_low", "forecast_high", "forecast_steps_needed", "certificate"]
     out = runs[[c for c in cols if c in runs]].reset_index(drop=True)
     if "certificate" in out:
-        out["certificate"] = out.certificate.map(lambda c: c.get("line", "") if isinstance(c, dict) else c or "")
+        out["certificate"] = out.certificate.map(lambda c: c.get("line", "") if isinstance(c, dict)
+                                                 else c if isinstance(c, str) else "")
     return out
 
 

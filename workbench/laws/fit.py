@@ -104,7 +104,7 @@ def converged_flags(table: pd.DataFrame) -> tuple[bool | None, ...] | None:
     def flag(v):
         if isinstance(v, str):
             return {"true": True, "1": True, "false": False, "0": False}.get(v.strip().lower())
-        if v is None or (isinstance(v, float) and v != v):
+        if v is None or pd.isna(v):
             return None
         return bool(v)
 

@@ -224,8 +224,8 @@ def _screen(x1, x2, y, ly, w, ymin, bounds, delta) -> list[np.ndarray]:
     over (E, alpha, beta) whose A and B solve the weighted least squares of the relative residuals
     (E + A u + B v) / y - 1, u = e^(-alpha x1), v = e^(-beta x2), in closed form from sums shared
     across the grid (positive A and B only); the best SCREEN_KEEP by that error ranked again by the
-    Huber loss, with the 27 fixed starts of search="grid" beside them; the best, then the best in
-    another basin, up to SCREEN_STARTS."""
+    Huber loss (the 27 fixed starts of search="grid" join them when fewer than SCREEN_STARTS
+    closed forms have A, B > 0); the best, then the best in another basin, up to SCREEN_STARTS."""
     lo, hi = np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
     e = np.asarray(SCREEN_FLOORS) * ymin
     iy = 1.0 / y
@@ -239,6 +239,7 @@ def _screen(x1, x2, y, ly, w, ymin, bounds, delta) -> list[np.ndarray]:
     a11, a22, a12 = suu[:, None, None], svv[None, :, None], suv[:, :, None]
     with np.errstate(all="ignore"):
         det = a11 * a22 - a12 ** 2
+        det = np.where(det > 1e-12 * a11 * a22, det, np.nan)  # u and v nearly parallel: no closed form there
         A, B = (a22 * b1 - a12 * b2) / det, (a11 * b2 - a12 * b1) / det
         rss = -2 * (A * b1 + B * b2) + A ** 2 * a11 + 2 * A * B * a12 + B ** 2 * a22  # less a constant per E
         rss = np.where((A > 0) & (B > 0) & np.isfinite(rss), rss - 2 * e * (w @ iy) + e ** 2 * ((w * iy) @ iy), np.inf)

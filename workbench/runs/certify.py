@@ -6,24 +6,32 @@ still falls.
     certify_store("runs/cpu", which="largest")   # the largest size's runs (or "all") of a store
 
 An early-stopped pretraining run keeps its full state where it stopped (`stop.pt`: model, AdamW,
-schedule, early-stopping state and the dropout generator). With the data order and masks fixed by
-(seed, step), continuing from there is the curve the run would have followed with more patience:
-its wait since the best was 1x the patience, the continuation adds `factor` x more (3x in all, the
-paper's re-training with more patience, at a fraction of its cost). The continuation logs into the
-run's own `certificate/` folder (its metrics, and its resume checkpoint should it be interrupted)
-and never touches the run's `best/` or its curve.
+schedule, early-stopping state and the CPU and CUDA dropout generators). With the data order and
+masks fixed by (seed, step), continuing from there for `factor` patiences (2: 3x in all with the
+wait before the stop) is the first stretch the same run retrained with more patience would follow,
+step for step (tested: equal to such a retrain's evaluations), at the run's own precision and
+micro-batching. It runs on the run's evaluation grid, up to its horizon at most: a run whose
+horizon leaves less is refused (past a linear schedule's horizon the LR is 0). The continuation logs
+into the run's `certificate/` folder (metrics, a resume checkpoint should it be interrupted,
+`start.json` naming the stop state it started from) and never touches `best/` or the run's curve.
+`stop.pt` holds the model and AdamW's two moments: about 3x the model's size, kept with each run.
 
-A run whose best eval loss falls by `min_gain` (1%) or more in the continuation is **not**
-converged, whatever its stop reason said: its summary's `converged` becomes false and
-`convergence` says why. One that stays within 1% keeps its verdict, with the certificate beside it.
-Where the run's learning-curve forecast said otherwise (its interval entirely 1% or more below the
-best while the continuation found no such drop, or no drop forecast where there was one), the
-certificate decides and `forecast_missed` says so.
+The gain is measured from the lowest eval loss the run reached before its stop (with a min-delta,
+the recorded best counts only gains larger than it). A drop of `min_gain` (1%) or more makes the run
+**not** converged, whatever its stop reason said: `converged` becomes false and `convergence` says
+why. A smaller drop keeps the verdict, with "certified: ..." beside it. Only runs converged by their
+verdict are certified (a horizon stop or a best step on a decayed LR is not converged already).
+Where the run's learning-curve forecast said otherwise (its interval wholly `min_gain` or more below
+the lowest loss reached while the continuation found no such drop, or wholly above that line where
+it found one), the certificate decides and its line says the forecast missed; an interval that
+straddles the line says nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 import time
@@ -31,9 +39,9 @@ from pathlib import Path
 
 import torch
 
-from workbench.base.errors import WorkbenchError
+from workbench.base.errors import CorruptCheckpointError, WorkbenchError
 from workbench.base.files import atomic_path, write_json_atomic
-from workbench.base.runfiles import CERTIFICATE, RESUME, STOP, SUMMARY, read_metrics
+from workbench.base.runfiles import CERTIFICATE, METRICS, RESUME, STOP, SUMMARY, read_metrics
 from workbench.config import ExecConfig, PretrainConfig, from_dict
 from workbench.runs.pretrain import PretrainSpec
 from workbench.runs.store import RunStore
@@ -43,14 +51,14 @@ log = logging.getLogger(__name__)
 
 FACTOR = 2.0  # the continuation's length in patiences: with the wait before the stop, 3x the patience
 MIN_GAIN = 0.01  # a drop of the best eval loss this large (relative) means the run was not converged
-FILE = "certificate.json"
+FILE, START = "certificate.json", "start.json"
 
 
 def certify(root: str | Path, run_id: str, factor: float = FACTOR, min_gain: float = MIN_GAIN,
             exec_cfg: ExecConfig = ExecConfig()) -> dict:
-    """Certify one early-stopped pretraining run (see the module's doc); returns the certificate,
-    also written to `<run>/certificate/certificate.json` and into the run's summary. A run already
-    certified with the same `factor` and `min_gain` is not trained again."""
+    """Certify one early-stopped, converged pretraining run (see the module's doc); returns the
+    certificate, also written to `<run>/certificate/certificate.json` and into the run's summary. A
+    run already certified with the same `factor` and `min_gain` is not trained again."""
     from workbench.train.device import run_context, seeded
     from workbench.train.loop import train_loop
 
@@ -59,64 +67,129 @@ def certify(root: str | Path, run_id: str, factor: float = FACTOR, min_gain: flo
     if not 0 < min_gain < 1:
         raise WorkbenchError(f"min_gain must be in (0, 1), got {min_gain!r}")
     store = RunStore(root)
+    summary, record = _certifiable(store, run_id, root)
+    if _same(summary.get("certificate"), factor, min_gain):
+        return summary["certificate"]
+    cfg = from_dict(PretrainConfig, record["config"], "config.json")
+    spec = PretrainSpec(cfg, tokenizer_sha256=(record.get("data") or {}).get("tokenizer_sha256"))
+    stop_step, patience, every = int(summary["steps"]), int(cfg.train.patience), int(cfg.train.eval_interval)
+    extra = every * max(1, math.ceil(factor * patience / every))  # on the run's own evaluation grid
+    if stop_step + extra > cfg.train.max_steps:  # past it the schedule ends (a linear one at LR 0)
+        raise WorkbenchError(f"{run_id}: its horizon train.max_steps={cfg.train.max_steps} leaves "
+                             f"{cfg.train.max_steps - stop_step} of the {extra} steps a certificate continues it for "
+                             f"(the run retrained with more patience would stop there): raise the horizon to certify")
+    data = spec.prepare()  # the run's own tokenizer, or a one-line refusal
+    # the run's own precision and micro-batching: another would give another curve (bf16 vs fp32 evals)
+    exec_cfg = dataclasses.replace(exec_cfg, precision=summary.get("precision") or exec_cfg.precision,
+                                   micro_batch_size=_micro(summary, cfg))
+    t0 = time.time()
+    with run_context(exec_cfg) as ctx, store.claim(run_id, attempt=False) as run_dir:
+        summary, record = _certifiable(store, run_id, root)  # again under the claim: another may have finished
+        if _same(summary.get("certificate"), factor, min_gain):
+            return summary["certificate"]
+        cert_dir = run_dir / CERTIFICATE
+        for name in (RESUME, METRICS, FILE, START):
+            store.check_inside(cert_dir / name)  # nothing of the continuation is written out of the store
+        start = dict(run_id=run_id, stop_step=stop_step, extra=extra, stop_sha256=_sha256(run_dir / STOP))
+        with seeded(cfg.seed, ctx.device):
+            res = _continue(spec, data, run_dir, cert_dir, start, ctx, train_loop)
+        rows = [r for r in read_metrics(cert_dir) if stop_step < r["step"] <= stop_step + extra]
+        reached = [float(r["eval_loss"]) for r in read_metrics(run_dir) if r["step"] <= stop_step]
+        before = min(reached)  # the lowest the run reached (its recorded best counts min-delta gains only)
+        after = min([before] + [float(r["eval_loss"]) for r in rows])
+        best_row = min(rows, key=lambda r: r["eval_loss"]) if rows else None
+        gain = (before - after) / before
+        cert = dict(factor=factor, min_gain=min_gain, from_step=stop_step, to_step=stop_step + extra, steps=extra,
+                    patience=patience, best_recorded=float(summary["best_eval_loss"]), best_before=before,
+                    best_after=after, continuation_best=float(best_row["eval_loss"]) if best_row else None,
+                    best_step_after=int(best_row["step"]) if best_row and best_row["eval_loss"] < before else None,
+                    gain=gain, certified=bool(gain < min_gain), device=str(ctx.device), precision=ctx.precision,
+                    steps_trained=int(res.steps) - stop_step, wall_time_s=round(time.time() - t0, 2))
+        cert.update(_forecast_check(summary, cert))
+        cert["line"] = _line(cert)
+        write_json_atomic(cert_dir / FILE, cert)
+        write_json_atomic(run_dir / SUMMARY, _with_certificate(summary, cert))  # before the checkpoint goes:
+        (cert_dir / RESUME).unlink(missing_ok=True)  # a crash between the two leaves a certified run
+    log.info("%s: %s", run_id, cert["line"])
+    return cert
+
+
+def _same(cert, factor: float, min_gain: float) -> bool:
+    return bool(cert) and cert.get("factor") == factor and cert.get("min_gain") == min_gain
+
+
+def _certifiable(store: RunStore, run_id: str, root) -> tuple[dict, dict]:
+    """(summary, config record) of a run a certificate can continue, or a one-line refusal: a
+    finished pretraining run that stopped early and whose verdict before any certificate was
+    converged (a horizon stop or a best step on a decayed LR is not converged already)."""
     summary, record = store.summary(run_id), store.config(run_id)
     if summary is None or record is None:
         raise WorkbenchError(f"{run_id}: no finished run of that id under {root}")
-    old = summary.get("certificate")
-    if old and old.get("factor") == factor and old.get("min_gain") == min_gain:
-        return old
     if record.get("kind") != "pretrain":
         raise WorkbenchError(f"{run_id} is a {record.get('kind')} run: certificates are for pretraining runs")
     if summary.get("status") != "completed" or summary.get("stop_reason") != "early_stopped":
         raise WorkbenchError(f"{run_id} did not stop early ({summary.get('status')}, {summary.get('stop_reason')}): it "
                              f"is not converged already, and there is nothing to certify; train it to an early stop")
-    cfg = from_dict(PretrainConfig, record["config"], "config.json")
-    spec = PretrainSpec(cfg, tokenizer_sha256=(record.get("data") or {}).get("tokenizer_sha256"))
-    data = spec.prepare()  # the run's own tokenizer, or a one-line refusal
-    stop_step, patience = int(summary["steps"]), int(cfg.train.patience)
-    extra = max(cfg.train.eval_interval, int(round(factor * patience)))
-    t0 = time.time()
-    with run_context(exec_cfg) as ctx, store.claim(run_id, attempt=False) as run_dir:
-        cert_dir = run_dir / CERTIFICATE
-        _begin(run_dir, cert_dir, stop_step)
-        with seeded(cfg.seed, ctx.device):
-            s = spec.setup(data, cert_dir, ctx)
-            loop = dataclasses.replace(s.loop, max_steps=stop_step + extra, patience=10 ** 12, keep_stop_state=False,
-                                       checkpoint_interval=0)
-            s = dataclasses.replace(s, loop=loop, save_best=lambda: None)  # the run's best/ stays its own
-            res = train_loop(s, cert_dir, ctx.device, ctx.precision, ctx.exec.progress)
-        rows = [r for r in read_metrics(cert_dir) if r["step"] > stop_step]
-        before = float(summary["best_eval_loss"])
-        after = min([before] + [float(r["eval_loss"]) for r in rows])
-        best_row = min(rows, key=lambda r: r["eval_loss"]) if rows else None
-        gain = (before - after) / before
-        cert = dict(factor=factor, min_gain=min_gain, from_step=stop_step, to_step=int(res.steps),
-                    steps=int(res.steps) - stop_step, patience=patience, best_before=before, best_after=after,
-                    best_step_after=int(best_row["step"]) if best_row and best_row["eval_loss"] < before else None,
-                    continuation_best=float(best_row["eval_loss"]) if best_row else None, gain=gain,
-                    certified=bool(gain < min_gain), verdict_before=summary.get("converged"),
-                    wall_time_s=round(time.time() - t0, 2))
-        cert.update(_forecast_check(summary, cert))
-        cert["line"] = _line(cert)
-        write_json_atomic(cert_dir / FILE, cert)
-        (cert_dir / RESUME).unlink(missing_ok=True)
-        write_json_atomic(run_dir / SUMMARY, _with_certificate(summary, cert))
-    log.info("%s: %s", run_id, cert["line"])
-    return cert
+    verdict = summary.get("converged_before_certificate", summary.get("converged"))
+    if verdict is False:
+        why = summary.get("convergence_before_certificate", summary.get("convergence"))
+        raise WorkbenchError(f"{run_id} is not converged already ({why}): there is nothing to certify")
+    return summary, record
 
 
-def _begin(run_dir: Path, cert_dir: Path, stop_step: int) -> None:
-    """The continuation's folder, starting from the run's stop state (unless an interrupted
-    continuation left its own resume checkpoint): the state is the run's, relabelled as the
-    continuation's, which the resume check then accepts."""
-    if (cert_dir / RESUME).exists():
-        return
+def _micro(summary: dict, cfg: PretrainConfig) -> int:
+    micro = int(summary.get("micro_batch_size") or 0)
+    return 0 if micro >= cfg.train.batch_size else micro
+
+
+def _sha256(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _continue(spec: PretrainSpec, data, run_dir: Path, cert_dir: Path, start: dict, ctx, train_loop):
+    """Train the continuation in `cert_dir` up to step stop_step + extra: from its own resume
+    checkpoint when an interrupted continuation of this very start left one (same run, stop step,
+    length and stop state), else afresh from the run's stop state."""
+    def attempt():
+        s = spec.setup(data, cert_dir, ctx)
+        loop = dataclasses.replace(s.loop, max_steps=start["stop_step"] + start["extra"], patience=10 ** 12,
+                                   keep_stop_state=False, checkpoint_interval=0)
+        s = dataclasses.replace(s, loop=loop, save_best=lambda: None)  # the run's best/ stays its own
+        return train_loop(s, cert_dir, ctx.device, ctx.precision, ctx.exec.progress)
+
+    if _read_start(cert_dir) != start or not (cert_dir / RESUME).exists():
+        _begin(run_dir, cert_dir, start)
+    try:
+        return attempt()
+    except CorruptCheckpointError as e:  # a torn continuation checkpoint: start it over from the stop state
+        log.warning("%s; starting the certificate of %s over", e, start["run_id"])
+        _begin(run_dir, cert_dir, start)
+        return attempt()
+
+
+def _read_start(cert_dir: Path) -> dict | None:
+    try:
+        return json.loads((cert_dir / START).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _begin(run_dir: Path, cert_dir: Path, start: dict) -> None:
+    """An empty continuation folder whose resume checkpoint is the run's stop state, relabelled as
+    the continuation's (which the resume check then accepts), and `start.json` saying which."""
+    stop_step = start["stop_step"]
     if not (run_dir / STOP).exists():
         raise WorkbenchError(f"{run_dir.name} has no {STOP} (runs trained before certificates existed keep no stop "
                              f"state): train it again to certify it")
     cert_dir.mkdir(exist_ok=True)
-    for old in cert_dir.iterdir():  # a finished certificate of other settings: start over
-        if old.is_file():
+    for old in cert_dir.iterdir():  # another start's continuation, or a torn one
+        if old.is_file() or old.is_symlink():
             old.unlink()
     state = torch.load(run_dir / STOP, map_location="cpu", weights_only=True)
     if state.get("run_id") not in (None, run_dir.name) or int(state.get("step", -1)) != stop_step:
@@ -125,25 +198,29 @@ def _begin(run_dir: Path, cert_dir: Path, stop_step: int) -> None:
     state["run_id"] = cert_dir.name
     with atomic_path(cert_dir / RESUME) as tmp:
         torch.save(state, tmp)
+    write_json_atomic(cert_dir / START, start)
 
 
 def _forecast_check(summary: dict, cert: dict) -> dict:
-    """Did the run's learning-curve forecast agree with the certificate?"""
+    """Did the run's learning-curve forecast agree with the certificate? The forecast says "drop"
+    when its whole interval lies `min_gain` or more below the lowest loss reached, "no drop" when
+    all of it lies above that line, and nothing (undecided) when it straddles it; only a forecast
+    that said something can miss."""
     lo, hi = summary.get("forecast_low"), summary.get("forecast_high")
     if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
-        return dict(forecast_missed=None)
-    before, min_gain = cert["best_before"], cert["min_gain"]
-    forecast_drop = hi <= before * (1 - min_gain)  # the whole interval 1% or more below the best
-    found_drop = not cert["certified"]
-    missed = forecast_drop != found_drop
-    why = None
-    if missed and forecast_drop:
-        why = (f"the forecast put the converged loss at {summary.get('forecast_loss'):.4f} [{lo:.4f}, {hi:.4f}], "
-               f"1% or more below the best; continuing found {100 * cert['gain']:.2f}%")
-    elif missed:
-        why = (f"the forecast [{lo:.4f}, {hi:.4f}] saw no drop of 1%; continuing lowered the best by "
-               f"{100 * cert['gain']:.2f}%")
-    return dict(forecast_missed=missed, forecast_note=why)
+        return dict(forecast="none", forecast_missed=None, forecast_note=None)
+    line = cert["best_before"] * (1 - cert["min_gain"])
+    said = "drop" if hi <= line else "no drop" if lo > line else "undecided"
+    found = "no drop" if cert["certified"] else "drop"
+    missed = None if said == "undecided" else said != found
+    note = None
+    if missed:
+        steps = summary.get("forecast_steps_needed")
+        need = f", {steps:,} more steps to within 0.5% of it" if steps is not None else ""
+        note = (f"it put the converged loss at {summary.get('forecast_loss'):.4f} [{lo:.4f}, {hi:.4f}]{need}, "
+                f"{'a drop' if said == 'drop' else 'no drop'} of {100 * cert['min_gain']:g}% or more; continuing "
+                f"{cert['steps']:,} steps lowered the best by {100 * cert['gain']:.2f}%")
+    return dict(forecast=said, forecast_missed=missed, forecast_note=note)
 
 
 def certificate_line(cert) -> str:
@@ -165,12 +242,15 @@ def _line(cert: dict) -> str:
 
 
 def _with_certificate(summary: dict, cert: dict) -> dict:
+    """The summary with the certificate: the verdict before any certificate is kept beside it, so a
+    later certificate (another factor) starts from that verdict, not from an earlier certificate's."""
     out = dict(summary, certificate=cert)
     before = summary.get("convergence_before_certificate", summary.get("convergence"))
-    out["convergence_before_certificate"] = before
+    verdict = summary.get("converged_before_certificate", summary.get("converged"))
+    out.update(convergence_before_certificate=before, converged_before_certificate=verdict)
     if cert["certified"]:
         out["convergence"] = f"{before}; {cert['line']}" if before else cert["line"]
-        out["converged"] = summary.get("converged")
+        out["converged"] = verdict
     else:
         out["converged"] = False
         out["convergence"] = cert["line"]
@@ -181,8 +261,8 @@ def certify_store(root: str | Path, which: str = "largest", factor: float = FACT
                   exec_cfg: ExecConfig = ExecConfig(), within=None) -> list[dict]:
     """Certify the early-stopped pretraining runs of a store (of them, those in `within`, run ids,
     when given: one sweep's): `which` = "largest" (every run of the largest size of each variant),
-    "all", or a comma-separated list of run ids. Runs that did not stop early are skipped with a
-    warning (they are not converged already). Returns one dict per run: run_id, n_params and the
+    "all", or a comma-separated list of run ids. Runs that did not stop early, or are not converged
+    already, or stop too close to their horizon, are skipped with a warning saying which. Returns one dict per run: run_id, n_params and the
     certificate (None where skipped, with `skipped` saying why)."""
     runs = load_runs(root)
     if runs.empty or "kind" not in runs or not (runs.kind == "pretrain").any():
@@ -209,6 +289,12 @@ def certify_store(root: str | Path, which: str = "largest", factor: float = FACT
             out.append(dict(run_id=r.run_id, n_params=int(r.n_params), certificate=None,
                             skipped=f"stopped at its {r.stop_reason}, not early"))
             continue
-        out.append(dict(run_id=r.run_id, n_params=int(r.n_params),
-                        certificate=certify(root, r.run_id, factor, min_gain, exec_cfg), skipped=None))
+        try:
+            cert, skipped = certify(root, r.run_id, factor, min_gain, exec_cfg), None
+        except CorruptCheckpointError:
+            raise
+        except WorkbenchError as e:  # not converged already, too close to its horizon, no stop state
+            log.warning("%s: not certified: %s", r.run_id, e)
+            cert, skipped = None, str(e)
+        out.append(dict(run_id=r.run_id, n_params=int(r.n_params), certificate=cert, skipped=skipped))
     return out

@@ -57,6 +57,11 @@ class RunStore:
             raise UnsafePath(f"{path} resolves to {real}, outside the run store {root}: the store never writes "
                              f"there; remove the link (or copy the run in) and run again")
 
+    def check_inside(self, path: Path) -> Path:
+        """`path` (a file a run writes, in its folder or below), refused when it resolves outside the root."""
+        self._inside(Path(path))
+        return Path(path)
+
     def check_files(self, run_id: str) -> Path:
         """The run's folder, with each file the store writes there checked to stay inside the root."""
         path = self.path(run_id)

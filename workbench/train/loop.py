@@ -115,6 +115,11 @@ class RunLoop:
                 torch.set_rng_state(state["rng"])
             else:
                 rng.set_state(state["rng"])
+            if state.get("cuda_rng") is not None and device.type == "cuda":  # dropout draws on the GPU
+                if rng is None:
+                    torch.cuda.set_rng_state(state["cuda_rng"], device)
+                else:
+                    rng.cuda = state["cuda_rng"]
         self.step, self.elapsed = state.get("step", 0), state.get("train_time_s", 0.0)
         if (self.run_dir / METRICS).exists():  # evaluations logged after the checkpoint (or before the first
             truncate_metrics(self.run_dir, self.step)  # one, from a killed attempt) are redone: drop them
@@ -162,9 +167,12 @@ class RunLoop:
         stop = self.stopper.should_stop(self.step)
         due = self.step % self.ckpt_every == 0 and not stop and self.step < loop.max_steps
         if due or (stop and loop.keep_stop_state):  # at an early stop: the state a certificate continues
+            cuda_rng = None
+            if self.device.type == "cuda":
+                cuda_rng = self.rng.cuda if self.rng is not None else torch.cuda.get_rng_state(self.device)
             _save_resume(self.run_dir, self.model, self.optimizer, self.scheduler, self.stopper, self.step,
                          self.elapsed, self.rng.get_state() if self.rng is not None else torch.get_rng_state(),
-                         name=STOP if stop else RESUME)
+                         name=STOP if stop else RESUME, cuda_rng=cuda_rng)
         self.loss_sum, self.loss_n = torch.zeros((), device=self.device), 0
         if stop:
             self.result = LoopResult("completed", "early_stopped", self.step, self.stopper.best,
@@ -238,11 +246,11 @@ def _evaluate_and_log(model, evaluate, loop: LoopConfig, step: int, train_loss: 
 
 
 def _save_resume(run_dir: Path, model, optimizer, scheduler, stopper: EarlyStopping, step: int,
-                 elapsed: float, rng: torch.Tensor, name: str = RESUME) -> None:
+                 elapsed: float, rng: torch.Tensor, name: str = RESUME, cuda_rng: torch.Tensor | None = None) -> None:
     with atomic_path(Path(run_dir) / name) as tmp:  # a failed save leaves neither a torn file nor a temp one
         torch.save(dict(run_id=Path(run_dir).name, step=step, train_time_s=elapsed, model=model.state_dict(),
                         optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), stopper=asdict(stopper),
-                        rng=rng), tmp)
+                        rng=rng, cuda_rng=cuda_rng), tmp)
 
 
 def _load_resume(run_dir: Path, model, optimizer, scheduler, stopper: EarlyStopping) -> dict:
