@@ -19,32 +19,35 @@ def _cfg(layers=1, **train):
     return PretrainConfig("ar32", layers, 0, TINY_DATA, replace(TINY_TRAIN, **{**base, **train}))
 
 
-def test_the_continuation_is_the_curve_of_three_times_the_patience(tmp_path, tiny_data):
-    """min_delta 0.1 stops the run while its loss still falls: the continuation finds the drop,
-    and its evaluations equal those of the same run trained with 3x the patience."""
-    short = _cfg(lr=1e-3, patience=20, min_delta=0.1)
+def test_the_continuation_is_the_curve_of_a_longer_patience(tmp_path, tiny_data):
+    """min_delta 0.5 stops the run at step 20, while its loss still falls fast: continuing it 6
+    patiences finds the drop, and its evaluations equal those of the same run trained with 7x the
+    patience, step for step."""
+    short = _cfg(lr=1e-3, patience=10, min_delta=0.5)
     s = pretrain(short, tmp_path, QUIET, tiny_data)
-    assert s["stop_reason"] == "early_stopped" and s["converged"] is True
+    assert s["stop_reason"] == "early_stopped" and s["converged"] is True and s["steps"] == 20
     run = tmp_path / run_id(short)
     best_mtime = (run / "best" / "model.safetensors").stat().st_mtime_ns
-    cert = certify(tmp_path, run.name, exec_cfg=QUIET)
-    assert cert["from_step"] == s["steps"] and cert["to_step"] == s["steps"] + 40 and cert["steps"] == 40
-    assert cert["gain"] >= 0.01 and cert["certified"] is False and cert["best_after"] < s["best_eval_loss"]
-    patient = _cfg(lr=1e-3, patience=60, min_delta=0.1)
+    cert = certify(tmp_path, run.name, factor=6, exec_cfg=QUIET)
+    assert cert["from_step"] == 20 and cert["to_step"] == 80 and cert["steps"] == 60
+    reached = min(r["eval_loss"] for r in read_metrics(run))  # below the recorded best: min-delta gates that
+    assert cert["best_before"] == reached < cert["best_recorded"] == s["best_eval_loss"]
+    assert cert["gain"] >= 0.01 and cert["certified"] is False and cert["best_after"] < reached
+    patient = _cfg(lr=1e-3, patience=70, min_delta=0.5)
     assert pretrain(patient, tmp_path, QUIET, tiny_data)["steps"] >= cert["to_step"]
     continued = {r["step"]: r["eval_loss"] for r in read_metrics(run / "certificate")}
     retrained = {r["step"]: r["eval_loss"] for r in read_metrics(tmp_path / run_id(patient))}
-    assert sorted(continued) == list(range(s["steps"] + 10, cert["to_step"] + 1, 10))
+    assert sorted(continued) == list(range(30, 81, 10))
     for step, loss in continued.items():
         assert loss == pytest.approx(retrained[step], rel=1e-5), step
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["converged"] is False and summary["convergence"].startswith("NOT converged: continuing 2x")
+    assert summary["converged"] is False and summary["convergence"].startswith("NOT converged: continuing 6x")
     assert summary["certificate"] == cert and summary["convergence_before_certificate"].startswith("early-stopped")
     assert (run / "best" / "model.safetensors").stat().st_mtime_ns == best_mtime  # the run's best stays its own
     assert not (run / "certificate" / "resume.pt").exists() and (run / "stop.pt").exists()
     # certified once: asked again, nothing is trained
     mtime = (run / "certificate" / "metrics.jsonl").stat().st_mtime_ns
-    assert certify(tmp_path, run.name, exec_cfg=QUIET) == cert
+    assert certify(tmp_path, run.name, factor=6, exec_cfg=QUIET) == cert
     assert (run / "certificate" / "metrics.jsonl").stat().st_mtime_ns == mtime
 
 
@@ -90,7 +93,9 @@ def test_the_command_and_the_sweep_notebook_glue_certify_the_largest_size(tmp_pa
     capsys.readouterr()
     assert main(["certify", "--profile", "smoke", *sets]) == 1
     [line] = capsys.readouterr().out.splitlines()
-    assert "-L2-" in line and "NOT converged: continuing 2x its patience (steps 30..70)" in line
+    l2 = next(p for p in tmp_path.glob("pretrain-ar32-L2-*"))
+    stop = json.loads((l2 / "summary.json").read_text())["steps"]
+    assert line.startswith(l2.name) and f"NOT converged: continuing 2x its patience (steps {stop}..{stop + 40})" in line
     study = load("smoke", sets[3::2], {"root": str(tmp_path)})
     runs, _ = sweep_table(study.sweep, study.root, study.exec, convergence=study.convergence)
     verdicts = verdict_table(runs.assign(name=runs.run_id))
@@ -118,18 +123,17 @@ def test_a_horizon_too_close_or_a_verdict_already_not_converged_is_refused(tmp_p
 
 
 def test_certificates_of_other_lengths_start_from_the_verdict_before_any(tmp_path, tiny_data):
-    """Factor 2 finds the drop (not converged); factor 0.5 on the same run does not reach it
-    (certified again: the verdict before any certificate was converged); the continuation of each
-    length starts over from the stop state and reads only its own span."""
-    cfg = _cfg(lr=1e-3, patience=20, min_delta=0.1)
+    """6 patiences find the drop (not converged); 1 patience at a 50% bar does not (certified again:
+    the verdict before any certificate was converged); each length starts over from the stop state
+    and reads only its own span."""
+    cfg = _cfg(lr=1e-3, patience=10, min_delta=0.5)
     s = pretrain(cfg, tmp_path, QUIET, tiny_data)
     run = tmp_path / run_id(cfg)
-    two = certify(tmp_path, run.name, factor=2.0, exec_cfg=QUIET)
-    assert not two["certified"] and json.loads((run / "summary.json").read_text())["converged"] is False
-    half = certify(tmp_path, run.name, factor=0.5, min_gain=0.5, exec_cfg=QUIET)
-    assert half["to_step"] == s["steps"] + 10 and half["certified"]  # a 50% drop in 10 steps: no
-    steps = [r["step"] for r in read_metrics(run / "certificate")]
-    assert steps == [s["steps"] + 10]
+    six = certify(tmp_path, run.name, factor=6, exec_cfg=QUIET)
+    assert not six["certified"] and json.loads((run / "summary.json").read_text())["converged"] is False
+    one = certify(tmp_path, run.name, factor=1, min_gain=0.5, exec_cfg=QUIET)
+    assert one["to_step"] == s["steps"] + 10 and one["certified"]
+    assert [r["step"] for r in read_metrics(run / "certificate")] == [s["steps"] + 10]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["converged"] is True and summary["converged_before_certificate"] is True
     assert summary["convergence"].count("certified:") == 1 and "NOT converged" not in summary["convergence"]
