@@ -42,14 +42,14 @@ def certified(runs: pd.DataFrame, root, convergence: ConvergenceConfig, exec_cfg
     done = runs[runs.status == "completed"] if "status" in runs else runs
     rows = certify_store(root, convergence.certify, convergence.certify_factor, exec_cfg=exec_cfg,
                          within=done.run_id) if len(done) else []
-    runs = runs.copy()
+    runs, store = runs.copy(), RunStore(root)
     runs["certificate"] = runs.get("certificate", pd.Series("", index=runs.index)).map(certificate_line)
     for row in rows:
         at = runs.run_id == row["run_id"]
         if row["certificate"] is None:
             runs.loc[at, "certificate"] = f"not certified: {row['skipped']}"
             continue
-        summary = RunStore(root).summary(row["run_id"])
+        summary = store.summary(row["run_id"])
         runs.loc[at, "converged"] = summary["converged"]
         runs.loc[at, "convergence"] = summary["convergence"]
         runs.loc[at, "certificate"] = row["certificate"]["line"]

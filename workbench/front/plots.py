@@ -57,10 +57,27 @@ def counts_axis(axis) -> None:
 NOT_CONVERGED = "hollow: not converged"  # the legend's words for points of runs that are not converged
 
 
+def _unconverged(flags, count: int) -> np.ndarray:
+    """Which of `count` points come from runs that are not converged: a per-point verdict of False
+    (`converged_flags`); none when the verdicts are unknown (no flags, or not one per point)."""
+    flags = flags or ()
+    return np.array([c is False for c in flags], bool) if len(flags) == count else np.zeros(count, bool)
+
+
+def _checkpoints(ax, x, y, unconverged: np.ndarray, color, s: float, alpha: float) -> None:
+    """Every point, filled; those of runs that are not converged hollow, with the legend's entry."""
+    x, y = np.asarray(x), np.asarray(y)
+    ax.scatter(x[~unconverged], y[~unconverged], color=color, s=s, alpha=alpha, lw=0)
+    if unconverged.any():
+        ax.scatter(x[unconverged], y[unconverged], s=s + 2, alpha=min(1.0, alpha + 0.1), facecolors="none",
+                   edgecolors=color, lw=0.7)
+        _not_converged_legend(ax)
+
+
 def _per_size(points, converged=()) -> pd.DataFrame:
     """Mean and sample std per size; `unconverged`: some run at that size is not converged."""
     df = pd.DataFrame(list(points), columns=["n_params", "value"])
-    df["unconverged"] = [c is False for c in converged] if len(converged) == len(df) else False
+    df["unconverged"] = _unconverged(converged, len(df))
     g = df.groupby("n_params")
     return pd.DataFrame(dict(mean=g.value.mean(), std=g.value.std(ddof=1).fillna(0.0),
                              unconverged=g.unconverged.any())).reset_index()
@@ -90,12 +107,8 @@ def _draw(ax, curve: LawCurve, color, name: str) -> None:
     ax.fill_between(curve.n, curve.lower, curve.upper, color=color, alpha=0.2, lw=0)
     ax.plot(curve.n, curve.pred, color=color, label=_label(curve, name))
     if get_law(curve.law).covariates:  # points at many token counts (checkpoints): each one, not a mean
-        n, v = (np.array(a) for a in zip(*curve.points))
-        bad = np.array([c is False for c in curve.converged]) if len(curve.converged) == len(n) else 0 * n > 0
-        ax.scatter(n[~bad], v[~bad], color=color, s=8, alpha=0.35, lw=0)
-        if bad.any():
-            ax.scatter(n[bad], v[bad], s=10, alpha=0.5, facecolors="none", edgecolors=color, lw=0.7)
-            _not_converged_legend(ax)
+        n, v = zip(*curve.points)
+        _checkpoints(ax, n, v, _unconverged(curve.converged, len(n)), color, s=8, alpha=0.35)
         return
     _sizes(ax, _per_size(curve.points, curve.converged), color, "o", 5)
 
@@ -211,13 +224,8 @@ def plot_joint(points: pd.DataFrame, boot, flops=None, title: str = ""):
     palette = sns.color_palette("viridis", len(sizes))
     for color, n in zip(palette, sizes):
         rows = points[points.n_params == n].sort_values("tokens")
-        flags = converged_flags(rows)
-        bad = np.array([c is False for c in flags]) if flags else np.zeros(len(rows), bool)
-        left.scatter(rows.tokens[~bad], rows.value[~bad], color=color, s=10, alpha=0.6, lw=0)
-        if bad.any():  # checkpoints of runs that are not converged
-            left.scatter(rows.tokens[bad], rows.value[bad], s=12, alpha=0.7, facecolors="none", edgecolors=color,
-                         lw=0.7)
-            _not_converged_legend(left)
+        _checkpoints(left, rows.tokens, rows.value, _unconverged(converged_flags(rows), len(rows)), color, s=10,
+                     alpha=0.6)
         d = np.geomspace(rows.tokens.min(), rows.tokens.max(), 50)
         left.plot(d, law.predict(np.full_like(d, n), tokens=d), color=color, lw=1.5, label=f"N = {n:,.0f}")
     left.set_xscale("log")

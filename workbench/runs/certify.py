@@ -30,7 +30,6 @@ straddles the line says nothing.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -40,7 +39,7 @@ from pathlib import Path
 import torch
 
 from workbench.base.errors import CorruptCheckpointError, WorkbenchError
-from workbench.base.files import atomic_path, write_json_atomic
+from workbench.base.files import atomic_path, sha256, write_json_atomic
 from workbench.base.runfiles import CERTIFICATE, METRICS, RESUME, STOP, SUMMARY, read_metrics
 from workbench.config import ExecConfig, PretrainConfig, from_dict
 from workbench.runs.pretrain import PretrainSpec
@@ -90,7 +89,8 @@ def certify(root: str | Path, run_id: str, factor: float = FACTOR, min_gain: flo
         cert_dir = run_dir / CERTIFICATE
         for name in (RESUME, METRICS, FILE, START):
             store.check_inside(cert_dir / name)  # nothing of the continuation is written out of the store
-        start = dict(run_id=run_id, stop_step=stop_step, extra=extra, stop_sha256=_sha256(run_dir / STOP))
+        stop = run_dir / STOP  # missing: `_begin` refuses in one line
+        start = dict(run_id=run_id, stop_step=stop_step, extra=extra, stop_sha256=sha256(stop) if stop.exists() else None)
         with seeded(cfg.seed, ctx.device):
             res = _continue(spec, data, run_dir, cert_dir, start, ctx, train_loop)
         rows = [r for r in read_metrics(cert_dir) if stop_step < r["step"] <= stop_step + extra]
@@ -140,16 +140,6 @@ def _certifiable(store: RunStore, run_id: str, root) -> tuple[dict, dict]:
 def _micro(summary: dict, cfg: PretrainConfig) -> int:
     micro = int(summary.get("micro_batch_size") or 0)
     return 0 if micro >= cfg.train.batch_size else micro
-
-
-def _sha256(path: Path) -> str | None:
-    if not path.exists():
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _continue(spec: PretrainSpec, data, run_dir: Path, cert_dir: Path, start: dict, ctx, train_loop):

@@ -42,11 +42,12 @@ class RunStore:
         if not run_id or run_id in (".", "..") or "/" in run_id or "\x00" in run_id:
             raise UnsafePath(f"{run_id!r} is not a run id (a folder name inside the run store)")
         path = self.root / run_id
-        self._inside(path)
+        self.check_inside(path)
         return path
 
-    def _inside(self, path: Path) -> None:
-        """Refuse `path` when it (a symlink, or a folder above it) resolves outside the store's root."""
+    def check_inside(self, path: Path) -> None:
+        """Refuse `path` (a run folder, or a file a run writes in it or below) when it, a symlink, or a
+        folder above it resolves outside the store's root."""
         if not (path.exists() or path.is_symlink()):
             return
         try:
@@ -57,16 +58,11 @@ class RunStore:
             raise UnsafePath(f"{path} resolves to {real}, outside the run store {root}: the store never writes "
                              f"there; remove the link (or copy the run in) and run again")
 
-    def check_inside(self, path: Path) -> Path:
-        """`path` (a file a run writes, in its folder or below), refused when it resolves outside the root."""
-        self._inside(Path(path))
-        return Path(path)
-
     def check_files(self, run_id: str) -> Path:
         """The run's folder, with each file the store writes there checked to stay inside the root."""
         path = self.path(run_id)
         for name in RUN_FILES:
-            self._inside(path / name)
+            self.check_inside(path / name)
         return path
 
     def is_finished(self, run_id: str) -> bool:
@@ -78,7 +74,7 @@ class RunStore:
         """The run's summary; None when there is none, or it is unreadable or has no `status` (named
         in a warning: the run counts as unfinished and a sweep trains it again)."""
         path = self.path(run_id) / SUMMARY
-        self._inside(path)
+        self.check_inside(path)
         if not path.exists():
             return None
         again = " (the run counts as unfinished; a sweep trains it again)"
@@ -91,7 +87,7 @@ class RunStore:
     def config(self, run_id: str) -> dict | None:
         """The run's recorded `config.json`, or None when there is none (or it is unreadable)."""
         path = self.path(run_id) / CONFIG
-        self._inside(path)
+        self.check_inside(path)
         return _read_or_none(path) if path.exists() else None
 
     def find(self, kind: str, config: dict) -> list[str]:

