@@ -81,21 +81,23 @@ def test_runs_that_did_not_stop_early_or_kept_no_state_are_refused(tmp_path, tin
 
 def test_the_command_and_the_sweep_notebook_glue_certify_the_largest_size(tmp_path, capsys):
     """smoke L1-2, stopped early on purpose (min-delta 0.5 on a loss that still falls): `workbench
-    certify` continues the largest size, finds the drop, exits 1; the notebooks' glue reads it back."""
+    certify` continues the largest size 4 patiences, finds the drop, exits 1; the notebooks' glue
+    (same factor) reads it back."""
     from workbench.config import load
     from workbench.front.cli import main
     from workbench.front.closing import convergence_counts, not_converged, verdict_table
     from workbench.front.glue import sweep_table
 
     sets = ["--root", str(tmp_path), "--set", "sweep.layers=[1, 2]", "--set", "sweep.train.schedule=constant",
-            "--set", "sweep.train.max_steps=200", "--set", "sweep.train.min_delta=0.5"]
+            "--set", "sweep.train.max_steps=300", "--set", "sweep.train.min_delta=0.5",
+            "--set", "convergence.certify_factor=4"]  # 2 patiences found 0.98% on one smoke corpus: 4 find more
     assert main(["sweep", "--profile", "smoke", *sets]) == 0
     capsys.readouterr()
     assert main(["certify", "--profile", "smoke", *sets]) == 1
     [line] = capsys.readouterr().out.splitlines()
     l2 = next(p for p in tmp_path.glob("pretrain-ar32-L2-*"))
     stop = json.loads((l2 / "summary.json").read_text())["steps"]
-    assert line.startswith(l2.name) and f"NOT converged: continuing 2x its patience (steps {stop}..{stop + 40})" in line
+    assert line.startswith(l2.name) and f"NOT converged: continuing 4x its patience (steps {stop}..{stop + 80})" in line
     study = load("smoke", sets[3::2], {"root": str(tmp_path)})
     runs, _ = sweep_table(study.sweep, study.root, study.exec, convergence=study.convergence)
     verdicts = verdict_table(runs.assign(name=runs.run_id))
