@@ -14,9 +14,10 @@ from helpers import TINY_DATA  # noqa: E402
 
 @pytest.fixture(scope="session", autouse=True)
 def data_dir(tmp_path_factory):
-    """One data cache for the whole session, never the user's."""
+    """One data cache (and corpus-archive cache) for the whole session, never the user's."""
     path = tmp_path_factory.mktemp("data-cache")
     os.environ["WORKBENCH_DATA_DIR"] = str(path)
+    os.environ["WORKBENCH_SOURCES_DIR"] = str(path / "sources")
     return path
 
 

@@ -133,3 +133,20 @@ def test_a_sweep_on_an_unreachable_ray_cluster_is_one_line_in_seconds(capsys, tm
     assert rc == 2 and err == ["error: nothing answers at the Ray address 127.0.0.1:1 (Connection refused): start "
                                "the cluster (`ray start --head`) or check --ray-address / $RAY_ADDRESS"]
     assert time.time() - t0 < 60  # data preparation included; the address check itself takes milliseconds
+
+
+def test_every_command_has_help(capsys):
+    """`--help` of the command and of each subcommand it lists prints its usage (argparse formats help
+    strings with %, so one bare percent sign breaks the help of every command)."""
+    import re
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    commands = re.search(r"\{([a-z,-]+)\}", capsys.readouterr().out).group(1).split(",")
+    assert {"sweep", "certify", "fit", "notebooks"} <= set(commands)
+    for command in commands:
+        with pytest.raises(SystemExit) as e:
+            main([command, "--help"])
+        assert e.value.code == 0, command
+        assert f"usage: workbench {command}" in capsys.readouterr().out

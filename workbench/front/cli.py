@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     _executor_args(p)
 
     p = sub.add_parser("certify", help="continue early-stopped runs for 2x their patience: converged if the loss "
-                                       "falls < 1%")
+                                       "falls < 1%%")
     _study_args(p, root=True)
     p.add_argument("--runs", default=None, metavar="largest|all|RUN_ID,...",
                    help="which of the sweep's runs (default: the profile's convergence.certify, else largest)")
