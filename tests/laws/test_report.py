@@ -70,3 +70,19 @@ def test_reports_round_trip_through_json():
     law = law_report(table[table.variant == "mlm"], FitConfig(n_bootstrap=100))
     again = LawReport.from_dict(json.loads(json.dumps(_jsonable(law))))
     assert again.describe() == law.describe() and again.held_out == law.held_out
+
+
+def test_a_flat_task_report_survives_json_and_still_describes_itself():
+    """Every size at the majority class (BoolQ for tiny encoders): R^2 is NaN, which JSON writes as
+    null; the study summary reads it back and must still say what the fit is."""
+    import json
+
+    from workbench.front.outputs import _jsonable
+    from workbench.laws.report import LawReport
+
+    flat = pd.DataFrame({"n_params": np.repeat(SIZES[:4], 2), "seed": [0, 1] * 4, "value": 0.376,
+                         "variant": "boolq"})
+    law = law_report(flat, FitConfig(n_bootstrap=50), metric=True)
+    assert np.isnan(law.r2) and not law.trusted
+    again = LawReport.from_dict(json.loads(json.dumps(_jsonable(law))))
+    assert np.isnan(again.r2) and again.describe() == law.describe() and "R^2 = nan" in again.describe()

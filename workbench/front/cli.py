@@ -2,7 +2,7 @@
 
     workbench sweep --profile cpu --root runs          # pretrain the default family, resumable
     workbench sweep --profile cpu --set sweep.train.lr=1e-3 --set sweep.layers=[1,2]
-    workbench certify --profile study-converged        # continue the largest size's runs: still falling?
+    workbench certify --profile study-converged        # continue the runs its convergence.certify names: still falling?
     workbench runs --root runs                         # table of finished runs
     workbench fit --profile cpu --law saturating       # the law over a sweep's runs, with intervals
     workbench backtest --table runs.csv.gz --protocol hitchhiker   # every law that fits, held-out ARE, no bootstrap

@@ -176,9 +176,14 @@ class LawReport:
     def from_dict(cls, d: dict) -> "LawReport":
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
-        kw["params_ci"] = {k: tuple(v) for k, v in kw["params_ci"].items()}
+        # JSON has no NaN: a degenerate fit's R^2 (a task where every size scores the same) comes back None
+        nan = float("nan")
+        for key in ("r2", "r2_drop_smallest"):
+            kw[key] = nan if kw.get(key) is None else kw[key]
+        kw["params"] = {k: nan if v is None else v for k, v in kw["params"].items()}
+        kw["params_ci"] = {k: tuple(nan if x is None else x for x in v) for k, v in kw["params_ci"].items()}
         kw["fit_sizes"] = tuple(kw["fit_sizes"])
-        kw["held_out"] = tuple(HeldOut(**h) for h in kw["held_out"])
+        kw["held_out"] = tuple(HeldOut(**{k: nan if v is None else v for k, v in h.items()}) for h in kw["held_out"])
         kw["curve"] = LawCurve.from_dict(kw["curve"])
         kw["held_points"] = tuple(tuple(p) for p in kw["held_points"])
         kw["held_converged"] = tuple(kw.get("held_converged", ()))
