@@ -288,7 +288,8 @@ def test_papermills_own_injected_names_are_not_unknown_parameters():
 
 
 def test_only_runs_the_named_notebooks_even_those_the_profile_leaves_out():
-    assert list(plan("study-converged")) == ["sweep", "convergence", "extrapolation"]
-    assert list(plan("study-converged", only=["finetune", "sweep"])) == ["sweep", "finetune"]
+    two = ["notebooks=[sweep, extrapolation]"]  # a profile that leaves finetune out
+    assert list(plan("smoke", overrides=two)) == ["sweep", "extrapolation"]
+    assert list(plan("smoke", overrides=two, only=["finetune", "sweep"])) == ["sweep", "finetune"]
     with pytest.raises(WorkbenchError, match="unknown notebook"):
-        plan("study-converged", only=["finetuning"])
+        plan("smoke", overrides=two, only=["finetuning"])
