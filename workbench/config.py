@@ -73,10 +73,9 @@ class DataConfig:
         parts = self.corpus.split("+")
         _check(len(set(parts)) == len(parts) or self.corpus.startswith(("files:", "hf:")),
                f"data.corpus {self.corpus!r} names a source twice")
-        named = self.corpus in registry.CORPORA or all(
-            part == "sotu" or part in registry.CORPUS_SOURCES for part in self.corpus.split("+"))
+        named = self.corpus in registry.CORPORA or all(part in registry.CORPUS_SOURCES for part in parts)
         _check(named or self.corpus.startswith(("files:", "hf:")),
-               f"data.corpus must be sotu, a source ({', '.join(registry.CORPUS_SOURCES)}), a named corpus "
+               f"data.corpus must be a source ({', '.join(registry.CORPUS_SOURCES)}), a named corpus "
                f"({', '.join(registry.CORPORA)}), a mix such as sotu+web, 'files:<path>' or 'hf:<dataset>', "
                f"got {self.corpus!r}")
         _check(self.corpus not in ("files:", "hf:") and self.corpus.strip() == self.corpus,

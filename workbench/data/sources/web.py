@@ -76,7 +76,6 @@ def parse(archive: Path) -> list[Document]:
 
 SOURCE = PinnedSource(
     name="web",
-    what="the World English Bible with Deuterocanon, one document per chapter (Debian sword-text-web 426.0-1)",
     archive=Archive(package="sword-text-web 426.0-1 (Debian bookworm)",
                     url="http://deb.debian.org/debian/pool/main/s/sword-text-web/sword-text-web_426.0-1_all.deb",
                     file="sword-text-web_426.0-1_all.deb", size="4.0 MB",

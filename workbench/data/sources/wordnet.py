@@ -61,7 +61,6 @@ def parse(archive: Path) -> list[Document]:
 
 SOURCE = PinnedSource(
     name="wordnet",
-    what="WordNet 3.0 glosses and examples, one line per synset (Debian wordnet-base 1:3.0-37)",
     archive=Archive(package="wordnet-base 1:3.0-37 (Debian bookworm)",
                     url="http://deb.debian.org/debian/pool/main/w/wordnet/wordnet-base_3.0-37_all.deb",
                     file="wordnet-base_3.0-37_all.deb", size="6.5 MB",
