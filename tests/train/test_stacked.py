@@ -20,6 +20,7 @@ from workbench.execute.planning import plan_workers
 from workbench.runs.pretrain import PretrainSpec
 from workbench.runs.store import RunStore
 from workbench.runs.tables import load_runs
+from workbench.train.device import place
 from workbench.train.stacked import FORWARDS, MemberRNG, member_losses, plan
 
 HEADS = ("BertForMaskedLM", "BertForSequenceClassification", "BertForMultipleChoice", "BertForQuestionAnswering")
@@ -34,8 +35,7 @@ def _model(cls: str, seed: int):
                                   num_labels=2 if cls == "BertForQuestionAnswering" else 3)
     torch.manual_seed(seed)
     model = getattr(transformers, cls)(cfg)
-    model.set_attn_implementation("eager")
-    return model.train()
+    return place(model, torch.device("cpu")).train()  # as a run alone has it: workbench.train.fast on a CPU
 
 
 def _batch(cls: str, seed: int, length: int):

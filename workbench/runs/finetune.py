@@ -31,7 +31,7 @@ from workbench.tasks.catalogue import get_task
 from workbench.tasks.kinds import collate, task_kind
 from workbench.train.device import place
 from workbench.train.loop import LoopConfig, LoopResult, Setup, make_schedule, save_best_checkpoint
-from workbench.train.model import param_groups
+from workbench.train.model import adamw
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,6 @@ class FinetuneSpec(SpecBase):
                 c.max_train, c.max_eval, c.dropout)
 
     def setup(self, x: Inputs, run_dir: Path, ctx) -> Setup:
-        import torch
         from transformers.utils import logging as hf_logging
 
         cfg, kind = self.cfg, task_kind(x.task)
@@ -132,7 +131,7 @@ class FinetuneSpec(SpecBase):
             hf_logging.set_verbosity(verbosity)
             if bars:
                 hf_logging.enable_progress_bar()
-        optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=ctx.device.type == "cuda")
+        optimizer = adamw(model, ctx.device, cfg.lr, cfg.weight_decay)
         scheduler = make_schedule(optimizer, "constant", int(cfg.warmup_fraction * max_steps), max_steps)
         loop = LoopConfig(max_steps=max_steps, eval_interval=steps_per_epoch, patience=max_steps + 1, mode="max",
                           monitor=x.task.metric, grad_clip=1.0, checkpoint_interval=ctx.exec.checkpoint_interval,

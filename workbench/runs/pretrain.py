@@ -39,7 +39,7 @@ from workbench.data.prepared import PreparedData, prepare_data
 from workbench.runs.lifecycle import SpecBase, run_once
 from workbench.train.device import place
 from workbench.train.loop import LoopConfig, LoopResult, Setup, make_schedule, save_best_checkpoint
-from workbench.train.model import build_mlm_model, mlm_loss, param_groups
+from workbench.train.model import adamw, build_mlm_model, mlm_loss
 
 EVAL_MASK_SEED = 20220213  # one fixed set of eval masks for every run: losses are paired across sizes
 
@@ -146,8 +146,7 @@ def setup_pretraining(cfg: PretrainConfig, data: PreparedData, device: torch.dev
     """(model, optimizer, scheduler, batch_at) of a run: the pieces the loop (and benchmark) drive."""
     spec, t = model_spec(cfg.family, cfg.n_layers), cfg.train
     model = place(build_mlm_model(spec, data.vocab_size, cfg.data.seq_len, t.dropout, cfg.seed), device)
-    optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=t.lr, betas=t.adam_betas,
-                                  fused=device.type == "cuda")
+    optimizer = adamw(model, device, t.lr, t.weight_decay, betas=t.adam_betas)
     scheduler = make_schedule(optimizer, t.schedule, t.warmup_steps, t.max_steps)
     return model, optimizer, scheduler, _batches(data, cfg, device)
 

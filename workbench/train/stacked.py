@@ -33,6 +33,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from workbench.train.fast import ATTENTION, keep_mask
+
 AUTO_MEMBERS = 8  # exec.ensemble=-1 on a GPU (on a CPU auto is off: no gain measured there)
 GPU_MAX_PARAMS = 50_000_000  # above this one model fills a GPU: it trains alone
 GPU_MEMORY_SHARE = 0.6  # share of free GPU memory an ensemble may plan for
@@ -187,11 +189,10 @@ class _Dropout:
 
 
 def _noise(out: torch.Tensor, p: float) -> torch.Tensor:
-    """The scaled keep-mask `F.dropout` multiplies by, from the same draws: on a CPU the draws of
-    `torch.nn.functional.dropout` itself (bernoulli, then / (1 - p)); elsewhere dropout's fused kernel
-    applied to ones."""
+    """The scaled keep-mask the run alone multiplies by, from the same draws: on a CPU
+    `workbench.train.fast.keep_mask`'s; elsewhere dropout's fused kernel applied to ones."""
     if out.device.type == "cpu":
-        return out.bernoulli_(1 - p).div_(1 - p)
+        return out.copy_(keep_mask(out.shape, p)).div_(1 - p)
     return out.copy_(F.dropout(torch.ones_like(out), p, True))
 
 
@@ -315,7 +316,7 @@ def member_losses(models: list, batches: list, rngs: list[MemberRNG] | None, tra
     """The loss of each member on its batch, from one stacked forward (`FORWARDS`)."""
     name = type(models[0]).__name__
     config = models[0].config
-    if config._attn_implementation not in ("eager", "sdpa"):
+    if config._attn_implementation not in ("eager", "sdpa", ATTENTION):
         raise NotImplementedError(f"ensembles replicate eager attention, not {config._attn_implementation}")
     p = config.hidden_dropout_prob
     if training and p != config.attention_probs_dropout_prob:
