@@ -1,6 +1,6 @@
 """Tokens/s of the workbench's CPU training step (`workbench.train.fast`) against the stock one, per size.
 
-    python benchmarks/cpu_step.py                       # AR16 L1-4 and AR32 L1-3, one thread, 2 x 60 steps each
+    python benchmarks/cpu_step.py                       # AR16 L1-4 and AR32 L1-3, one thread, 6 x 20 steps a side
     python benchmarks/cpu_step.py --sizes ar16:2 --rounds 4 --steps 20
 
 Both sides train the same model (same initial weights) on the same blocks and MLM masks with the
@@ -12,8 +12,8 @@ has one):
 Timing alternates the two sides in rounds of `--steps` steps, so a machine that slows down mid-run
 slows both; the median step of each side gives tokens/s. Before timing, it checks on a fixed batch
 that the two compute the same thing: the loss and every gradient with dropout off (eval mode), and
-with dropout on the mean loss over `--draws` draws of the masks (each side's own draws) and the
-share of attention probabilities dropped.
+with dropout on the mean loss over `--draws` draws of the masks (each side's own draws); and the
+share of 4M elements `keep_mask` drops at p = 0.1.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def main() -> None:
     print(f"{args.corpus}: vocab {data.vocab_size}, blocks of {data_cfg.seq_len}, batch 32, {args.threads} thread(s), "
           f"{args.rounds} rounds x {args.steps} steps a side")
     print(f"{'size':>8} {'N':>8} {'stock tok/s':>12} {'ours tok/s':>11} {'ratio':>6}  eval loss stock/ours  "
-          f"grad diff  train loss (30 draws) stock / ours")
+          f"grad diff  train loss ({args.draws} draws) stock / ours")
     for size in args.sizes.split(","):
         family, layers = size.split(":")
         cfg = PretrainConfig(family=family, n_layers=int(layers), data=data_cfg,

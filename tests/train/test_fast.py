@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from workbench.train.device import place
-from workbench.train.fast import ATTENTION, NARROW, cross_entropy, dropout, keep_mask, matmul
+from workbench.train.fast import ATTENTION, NARROW, Dropout, _CrossEntropy, cross_entropy, dropout, keep_mask, matmul
 from workbench.train.model import adamw, param_groups
 
 
@@ -65,22 +65,29 @@ def test_cross_entropy_equals_torch_value_and_gradient():
     ref = F.cross_entropy(logits, labels)
     (g_ref,) = torch.autograd.grad(3 * ref, logits)
     assert torch.allclose(ours, ref, rtol=1e-6) and torch.allclose(g_ours, g_ref, rtol=1e-5, atol=1e-8)
-    assert torch.autograd.gradcheck(cross_entropy, (logits.detach().double().requires_grad_(), labels))
+    # in float64 `cross_entropy` hands over to F.cross_entropy: check the custom function itself
+    assert torch.autograd.gradcheck(_CrossEntropy.apply, (logits.detach().double().requires_grad_(), labels))
 
 
 HEADS = ("BertForMaskedLM", "BertForSequenceClassification", "BertForMultipleChoice", "BertForQuestionAnswering")
 
 
 def _pair(cls: str, heads: int):
+    """A stock eager model and its placed twin (same weights); each has its own config object, since
+    the attention implementation is set on the config."""
     import transformers
 
-    cfg = transformers.BertConfig(vocab_size=50, hidden_size=24, num_hidden_layers=2, num_attention_heads=heads,
-                                  intermediate_size=48, max_position_embeddings=16, num_labels=2)
+    def cfg():
+        return transformers.BertConfig(vocab_size=50, hidden_size=24, num_hidden_layers=2, num_attention_heads=heads,
+                                       intermediate_size=48, max_position_embeddings=16, num_labels=2)
+
     torch.manual_seed(0)
-    stock = getattr(transformers, cls)(cfg)
+    stock = getattr(transformers, cls)(cfg())
     stock.set_attn_implementation("eager")
     torch.manual_seed(0)
-    return stock, place(getattr(transformers, cls)(cfg), torch.device("cpu"))
+    ours = place(getattr(transformers, cls)(cfg()), torch.device("cpu"))
+    assert stock.config._attn_implementation == "eager" and ours.config._attn_implementation == ATTENTION
+    return stock, ours
 
 
 def _inputs(cls: str):
@@ -125,6 +132,10 @@ def test_placed_model_equals_the_stock_eager_model_padding_included(cls, heads):
 def test_placed_model_in_train_mode_drops_with_keep_mask_and_saves_a_stock_checkpoint(tmp_path):
     stock, ours = _pair("BertForMaskedLM", 4)
     batch = _inputs("BertForMaskedLM")
+    drops = [m for m in ours.modules() if isinstance(m, torch.nn.Dropout)]
+    assert drops and all(type(m) is Dropout for m in drops)
+    ours.eval()
+    assert torch.equal(ours(**batch).loss, ours(**batch).loss)
     ours.train()
     torch.manual_seed(5)
     a = ours(**batch).loss
@@ -153,3 +164,21 @@ def test_fused_adamw_makes_the_per_tensor_loops_update():
         loop.step()
     for p, q in zip(model.parameters(), twin.parameters()):
         assert torch.allclose(p, q, rtol=1e-5, atol=1e-7)
+
+
+def test_placing_keeps_eval_mode_and_trains_under_cpu_bf16_autocast():
+    """A model loaded in eval mode stays deterministic once placed; under CPU bf16 autocast (the
+    loop runs backward outside it) a padded batch trains through the transposed products."""
+    import transformers
+
+    cfg = transformers.BertConfig(vocab_size=50, hidden_size=24, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=48, max_position_embeddings=16, num_labels=2)
+    placed = place(transformers.BertForSequenceClassification(cfg).eval(), torch.device("cpu"))  # as from_pretrained
+    assert all(not m.training for m in placed.modules())
+    batch = _inputs("BertForSequenceClassification")
+    placed.train()
+    with torch.autocast("cpu", torch.bfloat16):
+        loss = placed(**batch).loss
+    loss.backward()
+    grads = [p.grad for p in placed.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)

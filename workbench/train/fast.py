@@ -49,15 +49,16 @@ def keep_mask(shape, p: float, device: torch.device | str = "cpu") -> torch.Tens
     ceil(n / 4) 64-bit draws of torch's global generator (on `device`)."""
     n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), None)
-    return (words.view(torch.int16)[:n].view(shape) >= _LOW + round(p * 2**16)).view(torch.uint8)
+    threshold = _LOW + min(round(p * 2**16), 2**16 - 1)  # an int16 (p within 2^-17 of 1 drops all but 2^-16)
+    return (words.view(torch.int16)[:n].view(shape) >= threshold).view(torch.uint8)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """`F.dropout(x, p, training)` with `keep_mask`'s draws on a CPU; `F.dropout` elsewhere."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or not 0.0 < p < 1.0:
-        return F.dropout(x, p, training)
+    if x.device.type != "cpu" or not 0.0 < p < 1.0 or torch.compiler.is_compiling():
+        return F.dropout(x, p, training)  # a compiled model draws with inductor's own generator
     return torch.mul(x, keep_mask(x.shape, p)).mul_(1.0 / (1.0 - p))
 
 
@@ -82,14 +83,17 @@ def _oriented(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 class _Matmul(torch.autograd.Function):
     """`torch.matmul` of same-shaped batches whose three products (forward, both gradients) each run
-    in their wider orientation."""
+    in their wider orientation. Under CPU autocast (bf16) the backward runs under the forward's
+    autocast state, so its products cast mixed inputs as the forward's did."""
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu")
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
         return _oriented(a, b)
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         grad_a = _oriented(grad, b.transpose(-1, -2)) if ctx.needs_input_grad[0] else None
@@ -106,8 +110,10 @@ def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: 
               attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0, **kwargs):
     """transformers' `eager_attention_forward`: (B, heads, T, d) -> ((B, T, heads, d), probabilities),
     with the scaling on the queries, `keep_mask` dropout on the probabilities, its 1/(1-p) on the
-    output, and every product in its faster orientation."""
-    if query.device.type != "cpu":
+    output, and every product in its faster orientation. (`dropout` is the rate: transformers
+    passes it by that name. The probabilities returned are those before dropout; transformers
+    only returns them for "eager", which a placed model is not.)"""
+    if query.device.type != "cpu" or torch.compiler.is_compiling():
         from transformers.models.bert.modeling_bert import eager_attention_forward
 
         return eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
@@ -148,7 +154,8 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def fast_cpu(model: nn.Module) -> nn.Module:
     """`model` (a transformers BERT) with every `nn.Dropout` a `Dropout` and its attention
     `attention`; in place, and returned. Parameters, state dicts, the config `save_pretrained`
-    writes and outputs in eval mode are those of the stock model (to float rounding)."""
+    writes and outputs in eval mode are those of the stock model (to float rounding). The
+    attention is set on `model.config`: another model sharing that config object switches too."""
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.masking_utils import eager_mask
 
@@ -157,6 +164,6 @@ def fast_cpu(model: nn.Module) -> nn.Module:
     for parent in model.modules():
         for name, child in parent.named_children():
             if type(child) is nn.Dropout:
-                setattr(parent, name, Dropout(child.p, child.inplace))
+                setattr(parent, name, Dropout(child.p, child.inplace).train(child.training))
     model.set_attn_implementation(ATTENTION)
     return model

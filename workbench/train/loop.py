@@ -270,6 +270,9 @@ def _load_resume(run_dir: Path, model, optimizer, scheduler, stopper: EarlyStopp
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:  # a checkpoint saved unfused keeps its groups' flag: use ours
+            if "fused" in group and "fused" in optimizer.defaults:
+                group["fused"] = optimizer.defaults["fused"]
         scheduler.load_state_dict(state["scheduler"])
     except Exception as e:  # noqa: BLE001 - any failure to read means the file is unusable
         raise CorruptCheckpointError(f"resume checkpoint {path} is unreadable ({type(e).__name__}: {e})") from None

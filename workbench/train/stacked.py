@@ -68,7 +68,8 @@ def members(exec_cfg, device: torch.device) -> int:
     """The most members per ensemble: `exec.ensemble`, or for -1 (auto) 8 on a GPU and none on a
     CPU. On a 2-core CPU the stacked step measured 0.6-1.05x of the runs alone (the work is per
     element there, dropout draws and GEMMs, not per kernel launch; bigger stacked tensors also
-    fall out of cache): the workers are the CPU's lever."""
+    fall out of cache; measured before `workbench.train.fast` made the runs alone faster): the
+    workers are the CPU's lever."""
     if exec_cfg.ensemble >= 0:
         return exec_cfg.ensemble
     return 0 if device.type == "cpu" else AUTO_MEMBERS
@@ -191,7 +192,7 @@ class _Dropout:
 def _noise(out: torch.Tensor, p: float) -> torch.Tensor:
     """The scaled keep-mask the run alone multiplies by, from the same draws: on a CPU
     `workbench.train.fast.keep_mask`'s; elsewhere dropout's fused kernel applied to ones."""
-    if out.device.type == "cpu":
+    if out.device.type == "cpu" and 0.0 < p < 1.0:  # as `workbench.train.fast.dropout` draws
         return out.copy_(keep_mask(out.shape, p)).div_(1 - p)
     return out.copy_(F.dropout(torch.ones_like(out), p, True))
 
