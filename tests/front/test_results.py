@@ -32,3 +32,23 @@ def test_reports_by_name_unknown_keys_and_notebooks_that_did_not_run():
     ft = FinetuneResults.from_dict(d)
     assert isinstance(ft.laws["trec"], LawReport) and ft.unavailable == {"boolq": "why"} and ft.tuning is None
     assert all(RESULTS[nb].from_dict({}) is None for nb in RESULTS)
+
+
+def test_the_summary_says_when_a_flagged_run_passed_its_certificate():
+    """Above the law of the other sizes yet certified: the summary says the two checks disagree and
+    that re-training with 3x the patience settles it; an uncertified or unflagged run gets no line."""
+    from workbench.front.results import ConvergenceResults
+    from workbench.front.summary import _convergence
+
+    line = "certified: continuing 2x its patience (steps 4900..5900) lowered the best eval loss by 0.38% (< 1%)"
+    verdicts = [dict(name="ar16-L3", converged=True, convergence="early-stopped; " + line, certificate=line),
+                dict(name="ar16-L2", converged=True, convergence="early-stopped", certificate="")]
+    names = {"run-3": "ar16-L3", "run-2": "ar16-L2"}
+    cv = ConvergenceResults(run_ids=list(names), names=names, n_runs=2, flagged=["run-3"], verdicts=verdicts,
+                            stop_reasons={"converged": 2})
+    text = "\n".join(_convergence(cv))
+    assert "**ar16-L3: above the law of the other sizes, yet certified.**" in text and "3x the patience" in text
+    for flagged in (["run-2"], []):  # flagged without a certificate, or nothing flagged
+        text = "\n".join(_convergence(ConvergenceResults(run_ids=list(names), names=names, n_runs=2, flagged=flagged,
+                                                         verdicts=verdicts, stop_reasons={"converged": 2})))
+        assert "yet certified" not in text

@@ -104,9 +104,23 @@ def _convergence(cv: ConvergenceResults) -> list[str]:
                 for v in cv.verdicts if v.get("convergence")]
     return ["## Convergence check", "", *verdicts, *([""] if verdicts else []),
             f"{cv.n_runs} runs; flagged: {', '.join(cv.flagged) or 'none'}; convergence: {cv.stop_reasons}.",
+            *_flagged_yet_certified(cv),
             "Patience each run needed (longest wait between improvements): "
             + ", ".join(f"{cv.names[k]} {v:.0f}" for k, v in cv.patience_needed.items()), "",
             "![check](convergence/check.png) ![curves](convergence/curves.png)", ""]
+
+
+def _flagged_yet_certified(cv: ConvergenceResults) -> list[str]:
+    """A run above the law of the other sizes whose certificate passed: the two checks disagree, and
+    only re-training settles it (a certificate's window can end inside a plateau longer than it)."""
+    certified = {v.get("name") for v in cv.verdicts if str(v.get("certificate") or "").startswith("certified")}
+    both = [cv.names.get(r, r) for r in cv.flagged if cv.names.get(r, r) in certified]
+    if not both:
+        return []
+    return ["", f"**{', '.join(both)}: above the law of the other sizes, yet certified.** A certificate continues "
+            "a run for a few patiences from its stop, and a plateau longer than that hides the rest of its descent. The "
+            "paper's test settles it: re-train it from scratch with 3x the patience. Until then, a law over it is not "
+            "the paper's result."]
 
 
 def _extrapolation(ex: ExtrapolationResults) -> list[str]:
