@@ -33,7 +33,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from workbench.train.fast import ATTENTION, keep_mask
+from workbench.train.fast import ATTENTION, dropout
 
 AUTO_MEMBERS = 8  # exec.ensemble=-1 on a GPU (on a CPU auto is off: no gain measured there)
 GPU_MAX_PARAMS = 50_000_000  # above this one model fills a GPU: it trains alone
@@ -190,11 +190,9 @@ class _Dropout:
 
 
 def _noise(out: torch.Tensor, p: float) -> torch.Tensor:
-    """The scaled keep-mask the run alone multiplies by, from the same draws: on a CPU
-    `workbench.train.fast.keep_mask`'s; elsewhere dropout's fused kernel applied to ones."""
-    if out.device.type == "cpu" and 0.0 < p < 1.0:  # as `workbench.train.fast.dropout` draws
-        return out.copy_(keep_mask(out.shape, p)).div_(1 - p)
-    return out.copy_(F.dropout(torch.ones_like(out), p, True))
+    """The scaled keep-mask the run alone multiplies by, from the same draws: the run's own dropout
+    (`workbench.train.fast.dropout`: `keep_mask` on a CPU, the fused kernel elsewhere) applied to ones."""
+    return out.copy_(dropout(torch.ones_like(out), p))
 
 
 def encoder(S: Stack, config, input_ids, token_type_ids, attention_mask, drop: _Dropout) -> torch.Tensor:
