@@ -50,3 +50,42 @@ def test_default_cpu_sweep_losses_fall_with_size(tmp_path):
     assert all(a > b for a, b in zip(losses, losses[1:])), losses
     for rid in df.run_id:
         assert RUN_FILES <= set(os.listdir(tmp_path / rid))
+
+
+def test_certificates_are_made_where_each_run_trained(tmp_path, caplog):
+    """`certify` asks each chosen run's worker to certify it right after training it (alone, or as
+    an ensemble member), so that certificates run beside the other runs; the rest are left alone, and
+    a follow-up that fails leaves its finished run completed."""
+    import json
+    from dataclasses import replace
+
+    from workbench.config import ExecConfig
+    from workbench.execute import contract
+    from workbench.runs.pretrain import PretrainSpec
+
+    sets = ["sweep.layers=[1, 2]", "sweep.train.schedule=constant", "sweep.train.max_steps=300",
+            "sweep.train.min_delta=0.5"]  # early-stopped on purpose, while the loss still falls
+    study = load("smoke", sets)
+    exec_cfg = replace(study.exec, workers=1, progress=False)
+    df = run_sweep(study.sweep, tmp_path / "largest", exec_cfg, certify="largest", certify_factor=4)
+    certs = {r.n_params: json.loads((tmp_path / "largest" / r.run_id / "summary.json").read_text()).get("certificate")
+             for r in df.itertuples()}
+    assert certs[12288] is None and certs[98304]["factor"] == 4 and certs[98304]["steps"] > 0
+    assert df.set_index("n_params").converged[98304] == (certs[98304]["gain"] < 0.01)  # the table reads it back
+
+    two = load("smoke", [*sets, "sweep.seeds=[0, 1]", "sweep.layers=[1]"])
+    members = replace(exec_cfg, ensemble=2)  # the two seeds train as one ensemble
+    df = run_sweep(two.sweep, tmp_path / "all", members, certify="all", certify_factor=4)
+    assert len(df) == 2 and all(
+        json.loads((tmp_path / "all" / rid / "summary.json").read_text())["certificate"]["factor"] == 4
+        for rid in df.run_id)
+    with pytest.raises(Exception, match="certify must be none, largest or all"):
+        run_sweep(two.sweep, tmp_path / "x", exec_cfg, certify="biggest")
+
+    class Failing(PretrainSpec):
+        def after(self, root, exec_cfg, summary):
+            raise RuntimeError("no room for the certificate")
+
+    [r] = load("smoke", [*sets, "sweep.layers=[1]"]).sweep.runs()
+    out = contract.execute(Failing(r), tmp_path / "failing", ExecConfig(device="cpu", progress=False, workers=1))
+    assert out.status == "completed" and "no room for the certificate" in caplog.text

@@ -61,7 +61,10 @@ def test_smoke_study_writes_notebooks_figures_results_and_summary(smoke_study):
         executed = nbformat.read(out / "out" / f"{nb}.ipynb", as_version=4)
         assert any("**What this shows.**" in str(o.get("data", {})) for c in executed.cells if c.cell_type == "code"
                    for o in c.outputs)
-    assert json.loads((out / "out" / "summary.json").read_text())["timings_s"].keys() == set(NOTEBOOKS)
+    assert json.loads((out / "out" / "summary.json").read_text())["timings_s"].keys() == set(NOTEBOOKS) | {"pretraining"}
+    # every pretraining run, variant B's too, trained on one pool before the notebooks ran
+    swept = (out / "out" / "sweep.ipynb").stat().st_mtime
+    assert all((out / "runs" / rid / "summary.json").stat().st_mtime < swept for rid in pre.run_id)
 
 
 def test_a_task_that_cannot_be_had_leaves_the_others_and_the_later_notebooks_running(smoke_study, tmp_path,

@@ -68,7 +68,19 @@ def execute(job: RunSpec, root: str | Path, exec_cfg: ExecConfig) -> Outcome:
         return Outcome(job.run_id, "busy")
     if s is None:
         return Outcome(job.run_id, "failed", error=error, attempts=len(store.attempts(job.run_id)))
-    return Outcome(job.run_id, s["status"], s, attempts=len(store.attempts(job.run_id)))
+    return Outcome(job.run_id, s["status"], after(job, root, exec_cfg, s), attempts=len(store.attempts(job.run_id)))
+
+
+def after(job: RunSpec, root: str | Path, exec_cfg: ExecConfig, summary: dict) -> dict:
+    """`job.after(...)` on a finished run (a pretraining run's certificate, in the worker that trained
+    it); what fails there is logged and leaves the run's own summary: the run itself is done."""
+    try:
+        return job.after(root, exec_cfg, summary)
+    except RunBusy:  # another process certifies it: the sweep's certification pass collects it
+        return summary
+    except Exception as e:  # noqa: BLE001 - a failed follow-up must not fail a finished run
+        log.warning("%s: finished, but what follows it failed: %s: %s", job.run_id, type(e).__name__, e)
+        return summary
 
 
 T = TypeVar("T")
@@ -212,7 +224,8 @@ def execute_unit(unit: list[RunSpec], root: str | Path, exec_cfg: ExecConfig) ->
     if out is None:
         return [failed_or_finished(j, store, error) for j in unit]
     return [Outcome(j.run_id, "busy") if out[j.run_id] is None else
-            Outcome(j.run_id, out[j.run_id]["status"], out[j.run_id], attempts=len(store.attempts(j.run_id)))
+            Outcome(j.run_id, out[j.run_id]["status"], after(j, root, exec_cfg, out[j.run_id]),
+                    attempts=len(store.attempts(j.run_id)))
             for j in unit]
 
 

@@ -28,7 +28,9 @@ def sweep_table(sweep, root, exec_cfg, on_done=None, law: str = "power",
     from workbench.execute.sweep import run_sweep
     from workbench.runs.tables import fitting_rows, law_table
 
-    runs = run_sweep(sweep, root, exec_cfg, on_done=on_done)
+    certify = convergence.certify if convergence is not None else "none"
+    runs = run_sweep(sweep, root, exec_cfg, on_done=on_done, certify=certify,  # certified where each trained
+                     certify_factor=convergence.certify_factor if convergence is not None else 2.0)
     if convergence is not None and convergence.certify != "none" and not runs.empty:
         runs = certified(runs, root, convergence, exec_cfg)
     return runs, fitting_rows(law_table(runs).assign(variant=sweep.label), root, law)

@@ -74,8 +74,10 @@ def writable_folder(path: str | Path, what: str) -> Path:
 
 
 def run_notebooks(profile: str = "cpu", out: str | Path = "outputs/cpu", only=None, overrides=()) -> dict:
-    """Execute the study's notebooks in order and write the summary. A failed sweep stops the study
-    (every other notebook reads its runs); any other notebook that fails is reported and the rest run."""
+    """Execute the study's notebooks in order and write the summary. The study's pretraining runs are
+    trained first, all on one pool (`pretrain_study`); the notebooks read them back. A failed sweep
+    stops the study (every other notebook reads its runs); any other notebook that fails is reported
+    and the rest run."""
     import papermill as pm
     from tqdm.auto import tqdm
 
@@ -84,6 +86,13 @@ def run_notebooks(profile: str = "cpu", out: str | Path = "outputs/cpu", only=No
     steps = plan(profile, overrides, only)
     out = writable_folder(out, "the notebooks' output folder (--out)")
     timings, failures = {}, []
+    if "sweep" in steps:
+        t0 = time.time()
+        try:
+            pretrain_study(load(profile, overrides), with_variant="selection" in steps)
+        except WorkbenchError as e:  # the sweep notebook meets it again and fails with it, in its own words
+            log.warning("pretraining before the notebooks: %s", one_line(str(e)))
+        timings["pretraining"] = round(time.time() - t0, 1)
     for nb, params in tqdm(steps.items(), desc="notebooks", dynamic_ncols=True):
         t0 = time.time()
         try:
@@ -100,6 +109,21 @@ def run_notebooks(profile: str = "cpu", out: str | Path = "outputs/cpu", only=No
     summary = write_summary(out, profile, timings, failures, list(steps))
     write_report(out, [nb for nb in steps if (out / f"{nb}.ipynb").exists()], profile)
     return summary
+
+
+def pretrain_study(study, with_variant: bool) -> None:
+    """Train (and certify, as `convergence.certify` says) the study's pretraining runs before its
+    notebooks: the sweep's, and with `with_variant` model selection's variant sweep too, on one pool
+    of workers, largest first (`execute.sweep.run_sweeps`), so that no core idles while one part's
+    last run finishes. The notebooks then read the runs back; a run that failed here is tried again
+    by its notebook, which reports it."""
+    from workbench.execute.sweep import run_sweeps
+
+    sweeps = [study.sweep] + ([study.variant_sweep()] if with_variant else [])
+    certify = study.convergence.certify
+    tables = run_sweeps(sweeps, study.root, study.exec, certify=certify, certify_factor=study.convergence.certify_factor)
+    for sweep, df in zip(sweeps, tables):
+        log.info("pretraining %s: %s", sweep.label, ", ".join(f"{k} {v}" for k, v in df.attrs["counts"].items()))
 
 
 def write_report(out: Path, notebooks: list[str], profile: str) -> Path:

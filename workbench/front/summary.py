@@ -179,7 +179,10 @@ def write_summary(out: Path, profile: str, timings: dict, failures: list[dict], 
         else:
             part = writers[nb](typed[nb])
         lines += part
-    lines += ["## Files", ""] + [f"- [{nb}.ipynb]({nb}.ipynb) ({timings[nb]:.0f} s)" for nb in timings]
+    lines += ["## Files", ""] + [f"- [{nb}.ipynb]({nb}.ipynb) ({timings[nb]:.0f} s)" if nb != "pretraining" else
+                                 f"- pretraining, before the notebooks ({timings[nb]:.0f} s): the study's pretraining "
+                                 f"runs on one pool of workers"
+                                 for nb in timings]
     lines += [f"- total {sum(timings.values()):.0f} s"]
     write_atomic(out / "summary.md", "\n".join(lines) + "\n")
     summary = dict(profile=profile, timings_s=timings, failure=failures[0] if failures else None, failures=failures,

@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -112,6 +113,30 @@ def certify(root: str | Path, run_id: str, factor: float = FACTOR, min_gain: flo
         (cert_dir / RESUME).unlink(missing_ok=True)  # a crash between the two leaves a certified run
     log.info("%s: %s", run_id, cert["line"])
     return cert
+
+
+@dataclass(frozen=True)
+class CertifyAfter:
+    """Certify a run right after it trained, in the same worker (`PretrainSpec.then`): certificates
+    fill the workers beside the other runs instead of queueing after the sweep. A run that is not
+    early-stopped and converged is left as it is; one that cannot be certified (too close to its
+    horizon, no stop state) is logged and left to `certify_store`, which says why."""
+
+    factor: float = FACTOR
+    min_gain: float = MIN_GAIN
+
+    def __call__(self, root, run_id: str, exec_cfg: ExecConfig, summary: dict) -> dict:
+        if summary.get("status") != "completed" or summary.get("stop_reason") != "early_stopped" \
+                or summary.get("converged") is False:
+            return summary
+        try:
+            certify(root, run_id, self.factor, self.min_gain, exec_cfg)
+        except CorruptCheckpointError:
+            raise
+        except WorkbenchError as e:  # another process holds it, or it cannot be certified
+            log.warning("%s: not certified where it trained: %s", run_id, e)
+            return summary
+        return RunStore(root).summary(run_id)
 
 
 def _same(cert, factor: float, min_gain: float) -> bool:

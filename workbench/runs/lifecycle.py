@@ -47,6 +47,8 @@ class RunSpec(Protocol):
 
     def train(self, inputs: Any, run_dir: Path, ctx: Any) -> dict: ...
 
+    def after(self, root: Any, exec_cfg: Any, summary: dict) -> dict: ...
+
 
 @dataclass(frozen=True)
 class SpecBase:
@@ -59,6 +61,11 @@ class SpecBase:
     @property
     def run_id(self) -> str:
         return type(self).make_id(self.cfg)
+
+    def after(self, root, exec_cfg, summary: dict) -> dict:
+        """What the worker does with a finished run before reporting it (a pretraining run's
+        certificate); returns the summary to report. Nothing, here."""
+        return summary
 
     def ensemble_key(self) -> Any:
         """Runs with the same key (not None) can train together as one ensemble

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
@@ -58,6 +58,7 @@ class PretrainSpec(SpecBase):
     cfg: PretrainConfig
     data: PreparedData | None = field(default=None, compare=False, repr=False)  # already prepared, to reuse
     tokenizer_sha256: str | None = field(default=None, compare=False)  # the sweep's tokenizer: others are refused
+    then: Callable[..., dict] | None = field(default=None, compare=False)  # done where it trained (`after`)
     kind: ClassVar[str] = "pretrain"
     make_id = staticmethod(run_id)
 
@@ -86,6 +87,11 @@ class PretrainSpec(SpecBase):
                      n_params_total=spec.n_params_total(vocab, seq), vocab_size=vocab,
                      train_flops_per_token=spec.train_flops_per_token(seq, vocab, head_fraction=cfg.train.mask_prob))
         return dict(config=to_dict(cfg), model=model, data=data.meta)
+
+    def after(self, root, exec_cfg: ExecConfig, summary: dict) -> dict:
+        """`then(root, run_id, exec_cfg, summary)` when set (a certificate:
+        `workbench.runs.certify.CertifyAfter`), in the worker that trained the run; else the summary."""
+        return self.then(root, self.run_id, exec_cfg, summary) if self.then else summary
 
     def ensemble_key(self):
         """Seeds (and LRs, objectives, schedules) of one size on one corpus train together."""
