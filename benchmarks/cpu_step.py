@@ -9,7 +9,9 @@ has one):
   stock : eager attention, `F.dropout` (bernoulli draws), `F.cross_entropy`, AdamW's per-tensor loop
   ours  : `workbench.train.device.place` (`fast_cpu`: cheap dropout draws, products in their faster
           orientation), `workbench.train.fast.cross_entropy`, fused AdamW
-Timing alternates the two sides in rounds of `--steps` steps, so a machine that slows down mid-run
+With `--bf16`, a third side times ours under bf16 autocast (`exec.precision=native` on a CPU with
+bf16 instructions) and prints its eval loss on the fixed batch beside the fp32 one.
+Timing alternates the sides in rounds of `--steps` steps, so a machine that slows down mid-run
 slows both; the median step of each side gives tokens/s. Before timing, it checks on a fixed batch
 that the two compute the same thing: the loss and every gradient with dropout off (eval mode), and
 with dropout on the mean loss over `--draws` draws of the masks (each side's own draws); and the
@@ -77,6 +79,23 @@ def same_computation(stock, ours, batch, draws: int) -> dict:
     return out
 
 
+def bf16_side(cfg: PretrainConfig, vocab: int, batch):
+    """Ours under bf16 autocast: (model, optimiser, loss fn, eval-mode loss on `batch`)."""
+    t, cpu = cfg.train, torch.device("cpu")
+    model = place(build_mlm_model(model_spec(cfg.family, cfg.n_layers), vocab, cfg.data.seq_len, t.dropout, cfg.seed),
+                  cpu)
+    opt = adamw(model, cpu, t.lr, t.weight_decay, betas=t.adam_betas)
+
+    def loss_fn(m, b):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return mlm_loss(m, b)
+
+    model.eval()
+    with torch.no_grad():
+        loss = float(loss_fn(model, batch))
+    return model, opt, loss_fn, loss
+
+
 def time_steps(model, opt, fn, batch_at, start: int, steps: int, clip: float) -> list[float]:
     model.train()
     times = []
@@ -100,6 +119,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--draws", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--bf16", action="store_true", help="also time ours under bf16 autocast")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data_cfg = DataConfig(corpus=args.corpus, vocab_size=4096, seq_len=64, eval_fraction=0.05, eval_blocks=256)
@@ -115,14 +135,17 @@ def main() -> None:
         *_, batch_at = setup_pretraining(cfg, data, torch.device("cpu"))
         (stock, opt_s, fn_s), (ours, opt_o, fn_o) = sides(cfg, data.vocab_size)
         check = same_computation(stock, ours, batch_at(10**6), args.draws)
+        half = bf16_side(cfg, data.vocab_size, batch_at(10**6)) if args.bf16 else None
         start = 0
-        for side in ((stock, opt_s, fn_s), (ours, opt_o, fn_o)):
+        for side in ((stock, opt_s, fn_s), (ours, opt_o, fn_o)) + ((half[:3],) if half else ()):
             time_steps(*side, batch_at, start, args.warmup, cfg.train.grad_clip)
         start += args.warmup
-        t_stock, t_ours = [], []
+        t_stock, t_ours, t_half = [], [], []
         for _ in range(args.rounds):
             t_stock += time_steps(stock, opt_s, fn_s, batch_at, start, args.steps, cfg.train.grad_clip)
             t_ours += time_steps(ours, opt_o, fn_o, batch_at, start, args.steps, cfg.train.grad_clip)
+            if half:
+                t_half += time_steps(*half[:3], batch_at, start, args.steps, cfg.train.grad_clip)
             start += args.steps
         tokens = cfg.train.batch_size * data_cfg.seq_len
         a, b = tokens / statistics.median(t_stock), tokens / statistics.median(t_ours)
@@ -131,6 +154,10 @@ def main() -> None:
         print(f"{size:>8} {n:>8,} {a:>12,.0f} {b:>11,.0f} {b / a:>5.2f}x  {check['eval_loss'][0]:.5f} / "
               f"{check['eval_loss'][1]:.5f}  {check['grad_rel_diff']:.1e}  {ms:.4f}+-{ss:.4f} / {mo:.4f}+-{so:.4f}",
               flush=True)
+        if half:
+            c = tokens / statistics.median(t_half)
+            print(f"{'':>8} {'bf16':>8} {'':>12} {c:>11,.0f} {c / a:>5.2f}x  eval loss {half[3]:.5f} (fp32 "
+                  f"{check['eval_loss'][1]:.5f}); {c / b:.2f}x ours in fp32", flush=True)
     print(f"share of elements keep_mask drops at p = 0.1 (4M draws): {check['dropped']:.5f}; goal: >= {GOAL}x at "
           f"<= 200K parameters")
 
