@@ -333,7 +333,7 @@ class ConvergenceConfig:
     undertrain_layer: int = 0  # also train this depth with the stopping rule below; 0 = off
     undertrain_patience: int = 50  # that run's patience in steps, too small on purpose
     undertrain_min_delta: float = 0.01  # that run's min-delta, too large on purpose
-    certify: str = "largest"  # after the sweep, certify early-stopped runs: none | largest (size) | all
+    certify: str = "largest"  # certify early-stopped runs (each in the worker that trained it): none | largest | all
     certify_factor: float = 2.0  # a certificate continues a run this many patiences (2: 3x with the wait before)
 
     def __post_init__(self) -> None:

@@ -62,9 +62,12 @@ def test_smoke_study_writes_notebooks_figures_results_and_summary(smoke_study):
         assert any("**What this shows.**" in str(o.get("data", {})) for c in executed.cells if c.cell_type == "code"
                    for o in c.outputs)
     assert json.loads((out / "out" / "summary.json").read_text())["timings_s"].keys() == set(NOTEBOOKS) | {"pretraining"}
-    # every pretraining run, variant B's too, trained on one pool before the notebooks ran
-    swept = (out / "out" / "sweep.ipynb").stat().st_mtime
-    assert all((out / "runs" / rid / "summary.json").stat().st_mtime < swept for rid in pre.run_id)
+    # every pretraining run, the baseline's and variant B's, trained on one pool before the first notebook began
+    from datetime import datetime
+
+    began = datetime.fromisoformat(nbformat.read(out / "out" / "sweep.ipynb", as_version=4).metadata.papermill.start_time)
+    assert all((out / "runs" / rid / "summary.json").stat().st_mtime < began.timestamp() for rid in pre.run_id)
+    assert summary["pretraining_error"] is None
 
 
 def test_a_task_that_cannot_be_had_leaves_the_others_and_the_later_notebooks_running(smoke_study, tmp_path,
@@ -160,6 +163,19 @@ def test_rerun_reuses_finished_runs(smoke_study, tmp_path):
     summary = run_notebooks("smoke", tmp_path, only=["sweep"], overrides=[f"root={out / 'runs'}"])
     assert summary["failures"] == []
     assert summary["timings_s"]["sweep"] < 60  # nothing to train: kernel start, fits and figures only
+    assert summary["timings_s"]["pretraining"] < 60 and summary["pretraining_error"] is None
+    assert all(len((p / "attempts.jsonl").read_text().splitlines()) <= 2 for p in (out / "runs").glob("pretrain-*"))
+
+
+def test_a_pretraining_step_that_fails_is_reported_and_the_notebooks_go_on(tmp_path):
+    """The pretraining before the notebooks runs in a child process; what goes wrong there comes back
+    as one line for the summary, and the notebooks meet it again in their own words."""
+    from workbench.front.study import pretrain_first
+
+    afile = tmp_path / "a-file"
+    afile.write_text("")
+    error = pretrain_first("smoke", [f"root={afile / 'runs'}"], with_variant=True)
+    assert error.startswith("WorkbenchError: run store") and "not a writable folder" in error
 
 
 @pytest.mark.parametrize("nb,params,message", [

@@ -7,12 +7,13 @@ shares (one retry policy, the driver's tally, the checks no retry can fix).
 A job is a run spec (`workbench.runs.lifecycle.RunSpec`: pretraining or finetuning). Every executor
 hands each work unit (a run alone, or runs of one shape stacked as an ensemble:
 `workbench.train.stacked.plan`) to `execute_unit`, which calls `run_once` or `run_ensemble` on the
-shared run store. Exactly-once comes from the store, not from the executor: a run is claimed (a
-kernel lock, released when its holder dies) before work starts, re-checked for a summary under the
-claim, and resumed from its last checkpoint when an earlier attempt died. So a killed worker's run
-is retried (`exec.max_retries`) and continues where it stopped, and two sweeps on one store share
-the work: a run held by the other sweep is left to it and collected when it finishes (or taken
-over if its holder dies).
+shared run store, then each finished run's `after` (a pretraining run's certificate, when its sweep
+asks for one: `workbench.runs.certify.CertifyAfter`) in the same worker. Exactly-once comes from
+the store, not from the executor: a run is claimed (a kernel lock, released when its holder dies)
+before work starts, re-checked for a summary under the claim, and resumed from its last checkpoint
+when an earlier attempt died. So a killed worker's run is retried (`exec.max_retries`) and
+continues where it stopped, and two sweeps on one store share the work: a run held by the other
+sweep is left to it and collected when it finishes (or taken over if its holder dies).
 
 An executor (`Executor`) is built from the ExecConfig; `run(jobs, root, desc, on_done)` executes
 the unfinished jobs it is given, calls `on_done(outcome)` as each one ends (widgets redraw there),

@@ -13,19 +13,20 @@ from pathlib import Path
 from workbench.base.errors import WorkbenchError
 from workbench.config import ExecConfig, SweepConfig
 from workbench.data.prepared import prepare_data
-from workbench.runs.certify import CertifyAfter
+from workbench.runs.certify import FACTOR, CertifyAfter
 from workbench.runs.pretrain import PretrainSpec
 from workbench.runs.store import RunStore
 from workbench.runs.tables import load_runs
 
 
 def run_sweep(sweep: SweepConfig, root: str | Path = "runs", exec_cfg: ExecConfig = ExecConfig(), on_done=None,
-              certify: str = "none", certify_factor: float = 2.0):
+              certify: str = "none", certify_factor: float = FACTOR):
     """Pretrain every run of `sweep` under `root` (largest first) on `exec_cfg.executor`, skipping
     finished ones; a failed run is reported and left out, the others go on. With `certify` ("all",
     or "largest": the deepest size's runs), each of those runs trained here is certified right after
-    it, in its worker (`workbench.runs.certify.CertifyAfter`); runs finished before are
-    left to `certify_store`.
+    it, in its worker (`workbench.runs.certify.CertifyAfter`; an ensemble's members one after the
+    other once the ensemble has trained); runs finished before are left to `certify_store`, which
+    also takes the next size when every run of the deepest one failed.
 
     Returns the tidy table of this sweep's finished runs (see `workbench.runs.tables.load_runs`), with the
     run counts of `workbench.execute.contract.counts` in `df.attrs["counts"]`."""
@@ -33,7 +34,7 @@ def run_sweep(sweep: SweepConfig, root: str | Path = "runs", exec_cfg: ExecConfi
 
 
 def run_sweeps(sweeps: list[SweepConfig], root: str | Path = "runs", exec_cfg: ExecConfig = ExecConfig(),
-               on_done=None, certify: str = "none", certify_factor: float = 2.0) -> list:
+               on_done=None, certify: str = "none", certify_factor: float = FACTOR) -> list:
     """`run_sweep` for several sweeps at once (a study's baseline and its variant), on one pool of
     workers, largest runs first: no worker waits for one sweep's last run before the next sweep's
     runs start. One table per sweep, in order, each with its own counts."""
@@ -43,7 +44,11 @@ def run_sweeps(sweeps: list[SweepConfig], root: str | Path = "runs", exec_cfg: E
         raise WorkbenchError(f"certify must be none, largest or all, got {certify!r}")
     store = RunStore(root)
     per_sweep = [_specs(sweep, store, certify, certify_factor) for sweep in sweeps]
-    outcomes = run_jobs([s for specs in per_sweep for s in specs], root, exec_cfg,
+    jobs: dict[str, PretrainSpec] = {}
+    for s in (s for specs in per_sweep for s in specs):  # a run two sweeps share keeps the certificate either asks
+        if s.run_id not in jobs or (s.then and not jobs[s.run_id].then):
+            jobs[s.run_id] = s
+    outcomes = run_jobs(list(jobs.values()), root, exec_cfg,
                         desc="sweep" if len(sweeps) == 1 else f"{len(sweeps)} sweeps", on_done=on_done)
     by_id, runs, tables = {o.run_id: o for o in outcomes}, load_runs(root), []
     for specs in per_sweep:

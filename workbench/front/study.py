@@ -1,6 +1,6 @@
 """Run a study's notebooks with papermill on a profile, and write its summary.
 
-    workbench notebooks --profile cpu --out outputs/cpu        # the default study, offline
+    workbench notebooks --profile study-converged                # the default study (README command 1)
     run_notebooks("smoke", "outputs/smoke", overrides=["root=/tmp/runs"])
 
 The profile (`workbench/profiles/<name>.yaml`) is loaded once, with the overrides, before anything
@@ -8,6 +8,9 @@ runs, so a typo fails at once. Each notebook is given the profile, the overrides
 scientific parameters read from the loaded study (`notebook.SCIENTIFIC`), so the value in the
 profile is the value used. The output folder gets the executed notebooks, each notebook's
 figures, tables and `results.json` in `<out>/<notebook>/`, and `summary.md` / `summary.json`.
+Before the notebooks, every pretraining run they need (the sweep's and model selection's variant)
+trains on one pool of workers and is certified there (`pretrain_study`), so that no core waits
+for one notebook's last run.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ def writable_folder(path: str | Path, what: str) -> Path:
 
 def run_notebooks(profile: str = "cpu", out: str | Path = "outputs/cpu", only=None, overrides=()) -> dict:
     """Execute the study's notebooks in order and write the summary. The study's pretraining runs are
-    trained first, all on one pool (`pretrain_study`); the notebooks read them back. A failed sweep
+    trained first, all on one pool, in a child process (`pretrain_first`); the notebooks read them back. A failed sweep
     stops the study (every other notebook reads its runs); any other notebook that fails is reported
     and the rest run."""
     import papermill as pm
@@ -86,12 +89,10 @@ def run_notebooks(profile: str = "cpu", out: str | Path = "outputs/cpu", only=No
     steps = plan(profile, overrides, only)
     out = writable_folder(out, "the notebooks' output folder (--out)")
     timings, failures = {}, []
+    pretraining = ""
     if "sweep" in steps:
         t0 = time.time()
-        try:
-            pretrain_study(load(profile, overrides), with_variant="selection" in steps)
-        except WorkbenchError as e:  # the sweep notebook meets it again and fails with it, in its own words
-            log.warning("pretraining before the notebooks: %s", one_line(str(e)))
+        pretraining = pretrain_first(profile, overrides, with_variant="selection" in steps)
         timings["pretraining"] = round(time.time() - t0, 1)
     for nb, params in tqdm(steps.items(), desc="notebooks", dynamic_ncols=True):
         t0 = time.time()
@@ -106,22 +107,63 @@ def run_notebooks(profile: str = "cpu", out: str | Path = "outputs/cpu", only=No
                 break
         finally:
             timings[nb] = round(time.time() - t0, 1)
-    summary = write_summary(out, profile, timings, failures, list(steps))
+    summary = write_summary(out, profile, timings, failures, list(steps), pretraining_error=pretraining)
     write_report(out, [nb for nb in steps if (out / f"{nb}.ipynb").exists()], profile)
     return summary
+
+
+def pretrain_first(profile: str, overrides=(), with_variant: bool = True) -> str:
+    """`pretrain_study` in a child process (so that no CUDA context, cached GPU memory or local Ray
+    outlives it while the notebooks run); returns "" or what went wrong, in one line. Whatever it
+    leaves unfinished, the notebooks train and report."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    errors = ctx.Queue()
+    child = ctx.Process(target=_pretrain_child, args=(profile, list(overrides), with_variant, errors))
+    child.start()
+    child.join()
+    error = errors.get() if not errors.empty() else ""
+    if not error and child.exitcode != 0:
+        error = f"the pretraining process ended with exit code {child.exitcode}"
+    if error:
+        log.warning("pretraining before the notebooks: %s (the notebooks train what is left)", error)
+    return error
+
+
+def _pretrain_child(profile: str, overrides: list, with_variant: bool, errors) -> None:
+    try:
+        pretrain_study(load(profile, overrides), with_variant)
+    except Exception as e:  # noqa: BLE001 - reported in the summary; the notebooks meet it again
+        log.exception("pretraining before the notebooks failed")
+        errors.put(one_line(f"{type(e).__name__}: {e}"))
 
 
 def pretrain_study(study, with_variant: bool) -> None:
     """Train (and certify, as `convergence.certify` says) the study's pretraining runs before its
     notebooks: the sweep's, and with `with_variant` model selection's variant sweep too, on one pool
     of workers, largest first (`execute.sweep.run_sweeps`), so that no core idles while one part's
-    last run finishes. The notebooks then read the runs back; a run that failed here is tried again
-    by its notebook, which reports it."""
+    last run finishes. A variant that cannot be set up (its data, its settings) leaves the baseline
+    to train alone. The notebooks then read the runs back; a run that failed here is tried again by
+    its notebook, which reports it. (The convergence notebook's deliberately under-trained twin
+    trains in that notebook.)"""
     from workbench.execute.sweep import run_sweeps
 
-    sweeps = [study.sweep] + ([study.variant_sweep()] if with_variant else [])
-    certify = study.convergence.certify
-    tables = run_sweeps(sweeps, study.root, study.exec, certify=certify, certify_factor=study.convergence.certify_factor)
+    sweeps = [study.sweep]
+    if with_variant:
+        try:
+            sweeps.append(study.variant_sweep())
+        except WorkbenchError as e:
+            log.warning("model selection's variant is not pretrained first: %s", one_line(str(e)))
+    kw = dict(certify=study.convergence.certify, certify_factor=study.convergence.certify_factor)
+    try:
+        tables = run_sweeps(sweeps, study.root, study.exec, **kw)
+    except WorkbenchError as e:
+        if len(sweeps) == 1:
+            raise
+        log.warning("pretraining the variant beside the baseline failed (%s): the baseline alone", one_line(str(e)))
+        sweeps = sweeps[:1]
+        tables = run_sweeps(sweeps, study.root, study.exec, **kw)
     for sweep, df in zip(sweeps, tables):
         log.info("pretraining %s: %s", sweep.label, ", ".join(f"{k} {v}" for k, v in df.attrs["counts"].items()))
 

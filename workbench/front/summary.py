@@ -159,7 +159,8 @@ def _selection(se: SelectionResults) -> list[str]:
     return lines + ["", "![comparison](selection/comparison.png)", ""]
 
 
-def write_summary(out: Path, profile: str, timings: dict, failures: list[dict], names=NOTEBOOKS) -> dict:
+def write_summary(out: Path, profile: str, timings: dict, failures: list[dict], names=NOTEBOOKS,
+                  pretraining_error: str = "") -> dict:
     """`summary.json` (every notebook's results, the bar checks, the failed notebooks and the tasks
     whose data could not be had) and a readable `summary.md`."""
     res = {nb: read_results(out, nb) if nb in names else {} for nb in NOTEBOOKS}
@@ -181,11 +182,14 @@ def write_summary(out: Path, profile: str, timings: dict, failures: list[dict], 
         lines += part
     lines += ["## Files", ""] + [f"- [{nb}.ipynb]({nb}.ipynb) ({timings[nb]:.0f} s)" if nb != "pretraining" else
                                  f"- pretraining, before the notebooks ({timings[nb]:.0f} s): the study's pretraining "
-                                 f"runs on one pool of workers"
+                                 f"runs on one pool of workers" + (f"; it failed ({pretraining_error}) and the "
+                                                                   f"notebooks trained what was left"
+                                                                   if pretraining_error else "")
                                  for nb in timings]
     lines += [f"- total {sum(timings.values()):.0f} s"]
     write_atomic(out / "summary.md", "\n".join(lines) + "\n")
-    summary = dict(profile=profile, timings_s=timings, failure=failures[0] if failures else None, failures=failures,
+    summary = dict(profile=profile, timings_s=timings, pretraining_error=pretraining_error or None,
+                   failure=failures[0] if failures else None, failures=failures,
                    unavailable=unavailable, bar=BAR, bar_checks=checks, results=res)
     write_atomic(out / "summary.json", json.dumps(summary, indent=1))
     return summary

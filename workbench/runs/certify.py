@@ -4,6 +4,7 @@ still falls.
     cert = certify("runs/cpu", run_id)      # continue from stop.pt for 2x its patience
     cert["gain"], cert["certified"]          # the best eval loss's relative drop; certified when < 1%
     certify_store("runs/cpu", which="largest")   # the largest size's runs (or "all") of a store
+    PretrainSpec(cfg, then=CertifyAfter())       # certified in the worker that trains it, right after
 
 An early-stopped pretraining run keeps its full state where it stopped (`stop.pt`: model, AdamW,
 schedule, early-stopping state and the CPU and CUDA dropout generators). With the data order and
@@ -44,7 +45,7 @@ from workbench.base.files import atomic_path, sha256, write_json_atomic
 from workbench.base.runfiles import CERTIFICATE, METRICS, RESUME, STOP, SUMMARY, read_metrics
 from workbench.config import ExecConfig, PretrainConfig, from_dict
 from workbench.runs.pretrain import PretrainSpec
-from workbench.runs.store import RunStore
+from workbench.runs.store import RunBusy, RunStore
 from workbench.runs.tables import load_runs
 
 log = logging.getLogger(__name__)
@@ -126,15 +127,17 @@ class CertifyAfter:
     min_gain: float = MIN_GAIN
 
     def __call__(self, root, run_id: str, exec_cfg: ExecConfig, summary: dict) -> dict:
-        if summary.get("status") != "completed" or summary.get("stop_reason") != "early_stopped" \
-                or summary.get("converged") is False:
+        verdict = summary.get("converged_before_certificate", summary.get("converged"))
+        if summary.get("status") != "completed" or summary.get("stop_reason") != "early_stopped" or verdict is False:
             return summary
         try:
             certify(root, run_id, self.factor, self.min_gain, exec_cfg)
         except CorruptCheckpointError:
             raise
-        except WorkbenchError as e:  # another process holds it, or it cannot be certified
-            log.warning("%s: not certified where it trained: %s", run_id, e)
+        except RunBusy:  # another process works on it: the sweep's certification pass collects it
+            return summary
+        except WorkbenchError as e:  # it cannot be certified: `certify_store` says why, with a warning
+            log.info("%s: not certified where it trained: %s", run_id, e)
             return summary
         return RunStore(root).summary(run_id)
 
