@@ -43,7 +43,7 @@ def test_smoke_sweep_runs_all_and_skips_on_rerun(tmp_path):
 
 @pytest.mark.slow
 def test_default_cpu_sweep_losses_fall_with_size(tmp_path):
-    """The README's main job: AR32 L1-4 on sotu; best eval loss strictly decreasing in N."""
+    """The `cpu` tour's sweep: AR32 L1-4 on sotu; best eval loss strictly decreasing in N."""
     df = run_sweep(load("cpu").sweep, tmp_path)
     assert len(df) == 4 and (df.status == "completed").all()
     losses = df.sort_values("n_params").best_eval_loss.tolist()
