@@ -78,9 +78,9 @@ def writable_folder(path: str | Path, what: str) -> Path:
 
 def run_notebooks(profile: str = "cpu", out: str | Path = "outputs/cpu", only=None, overrides=()) -> dict:
     """Execute the study's notebooks in order and write the summary. The study's pretraining runs are
-    trained first, all on one pool, in a child process (`pretrain_first`); the notebooks read them back. A failed sweep
-    stops the study (every other notebook reads its runs); any other notebook that fails is reported
-    and the rest run."""
+    trained first, all on one pool, in a child process (`pretrain_first`); the notebooks read them
+    back. A failed sweep stops the study (every other notebook reads its runs); any other notebook
+    that fails is reported and the rest run."""
     import papermill as pm
     from tqdm.auto import tqdm
 
