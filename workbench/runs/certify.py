@@ -119,24 +119,20 @@ def certify(root: str | Path, run_id: str, factor: float = FACTOR, min_gain: flo
 @dataclass(frozen=True)
 class CertifyAfter:
     """Certify a run right after it trained, in the same worker (`PretrainSpec.then`): certificates
-    fill the workers beside the other runs instead of queueing after the sweep. A run that is not
-    early-stopped and converged is left as it is; one that cannot be certified (too close to its
-    horizon, no stop state) is logged and left to `certify_store`, which says why."""
+    fill the workers beside the other runs instead of queueing after the sweep. A run `certify`
+    refuses (not early-stopped, not converged already, too close to its horizon, no stop state) is
+    left as it is, and to `certify_store`, which says why; a run another process holds (`RunBusy`)
+    is left to the executor's `after`, which leaves it to that process."""
 
     factor: float = FACTOR
     min_gain: float = MIN_GAIN
 
     def __call__(self, root, run_id: str, exec_cfg: ExecConfig, summary: dict) -> dict:
-        verdict = summary.get("converged_before_certificate", summary.get("converged"))
-        if summary.get("status") != "completed" or summary.get("stop_reason") != "early_stopped" or verdict is False:
-            return summary
         try:
             certify(root, run_id, self.factor, self.min_gain, exec_cfg)
-        except CorruptCheckpointError:
+        except (CorruptCheckpointError, RunBusy):
             raise
-        except RunBusy:  # another process works on it: the sweep's certification pass collects it
-            return summary
-        except WorkbenchError as e:  # it cannot be certified: `certify_store` says why, with a warning
+        except WorkbenchError as e:  # refused before any training: `certify_store` warns with the reason
             log.info("%s: not certified where it trained: %s", run_id, e)
             return summary
         return RunStore(root).summary(run_id)
