@@ -31,9 +31,11 @@ def main() -> None:
     ap.add_argument("--root", default="runs/lr-probe")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--tolerance", type=float, default=MIN_GAIN)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a profile override, as `workbench --set` takes (repeatable): exec.cpus_per_run=1")
     args = ap.parse_args()
     factors = sorted({float(f) for f in args.factors.split(",")})
-    study = load(args.profile, [f"exec.workers={args.workers}", "exec.progress=false"])
+    study = load(args.profile, [f"exec.workers={args.workers}", "exec.progress=false", *args.set])
     sweep = replace(study.sweep, layers=(args.layers,), seeds=(study.sweep.seeds[0],))
     cfgs = {f: replace(sweep, train=replace(sweep.train, lr=f * sweep.train.lr)).runs()[0] for f in factors}
     outcomes = run_jobs([PretrainSpec(c) for c in cfgs.values()], args.root, study.exec, desc="lr probe")

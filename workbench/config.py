@@ -334,7 +334,7 @@ class ConvergenceConfig:
     undertrain_patience: int = 50  # that run's patience in steps, too small on purpose
     undertrain_min_delta: float = 0.01  # that run's min-delta, too large on purpose
     certify: str = "largest"  # certify early-stopped runs (each in the worker that trained it): none | largest | all
-    certify_factor: float = 2.0  # a certificate continues a run this many patiences (2: 3x with the wait before)
+    certify_factor: float = 2.0  # a certificate is the run retrained with (1 + this)x its patience: 3x, the paper's
 
     def __post_init__(self) -> None:
         _check(self.certify in ("none", "largest", "all"),

@@ -40,7 +40,8 @@ def test_the_summary_says_when_a_flagged_run_passed_its_certificate():
     from workbench.front.results import ConvergenceResults
     from workbench.front.summary import _convergence
 
-    line = "certified: continuing 2x its patience (steps 4900..5900) lowered the best eval loss by 0.38% (< 1%)"
+    line = ("certified: continuing as with 3x its patience (steps 4900..5900, where that run stops: no gain within "
+            "4,500 steps of its best) lowered the best eval loss by 0.38% (< 1%)")
     verdicts = [dict(name="ar16-L3", converged=True, convergence="early-stopped; " + line, certificate=line),
                 dict(name="ar16-L2", converged=True, convergence="early-stopped", certificate="")]
     names = {"run-3": "ar16-L3", "run-2": "ar16-L2"}

@@ -1,5 +1,5 @@
-"""Convergence certificates: an early-stopped run continued from its stop state for 2x its patience
-is the curve the same run follows with 3x the patience; a drop of 1% or more un-certifies it."""
+"""Convergence certificates: an early-stopped run continued from its stop state under 3x its
+patience is the same run retrained with 3x the patience; a drop of 1% or more un-certifies it."""
 
 import json
 from dataclasses import replace
@@ -19,36 +19,51 @@ def _cfg(layers=1, **train):
     return PretrainConfig("ar32", layers, 0, TINY_DATA, replace(TINY_TRAIN, **{**base, **train}))
 
 
-def test_the_continuation_is_the_curve_of_a_longer_patience(tmp_path, tiny_data):
-    """min_delta 0.5 stops the run at step 20, while its loss still falls fast: continuing it 6
-    patiences finds the drop, and its evaluations equal those of the same run trained with 7x the
-    patience, step for step."""
-    short = _cfg(lr=1e-3, patience=10, min_delta=0.5)
+def test_the_continuation_is_the_run_retrained_with_3x_the_patience(tmp_path, tiny_data):
+    """min_delta 0.13 stops the run at step 20, while its loss still falls fast. With a bar it cannot
+    reach (99%), the continuation goes on under the 3x rule and stops exactly where the same run
+    trained with 3x the patience stops, its evaluations equal step for step; with the 1% bar it
+    stops at the first evaluation 1% below the lowest loss reached: NOT converged."""
+    short = _cfg(lr=1e-3, patience=10, min_delta=0.13)
     s = pretrain(short, tmp_path, QUIET, tiny_data)
     assert s["stop_reason"] == "early_stopped" and s["converged"] is True and s["steps"] == 20
     run = tmp_path / run_id(short)
     best_mtime = (run / "best" / "model.safetensors").stat().st_mtime_ns
-    cert = certify(tmp_path, run.name, factor=6, exec_cfg=QUIET)
-    assert cert["from_step"] == 20 and cert["to_step"] == 80 and cert["steps"] == 60
-    reached = min(r["eval_loss"] for r in read_metrics(run))  # below the recorded best: min-delta gates that
-    assert cert["best_before"] == reached < cert["best_recorded"] == s["best_eval_loss"]
-    assert cert["gain"] >= 0.01 and cert["certified"] is False and cert["best_after"] < reached
-    patient = _cfg(lr=1e-3, patience=70, min_delta=0.5)
-    assert pretrain(patient, tmp_path, QUIET, tiny_data)["steps"] >= cert["to_step"]
-    continued = {r["step"]: r["eval_loss"] for r in read_metrics(run / "certificate")}
+    patient = _cfg(lr=1e-3, patience=30, min_delta=0.13)
+    p = pretrain(patient, tmp_path, QUIET, tiny_data)
     retrained = {r["step"]: r["eval_loss"] for r in read_metrics(tmp_path / run_id(patient))}
-    assert sorted(continued) == list(range(30, 81, 10))
+    assert p["steps"] > 40  # it found gains past the first two patiences: a fixed window ends at 40
+
+    rule = certify(tmp_path, run.name, factor=2, min_gain=0.99, exec_cfg=QUIET)
+    assert rule["from_step"] == 20 and rule["to_step"] == p["steps"] and rule["ended"] == "patience"
+    continued = {r["step"]: r["eval_loss"] for r in read_metrics(run / "certificate")}
+    assert sorted(continued) == list(range(30, p["steps"] + 1, 10))
     for step, loss in continued.items():
         assert loss == pytest.approx(retrained[step], rel=1e-5), step
+    reached = min(r["eval_loss"] for r in read_metrics(run))  # below the recorded best: min-delta gates that
+    assert rule["best_before"] == reached < rule["best_recorded"] == s["best_eval_loss"]
+    assert rule["best_after"] == pytest.approx(min(retrained.values()), rel=1e-5)  # the retrained run's best
+    assert rule["certified"] is True and rule["rule_patience"] == 30 and rule["guard"] == 1200
+
+    cert = certify(tmp_path, run.name, factor=2, exec_cfg=QUIET)  # the 1% bar: decided at its first evaluation
+    first = next(st for st in sorted(retrained) if st > 20 and retrained[st] <= reached * 0.99)
+    assert cert["ended"] == "decided" and cert["to_step"] == first < p["steps"] and cert["best_step_after"] == first
+    assert cert["gain"] >= 0.01 and cert["certified"] is False and cert["best_after"] < reached
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["converged"] is False and summary["convergence"].startswith("NOT converged: continuing 6x")
+    assert summary["converged"] is False and summary["convergence"].startswith(
+        f"NOT converged: continuing as with 3x its patience (steps 20..{first})")
     assert summary["certificate"] == cert and summary["convergence_before_certificate"].startswith("early-stopped")
     assert (run / "best" / "model.safetensors").stat().st_mtime_ns == best_mtime  # the run's best stays its own
     assert not (run / "certificate" / "resume.pt").exists() and (run / "stop.pt").exists()
     # certified once: asked again, nothing is trained
     mtime = (run / "certificate" / "metrics.jsonl").stat().st_mtime_ns
-    assert certify(tmp_path, run.name, factor=6, exec_cfg=QUIET) == cert
+    assert certify(tmp_path, run.name, factor=2, exec_cfg=QUIET) == cert
     assert (run / "certificate" / "metrics.jsonl").stat().st_mtime_ns == mtime
+    # a certificate of the fixed-window kind (before the rule) is not reused: it is made again
+    summary["certificate"] = {k: v for k, v in cert.items() if k != "method"}
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert certify(tmp_path, run.name, factor=2, exec_cfg=QUIET)["method"] == "rule"
+    assert (run / "certificate" / "metrics.jsonl").stat().st_mtime_ns != mtime
 
 
 def test_a_run_that_cannot_improve_is_certified(tmp_path, tiny_data):
@@ -57,8 +72,10 @@ def test_a_run_that_cannot_improve_is_certified(tmp_path, tiny_data):
     [row] = certify_store(tmp_path, "all", exec_cfg=QUIET)
     cert = row["certificate"]
     assert cert["certified"] is True and abs(cert["gain"]) < 1e-4 and cert["to_step"] == s["steps"] + 60
+    assert cert["ended"] == "patience" and cert["to_step"] == s["best_step"] + 90  # 3x the patience after its best
     summary = json.loads((tmp_path / run_id(cfg) / "summary.json").read_text())
-    assert summary["converged"] is True and "; certified: continuing 2x its patience" in summary["convergence"]
+    assert summary["converged"] is True and "; certified: continuing as with 3x its patience" in summary["convergence"]
+    assert "where that run stops: no gain within 90 steps of its best) lowered" in summary["convergence"]
 
 
 def test_runs_that_did_not_stop_early_or_kept_no_state_are_refused(tmp_path, tiny_data):
@@ -81,7 +98,7 @@ def test_runs_that_did_not_stop_early_or_kept_no_state_are_refused(tmp_path, tin
 
 def test_the_command_and_the_sweep_notebook_glue_certify_the_largest_size(tmp_path, capsys):
     """smoke L1-2, stopped early on purpose (min-delta 0.5 on a loss that still falls): `workbench
-    certify` continues the largest size 4 patiences, finds the drop, exits 1; the notebooks' glue
+    certify` continues the largest size under 5x its patience, finds the drop, exits 1; the notebooks' glue
     (same factor) reads it back."""
     from workbench.config import load
     from workbench.front.cli import main
@@ -97,7 +114,7 @@ def test_the_command_and_the_sweep_notebook_glue_certify_the_largest_size(tmp_pa
     [line] = capsys.readouterr().out.splitlines()
     l2 = next(p for p in tmp_path.glob("pretrain-ar32-L2-*"))
     stop = json.loads((l2 / "summary.json").read_text())["steps"]
-    assert line.startswith(l2.name) and f"NOT converged: continuing 4x its patience (steps {stop}..{stop + 80})" in line
+    assert line.startswith(l2.name) and f"NOT converged: continuing as with 5x its patience (steps {stop}.." in line
     study = load("smoke", sets[3::2], {"root": str(tmp_path)})
     runs, _ = sweep_table(study.sweep, study.root, study.exec, convergence=study.convergence)
     verdicts = verdict_table(runs.assign(name=runs.run_id))
@@ -120,7 +137,8 @@ def test_a_horizon_too_close_or_a_verdict_already_not_converged_is_refused(tmp_p
     close = _cfg(lr=1e-9, patience=30, min_delta=1e-3, schedule="linear", max_steps=60)
     s = pretrain(close, tmp_path, QUIET, tiny_data)
     assert s["stop_reason"] == "early_stopped" and s["steps"] + 60 > 60
-    with pytest.raises(WorkbenchError, match="horizon train.max_steps=60 leaves .* of the 60 steps .*raise the horizon"):
+    with pytest.raises(WorkbenchError, match="horizon train.max_steps=60 ends before step .*3x its patience after its "
+                                             "best step: raise the horizon"):
         certify(tmp_path, run_id(close), exec_cfg=QUIET)
     [row] = certify_store(tmp_path, "all", exec_cfg=QUIET)
     assert row["certificate"] is None and "raise the horizon" in row["skipped"]
@@ -132,9 +150,9 @@ def test_a_horizon_too_close_or_a_verdict_already_not_converged_is_refused(tmp_p
 
 
 def test_certificates_of_other_lengths_start_from_the_verdict_before_any(tmp_path, tiny_data):
-    """6 patiences find the drop (not converged); 1 patience at a 50% bar does not (certified again:
-    the verdict before any certificate was converged); each length starts over from the stop state
-    and reads only its own span."""
+    """7x the patience finds the drop (not converged); 2x at a 50% bar does not (certified again:
+    the verdict before any certificate was converged); each rule starts over from the stop state and
+    reads only its own span."""
     cfg = _cfg(lr=1e-3, patience=10, min_delta=0.5)
     s = pretrain(cfg, tmp_path, QUIET, tiny_data)
     run = tmp_path / run_id(cfg)
@@ -146,4 +164,4 @@ def test_certificates_of_other_lengths_start_from_the_verdict_before_any(tmp_pat
     summary = json.loads((run / "summary.json").read_text())
     assert summary["converged"] is True and summary["converged_before_certificate"] is True
     assert summary["convergence"].count("certified:") == 1 and "NOT converged" not in summary["convergence"]
-    assert json.loads((run / "certificate" / "start.json").read_text())["extra"] == 10
+    assert json.loads((run / "certificate" / "start.json").read_text())["rule_patience"] == 20

@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", default=None, metavar="largest|all|RUN_ID,...",
                    help="which of the sweep's runs (default: the profile's convergence.certify, else largest)")
     p.add_argument("--factor", type=float, default=None,
-                   help="the continuation in patiences (default: the profile's convergence.certify_factor)")
+                   help="continue as the run with (1 + FACTOR)x its patience would go (default: the profile's "
+                        "convergence.certify_factor, 2: the paper's 3x)")
 
     p = sub.add_parser("runs", help="list the runs of a store")
     p.add_argument("--root", default="runs")

@@ -112,15 +112,16 @@ def _convergence(cv: ConvergenceResults) -> list[str]:
 
 def _flagged_yet_certified(cv: ConvergenceResults) -> list[str]:
     """A run above the law of the other sizes whose certificate passed: the two checks disagree, and
-    only re-training settles it (a certificate's window can end inside a plateau longer than it)."""
+    only re-training with more patience settles it (a plateau can outlast even 3x the patience)."""
     certified = {v.get("name") for v in cv.verdicts if str(v.get("certificate") or "").startswith("certified")}
     both = [cv.names.get(r, r) for r in cv.flagged if cv.names.get(r, r) in certified]
     if not both:
         return []
-    return ["", f"**{', '.join(both)}: above the law of the other sizes, yet certified.** A certificate continues "
-            "a run for a few patiences from its stop, and a plateau longer than that hides the rest of its descent. The "
-            "paper's test settles it: re-train it from scratch with 3x the patience. Until then, a law over it is not "
-            "the paper's result."]
+    return ["", f"**{', '.join(both)}: above the law of the other sizes, yet certified.** Its certificate is the "
+            "paper's test (the run continued as with 3x the patience gained less than 1%), so the two checks disagree: "
+            "a plateau longer than 3x the patience may hide the rest of its descent, or the law of the other sizes may "
+            "not hold here. Re-training it with more patience (`--set sweep.train.patience=...`) tells which. Until "
+            "then, a law over it is not the paper's result."]
 
 
 def _extrapolation(ex: ExtrapolationResults) -> list[str]:

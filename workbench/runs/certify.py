@@ -1,21 +1,28 @@
-"""The paper's test of convergence, built in: continue an early-stopped run and see whether its loss
-still falls.
+"""The paper's test of convergence, built in: would the run, retrained with 3x its patience, end
+more than 1% lower? Continue it from its stop and see.
 
-    cert = certify("runs/cpu", run_id)      # continue from stop.pt for 2x its patience
+    cert = certify("runs/cpu", run_id)      # continue from stop.pt as the run with 3x its patience would go
     cert["gain"], cert["certified"]          # the best eval loss's relative drop; certified when < 1%
     certify_store("runs/cpu", which="largest")   # the largest size's runs (or "all") of a store
     PretrainSpec(cfg, then=CertifyAfter())       # certified in the worker that trains it, right after
 
 An early-stopped pretraining run keeps its full state where it stopped (`stop.pt`: model, AdamW,
 schedule, early-stopping state and the CPU and CUDA dropout generators). With the data order and
-masks fixed by (seed, step), continuing from there for `factor` patiences (2: 3x in all with the
-wait before the stop) is the first stretch the same run retrained with more patience would follow,
-step for step (tested: equal to such a retrain's evaluations), at the run's own precision and
-micro-batching. It runs on the run's evaluation grid, up to its horizon at most: a run whose
-horizon leaves less is refused (past a linear schedule's horizon the LR is 0). The continuation logs
-into the run's `certificate/` folder (metrics, a resume checkpoint should it be interrupted,
-`start.json` naming the stop state it started from) and never touches `best/` or the run's curve.
-`stop.pt` holds the model and AdamW's two moments: about 3x the model's size, kept with each run.
+masks fixed by (seed, step), the same run retrained with more patience follows the same curve, step
+for step (tested: equal to such a retrain's evaluations), so continuing from the stop state *is* that
+retrain past the stop, at a fraction of its cost. The continuation keeps the run's early-stopping
+state (best, best step, min-delta) under the longer rule, (1 + `factor`) x the patience (3x), and
+stops where the retrained run stops: `factor` patiences after the stop when nothing improves, later
+when something does (a fixed window would miss a drop after a gain inside it: measured, a run whose
+2-patience window saw 0.64% went on to 1.6%). It ends sooner once its best is `min_gain` (1%) below
+the lowest loss the run reached, since the retrained run's best could only be lower: the verdict is
+decided there. Its step guard is the retrained run's, (1 + `factor`) x `train.max_steps` under a
+constant LR; a decaying schedule ends at its horizon, and a run whose horizon leaves less than the
+longer rule's wait after its best step is refused (past a linear schedule's horizon the LR is 0). It
+runs at the run's own precision and micro-batching, logs into the run's `certificate/` folder
+(metrics, a resume checkpoint should it be interrupted, `start.json` naming the stop state and rule
+it started from) and never touches `best/` or the run's curve. `stop.pt` holds the model and AdamW's
+two moments: about 3x the model's size, kept with each run.
 
 The gain is measured from the lowest eval loss the run reached before its stop (with a min-delta,
 the recorded best counts only gains larger than it). A drop of `min_gain` (1%) or more makes the run
@@ -50,9 +57,10 @@ from workbench.runs.tables import load_runs
 
 log = logging.getLogger(__name__)
 
-FACTOR = 2.0  # the continuation's length in patiences: with the wait before the stop, 3x the patience
+FACTOR = 2.0  # the retrained run's patience is (1 + FACTOR)x the run's: 3x, the paper's test
 MIN_GAIN = 0.01  # a drop of the best eval loss this large (relative) means the run was not converged
 FILE, START = "certificate.json", "start.json"
+METHOD = "rule"  # continued under the longer patience's own stopping rule (earlier ones: a fixed window)
 
 
 def certify(root: str | Path, run_id: str, factor: float = FACTOR, min_gain: float = MIN_GAIN,
@@ -73,12 +81,18 @@ def certify(root: str | Path, run_id: str, factor: float = FACTOR, min_gain: flo
         return summary["certificate"]
     cfg = from_dict(PretrainConfig, record["config"], "config.json")
     spec = PretrainSpec(cfg, tokenizer_sha256=(record.get("data") or {}).get("tokenizer_sha256"))
-    stop_step, patience, every = int(summary["steps"]), int(cfg.train.patience), int(cfg.train.eval_interval)
-    extra = every * max(1, math.ceil(factor * patience / every))  # on the run's own evaluation grid
-    if stop_step + extra > cfg.train.max_steps:  # past it the schedule ends (a linear one at LR 0)
-        raise WorkbenchError(f"{run_id}: its horizon train.max_steps={cfg.train.max_steps} leaves "
-                             f"{cfg.train.max_steps - stop_step} of the {extra} steps a certificate continues it for "
-                             f"(the run retrained with more patience would stop there): raise the horizon to certify")
+    stop_step, patience = int(summary["steps"]), int(cfg.train.patience)
+    rule = math.ceil((1 + factor) * patience)  # the patience of the run retrained "with 3x the patience"
+    # its step guard: (1 + factor)x the run's under a constant LR; a decaying schedule ends at its horizon
+    guard = math.ceil((1 + factor) * cfg.train.max_steps) if cfg.train.schedule == "constant" else cfg.train.max_steps
+    best_step = int(summary["best_step"])
+    if best_step + rule > guard:  # the retrained run could not wait its patience out (a linear one ends at LR 0)
+        raise WorkbenchError(f"{run_id}: its horizon train.max_steps={cfg.train.max_steps} ends before step "
+                             f"{best_step + rule:,}, {1 + factor:g}x its patience after its best step: raise the "
+                             f"horizon to certify it")
+    reached = [float(r["eval_loss"]) for r in read_metrics(store.path(run_id)) if r["step"] <= stop_step]
+    before = min(reached)  # the lowest the run reached (its recorded best counts min-delta gains only)
+    decided = before * (1 - min_gain)  # reaching this decides it: the retrained run's best would be as low
     data = spec.prepare()  # the run's own tokenizer, or a one-line refusal
     # the run's own precision and micro-batching: another would give another curve (bf16 vs fp32 evals)
     exec_cfg = dataclasses.replace(exec_cfg, precision=summary.get("precision") or exec_cfg.precision,
@@ -92,21 +106,24 @@ def certify(root: str | Path, run_id: str, factor: float = FACTOR, min_gain: flo
         for name in (RESUME, METRICS, FILE, START):
             store.check_inside(cert_dir / name)  # nothing of the continuation is written out of the store
         stop = run_dir / STOP  # missing: `_begin` refuses in one line
-        start = dict(run_id=run_id, stop_step=stop_step, extra=extra, stop_sha256=sha256(stop) if stop.exists() else None)
+        start = dict(run_id=run_id, stop_step=stop_step, rule_patience=rule, guard=guard, stop_at=decided,
+                     stop_sha256=sha256(stop) if stop.exists() else None)
         with seeded(cfg.seed, ctx.device):
             res = _continue(spec, data, run_dir, cert_dir, start, ctx, train_loop)
-        rows = [r for r in read_metrics(cert_dir) if stop_step < r["step"] <= stop_step + extra]
-        reached = [float(r["eval_loss"]) for r in read_metrics(run_dir) if r["step"] <= stop_step]
-        before = min(reached)  # the lowest the run reached (its recorded best counts min-delta gains only)
+        end = int(res.steps)
+        rows = [r for r in read_metrics(cert_dir) if stop_step < r["step"] <= end]
         after = min([before] + [float(r["eval_loss"]) for r in rows])
         best_row = min(rows, key=lambda r: r["eval_loss"]) if rows else None
         gain = (before - after) / before
-        cert = dict(factor=factor, min_gain=min_gain, from_step=stop_step, to_step=stop_step + extra, steps=extra,
-                    patience=patience, best_recorded=float(summary["best_eval_loss"]), best_before=before,
-                    best_after=after, continuation_best=float(best_row["eval_loss"]) if best_row else None,
+        ended = {"early_stopped": "patience", "reached": "decided", "horizon": "guard"}.get(res.stop_reason,
+                                                                                              res.stop_reason)
+        cert = dict(method=METHOD, factor=factor, min_gain=min_gain, from_step=stop_step, to_step=end,
+                    steps=end - stop_step, patience=patience, rule_patience=rule, guard=guard, ended=ended,
+                    best_recorded=float(summary["best_eval_loss"]), best_before=before, best_after=after,
+                    continuation_best=float(best_row["eval_loss"]) if best_row else None,
                     best_step_after=int(best_row["step"]) if best_row and best_row["eval_loss"] < before else None,
                     gain=gain, certified=bool(gain < min_gain), device=str(ctx.device), precision=ctx.precision,
-                    steps_trained=int(res.steps) - stop_step, wall_time_s=round(time.time() - t0, 2))
+                    wall_time_s=round(time.time() - t0, 2))
         cert.update(_forecast_check(summary, cert))
         cert["line"] = _line(cert)
         write_json_atomic(cert_dir / FILE, cert)
@@ -139,7 +156,8 @@ class CertifyAfter:
 
 
 def _same(cert, factor: float, min_gain: float) -> bool:
-    return bool(cert) and cert.get("factor") == factor and cert.get("min_gain") == min_gain
+    return (bool(cert) and cert.get("method") == METHOD and cert.get("factor") == factor
+            and cert.get("min_gain") == min_gain)
 
 
 def _certifiable(store: RunStore, run_id: str, root) -> tuple[dict, dict]:
@@ -172,8 +190,8 @@ def _continue(spec: PretrainSpec, data, run_dir: Path, cert_dir: Path, start: di
     length and stop state), else afresh from the run's stop state."""
     def attempt():
         s = spec.setup(data, cert_dir, ctx)
-        loop = dataclasses.replace(s.loop, max_steps=start["stop_step"] + start["extra"], patience=10 ** 12,
-                                   keep_stop_state=False, checkpoint_interval=0)
+        loop = dataclasses.replace(s.loop, max_steps=start["guard"], patience=start["rule_patience"],
+                                   stop_at=start["stop_at"], keep_stop_state=False, checkpoint_interval=0)
         s = dataclasses.replace(s, loop=loop, save_best=lambda: None)  # the run's best/ stays its own
         return train_loop(s, cert_dir, ctx.device, ctx.precision, ctx.exec.progress)
 
@@ -243,12 +261,14 @@ def certificate_line(cert) -> str:
 
 
 def _line(cert: dict) -> str:
-    span = f"continuing {cert['factor']:g}x its patience (steps {cert['from_step']}..{cert['to_step']})"
+    how = f"continuing as with {1 + cert['factor']:g}x its patience (steps {cert['from_step']}..{cert['to_step']}"
     if cert["certified"]:
-        text = (f"certified: {span} lowered the best eval loss by {100 * cert['gain']:.2f}% "
+        end = {"patience": f"where that run stops: no gain within {cert['rule_patience']:,} steps of its best",
+               "guard": "that run's step guard"}.get(cert["ended"], cert["ended"])
+        text = (f"certified: {how}, {end}) lowered the best eval loss by {100 * cert['gain']:.2f}% "
                 f"(< {100 * cert['min_gain']:g}%)")
     else:
-        text = (f"NOT converged: {span} lowered the best eval loss by {100 * cert['gain']:.2f}% "
+        text = (f"NOT converged: {how}) lowered the best eval loss by {100 * cert['gain']:.2f}% "
                 f"(>= {100 * cert['min_gain']:g}%), to {cert['best_after']:.4f} at step {cert['best_step_after']}")
     if cert.get("forecast_missed"):
         text += f"; the forecast missed ({cert['forecast_note']})"

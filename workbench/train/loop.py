@@ -57,6 +57,7 @@ class LoopConfig:
     peak_flops: float = 0.0  # device peak FLOP/s: logs model FLOPs utilisation (mfu) when known
     micro_batch_size: int = 0  # gradient accumulation over micro-batches of this many rows; 0 = none
     keep_stop_state: bool = False  # at an early stop, keep the full state in stop.pt (a certificate continues it)
+    stop_at: float | None = None  # stop once the monitor reaches this (as good or better): a decided certificate
 
 
 @dataclass
@@ -78,7 +79,7 @@ class Setup:
 @dataclass
 class LoopResult:
     status: str  # "completed" | "diverged"
-    stop_reason: str  # "early_stopped" | "horizon" | "diverged"
+    stop_reason: str  # "early_stopped" | "horizon" | "diverged" | "reached" (loop.stop_at)
     steps: int
     best: float
     best_step: int
@@ -165,7 +166,9 @@ class RunLoop:
             self.save_best()
         self.bar.set_postfix({loop.monitor: f"{row[loop.monitor]:.4f}", "best": f"{self.stopper.best:.4f}"})
         stop = self.stopper.should_stop(self.step)
-        due = self.step % self.ckpt_every == 0 and not stop and self.step < loop.max_steps
+        reached = loop.stop_at is not None and (row[loop.monitor] <= loop.stop_at if loop.mode == "min"
+                                                else row[loop.monitor] >= loop.stop_at)
+        due = self.step % self.ckpt_every == 0 and not (stop or reached) and self.step < loop.max_steps
         if due or (stop and loop.keep_stop_state):  # at an early stop: the state a certificate continues
             cuda_rng = None
             if self.device.type == "cuda":
@@ -174,8 +177,8 @@ class RunLoop:
                          self.elapsed, self.rng.get_state() if self.rng is not None else torch.get_rng_state(),
                          name=STOP if stop else RESUME, cuda_rng=cuda_rng)
         self.loss_sum, self.loss_n = torch.zeros((), device=self.device), 0
-        if stop:
-            self.result = LoopResult("completed", "early_stopped", self.step, self.stopper.best,
+        if stop or reached:
+            self.result = LoopResult("completed", "early_stopped" if stop else "reached", self.step, self.stopper.best,
                                      self.stopper.best_step, self.elapsed)
         self.model.train()
 
