@@ -6,7 +6,7 @@ to an early stop and then certified (`workbench.runs.certify`), side by side.
 
 The paper trains every size with one recipe; a law over sizes is only the law of the recipe if the
 recipe's LR is not what stops the runs. Per LR it prints the steps, the stop reason, the best eval
-loss and its step, the verdict, the certificate's gain (continuing 2x the patience), and the best
+loss and its step, the verdict, the certificate's gain (continuing as if retrained with 3x the patience), and the best
 loss relative to the profile's LR. Verdict: the profile's LR is not the limit when no other LR
 reaches a converged best more than `--tolerance` (1%, the certificate's) below it. Runs are kept in
 `--root` (resumable: run again to finish, or to add factors).

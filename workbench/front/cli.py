@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the resolved runs and exit")
     _executor_args(p)
 
-    p = sub.add_parser("certify", help="continue early-stopped runs for 2x their patience: converged if the loss "
-                                       "falls < 1%%")
+    p = sub.add_parser("certify", help="continue early-stopped runs as if retrained with 3x their patience: "
+                                       "converged if the loss falls < 1%%")
     _study_args(p, root=True)
     p.add_argument("--runs", default=None, metavar="largest|all|RUN_ID,...",
                    help="which of the sweep's runs (default: the profile's convergence.certify, else largest)")
