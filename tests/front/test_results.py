@@ -53,3 +53,18 @@ def test_the_summary_says_when_a_flagged_run_passed_its_certificate():
         text = "\n".join(_convergence(ConvergenceResults(run_ids=list(names), names=names, n_runs=2, flagged=flagged,
                                                          verdicts=verdicts, stop_reasons={"converged": 2})))
         assert "yet certified" not in text
+
+
+def test_the_summary_gives_a_forecast_s_steps_as_a_whole_number_and_skips_a_missing_one():
+    from workbench.front.results import ConvergenceResults
+    from workbench.front.summary import _convergence
+
+    forecast = dict(forecast_loss=5.95, forecast_low=5.78, forecast_high=6.01)
+    verdicts = [dict(name="ar16-L2", converged=True, convergence="early-stopped", forecast_steps_needed=5739.0,
+                     **forecast),
+                dict(name="ar16-L3", converged=True, convergence="early-stopped", forecast_steps_needed=float("nan"),
+                     **forecast)]
+    text = "\n".join(_convergence(ConvergenceResults(run_ids=["a", "b"], names={}, n_runs=2, flagged=[],
+                                                     verdicts=verdicts, stop_reasons={"converged": 2})))
+    assert "5,739 more steps to within 0.5%" in text and "5,739.0" not in text
+    assert text.count("more steps to within") == 1

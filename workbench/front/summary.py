@@ -10,6 +10,7 @@ Each notebook writes its typed results (`front.results`: `SweepResults`, ...) in
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from workbench.base.files import write_atomic
@@ -96,11 +97,15 @@ def _two_stage(ft: FinetuneResults) -> list[str]:
     return lines
 
 
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
 def _convergence(cv: ConvergenceResults) -> list[str]:
     verdicts = [f"- {'converged' if v['converged'] else '**NOT converged**'}: {v['name']}: {v['convergence']}"
                 + (f"; forecast converged loss {v['forecast_loss']:.4f} ({v['forecast_low']:.4f} .. "
-                   f"{v['forecast_high']:.4f}), {v['forecast_steps_needed']:,} more steps to within 0.5%"
-                   if v.get("forecast_loss") is not None and v.get("forecast_steps_needed") is not None else "")
+                   f"{v['forecast_high']:.4f}), {int(v['forecast_steps_needed']):,} more steps to within 0.5%"
+                   if _finite(v.get("forecast_loss")) and _finite(v.get("forecast_steps_needed")) else "")
                 for v in cv.verdicts if v.get("convergence")]
     return ["## Convergence check", "", *verdicts, *([""] if verdicts else []),
             f"{cv.n_runs} runs; flagged: {', '.join(cv.flagged) or 'none'}; convergence: {cv.stop_reasons}.",

@@ -248,7 +248,7 @@ def _forecast_check(summary: dict, cert: dict) -> dict:
     note = None
     if missed:
         steps = summary.get("forecast_steps_needed")
-        need = f", {steps:,} more steps to within 0.5% of it" if steps is not None else ""
+        need = f", {int(steps):,} more steps to within 0.5% of it" if steps is not None and math.isfinite(steps) else ""
         note = (f"it put the converged loss at {summary.get('forecast_loss'):.4f} [{lo:.4f}, {hi:.4f}]{need}, "
                 f"{'a drop' if said == 'drop' else 'no drop'} of {100 * cert['min_gain']:g}% or more; continuing "
                 f"{cert['steps']:,} steps lowered the best by {100 * cert['gain']:.2f}%")
