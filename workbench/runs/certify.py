@@ -185,9 +185,10 @@ def _micro(summary: dict, cfg: PretrainConfig) -> int:
 
 
 def _continue(spec: PretrainSpec, data, run_dir: Path, cert_dir: Path, start: dict, ctx, train_loop):
-    """Train the continuation in `cert_dir` up to step stop_step + extra: from its own resume
-    checkpoint when an interrupted continuation of this very start left one (same run, stop step,
-    length and stop state), else afresh from the run's stop state."""
+    """Train the continuation in `cert_dir` under the longer rule, until it stops as the retrained
+    run would, reaches `stop_at` or its guard: from its own resume checkpoint when an interrupted
+    continuation of this very start left one (same run, stop step, rule, bar and stop state), else
+    afresh from the run's stop state."""
     def attempt():
         s = spec.setup(data, cert_dir, ctx)
         loop = dataclasses.replace(s.loop, max_steps=start["guard"], patience=start["rule_patience"],
