@@ -66,10 +66,19 @@ def test_the_continuation_is_the_run_retrained_with_3x_the_patience(tmp_path, ti
     assert (run / "certificate" / "metrics.jsonl").stat().st_mtime_ns != mtime
 
 
-def test_a_run_that_cannot_improve_is_certified(tmp_path, tiny_data):
+def test_a_run_that_cannot_improve_is_certified(tmp_path, tiny_data, monkeypatch):
+    """...on exec.cpus_per_run threads, as in a worker, and torch's own count is restored after."""
+    import torch
+
+    import workbench.train.loop as loop
+
     cfg = _cfg(lr=1e-9, patience=30, min_delta=1e-3)  # rounding-level changes are no improvement
     s = pretrain(cfg, tmp_path, QUIET, tiny_data)
-    [row] = certify_store(tmp_path, "all", exec_cfg=QUIET)
+    before = torch.get_num_threads()
+    threads, seen, train_loop = 1 if before != 1 else 2, [], loop.train_loop
+    monkeypatch.setattr(loop, "train_loop", lambda *a, **k: seen.append(torch.get_num_threads()) or train_loop(*a, **k))
+    [row] = certify_store(tmp_path, "all", exec_cfg=replace(QUIET, cpus_per_run=threads))
+    assert seen == [threads] and torch.get_num_threads() == before
     cert = row["certificate"]
     assert cert["certified"] is True and abs(cert["gain"]) < 1e-4 and cert["to_step"] == s["steps"] + 60
     assert cert["ended"] == "patience" and cert["to_step"] == s["best_step"] + 90  # 3x the patience after its best

@@ -7,7 +7,6 @@ one worker is all that pays; one progress bar per worker under the aggregate bar
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -51,7 +50,9 @@ class LocalExecutor:
 
     def _here(self, units, root, desc, on_done) -> dict[str, Outcome]:
         queue, tally = deque(units), Tally(sum(map(len, units)), desc, self.cfg.progress, on_done)
-        with _torch_threads(self.cfg.cpus_per_run):
+        from workbench.train.device import torch_threads
+
+        with torch_threads(self.cfg.cpus_per_run):
             while queue or tally.held:
                 queue.extend([job] for job in tally.due())
                 if not queue:  # everything left is held by another process: wait, then look again
@@ -171,18 +172,5 @@ class _Parallel:
             pool.shutdown(wait=True, cancel_futures=True)
             bars.close()
         return tally.close()
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    import torch
-
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 

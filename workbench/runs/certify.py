@@ -68,7 +68,7 @@ def certify(root: str | Path, run_id: str, factor: float = FACTOR, min_gain: flo
     """Certify one early-stopped, converged pretraining run (see the module's doc); returns the
     certificate, also written to `<run>/certificate/certificate.json` and into the run's summary. A
     run already certified with the same `factor` and `min_gain` is not trained again."""
-    from workbench.train.device import run_context, seeded
+    from workbench.train.device import run_context, seeded, torch_threads
     from workbench.train.loop import train_loop
 
     if not (factor > 0 and math.isfinite(factor)):
@@ -98,7 +98,9 @@ def certify(root: str | Path, run_id: str, factor: float = FACTOR, min_gain: flo
     exec_cfg = dataclasses.replace(exec_cfg, precision=summary.get("precision") or exec_cfg.precision,
                                    micro_batch_size=_micro(summary, cfg))
     t0 = time.time()
-    with run_context(exec_cfg) as ctx, store.claim(run_id, attempt=False) as run_dir:
+    # exec.cpus_per_run as a worker would have it (`workbench certify` runs in the command's own process)
+    with run_context(exec_cfg) as ctx, torch_threads(exec_cfg.cpus_per_run), \
+            store.claim(run_id, attempt=False) as run_dir:
         summary, record = _certifiable(store, run_id, root)  # again under the claim: another may have finished
         if _same(summary.get("certificate"), factor, min_gain):
             return summary["certificate"]

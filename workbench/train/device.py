@@ -55,6 +55,18 @@ class RunContext:
 
 
 @contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op threads set to `n` for the duration (0: left as they are), then restored."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
 def run_context(exec_cfg):
     """Resolve `exec_cfg`'s device and precision; TF32 matmuls on CUDA (free speed on Ampere+) for
     the duration, restored afterwards."""
