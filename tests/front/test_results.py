@@ -40,7 +40,7 @@ def test_the_summary_says_when_a_flagged_run_passed_its_certificate():
     from workbench.front.results import ConvergenceResults
     from workbench.front.summary import _convergence
 
-    line = ("certified: continuing as with 3x its patience (steps 4900..5900, where that run stops: no gain within "
+    line = ("certified: continuing as with 3x its patience (steps 4900..5900, where that run stops: no new best within "
             "4,500 steps of its best) lowered the best eval loss by 0.38% (< 1%)")
     verdicts = [dict(name="ar16-L3", converged=True, convergence="early-stopped; " + line, certificate=line),
                 dict(name="ar16-L2", converged=True, convergence="early-stopped", certificate="")]
@@ -48,7 +48,8 @@ def test_the_summary_says_when_a_flagged_run_passed_its_certificate():
     cv = ConvergenceResults(run_ids=list(names), names=names, n_runs=2, flagged=["run-3"], verdicts=verdicts,
                             stop_reasons={"converged": 2})
     text = "\n".join(_convergence(cv))
-    assert "**ar16-L3: above the law of the other sizes, yet certified.**" in text and "3x the patience" in text
+    assert "**ar16-L3: above the law of the other sizes, yet certified.**" in text
+    assert "a plateau longer than 3x the patience" in text and "Re-training it with more patience" in text
     for flagged in (["run-2"], []):  # flagged without a certificate, or nothing flagged
         text = "\n".join(_convergence(ConvergenceResults(run_ids=list(names), names=names, n_runs=2, flagged=flagged,
                                                          verdicts=verdicts, stop_reasons={"converged": 2})))

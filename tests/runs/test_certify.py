@@ -20,16 +20,16 @@ def _cfg(layers=1, **train):
 
 
 def test_the_continuation_is_the_run_retrained_with_3x_the_patience(tmp_path, tiny_data):
-    """min_delta 0.13 stops the run at step 20, while its loss still falls fast. With a bar it cannot
+    """min_delta 0.15 stops the run at step 20, while its loss still falls fast. With a bar it cannot
     reach (99%), the continuation goes on under the 3x rule and stops exactly where the same run
     trained with 3x the patience stops, its evaluations equal step for step; with the 1% bar it
     stops at the first evaluation 1% below the lowest loss reached: NOT converged."""
-    short = _cfg(lr=1e-3, patience=10, min_delta=0.13)
+    short = _cfg(lr=1e-3, patience=10, min_delta=0.15)
     s = pretrain(short, tmp_path, QUIET, tiny_data)
     assert s["stop_reason"] == "early_stopped" and s["converged"] is True and s["steps"] == 20
     run = tmp_path / run_id(short)
     best_mtime = (run / "best" / "model.safetensors").stat().st_mtime_ns
-    patient = _cfg(lr=1e-3, patience=30, min_delta=0.13)
+    patient = _cfg(lr=1e-3, patience=30, min_delta=0.15)
     p = pretrain(patient, tmp_path, QUIET, tiny_data)
     retrained = {r["step"]: r["eval_loss"] for r in read_metrics(tmp_path / run_id(patient))}
     assert p["steps"] > 40  # it found gains past the first two patiences: a fixed window ends at 40
@@ -84,7 +84,7 @@ def test_a_run_that_cannot_improve_is_certified(tmp_path, tiny_data, monkeypatch
     assert cert["ended"] == "patience" and cert["to_step"] == s["best_step"] + 90  # 3x the patience after its best
     summary = json.loads((tmp_path / run_id(cfg) / "summary.json").read_text())
     assert summary["converged"] is True and "; certified: continuing as with 3x its patience" in summary["convergence"]
-    assert "where that run stops: no gain within 90 steps of its best) lowered" in summary["convergence"]
+    assert "where that run stops: no new best within 90 steps of its best) lowered" in summary["convergence"]
 
 
 def test_runs_that_did_not_stop_early_or_kept_no_state_are_refused(tmp_path, tiny_data):
@@ -130,7 +130,8 @@ def test_the_command_and_the_sweep_notebook_glue_certify_the_largest_size(tmp_pa
     assert list(verdicts.converged) == [True, False] and verdicts.certificate[1].startswith("NOT converged")
     assert verdicts.certificate[0] == ""  # only the largest size is certified
     assert convergence_counts(runs) == {"converged": 1, "certificate": 1}
-    assert "improved by 1% or more when continued" in not_converged(convergence_counts(runs))
+    assert "failed the certificate (continued as if retrained with 3x the patience: 1% lower" in not_converged(
+        convergence_counts(runs))
     # model selection certifies the variant's largest size too (PMI L1-2 here), and reads the baseline's back
     from workbench.front.glue import selection_inputs
 
@@ -145,12 +146,12 @@ def test_a_horizon_too_close_or_a_verdict_already_not_converged_is_refused(tmp_p
     certify anything. A run whose best came on a decayed LR is not converged already."""
     close = _cfg(lr=1e-9, patience=30, min_delta=1e-3, schedule="linear", max_steps=60)
     s = pretrain(close, tmp_path, QUIET, tiny_data)
-    assert s["stop_reason"] == "early_stopped" and s["steps"] + 60 > 60
-    with pytest.raises(WorkbenchError, match="horizon train.max_steps=60 ends before step .*3x its patience after its "
-                                             "best step: raise the horizon"):
+    assert s["stop_reason"] == "early_stopped" and s["best_step"] + 90 > 60 > s["steps"]
+    with pytest.raises(WorkbenchError, match="step guard, 60 .train.max_steps=60, its horizon., ends before step "
+                                             ".*3x its patience after its best step: raise train.max_steps"):
         certify(tmp_path, run_id(close), exec_cfg=QUIET)
     [row] = certify_store(tmp_path, "all", exec_cfg=QUIET)
-    assert row["certificate"] is None and "raise the horizon" in row["skipped"]
+    assert row["certificate"] is None and "raise train.max_steps" in row["skipped"]
     summary = json.loads((tmp_path / run_id(close) / "summary.json").read_text())
     summary.update(converged=False, convergence="early-stopped, but its best step 10 came at LR 1e-12 ...")
     (tmp_path / run_id(close) / "summary.json").write_text(json.dumps(summary))
@@ -174,3 +175,34 @@ def test_certificates_of_other_lengths_start_from_the_verdict_before_any(tmp_pat
     assert summary["converged"] is True and summary["converged_before_certificate"] is True
     assert summary["convergence"].count("certified:") == 1 and "NOT converged" not in summary["convergence"]
     assert json.loads((run / "certificate" / "start.json").read_text())["rule_patience"] == 20
+
+
+def test_a_continuation_at_the_retrained_runs_step_guard_is_not_converged(tmp_path, tiny_data):
+    """min_delta 0.15 stops the run at step 20, its horizon too (no gain that large from step 10 to 20,
+    one from 10 to 30). Retrained with 2x the patience (20 steps) and 2x the step guard (40), it finds
+    that gain at step 30 and is still waiting at its guard: it would stop at its horizon, so the
+    certificate, which ends there too, says NOT converged, whatever the gain."""
+    cfg = _cfg(lr=1e-3, patience=10, min_delta=0.15, max_steps=20)
+    s = pretrain(cfg, tmp_path, QUIET, tiny_data)
+    assert s["stop_reason"] == "early_stopped" and s["steps"] == 20 and s["best_step"] == 10
+    retrained = pretrain(_cfg(lr=1e-3, patience=20, min_delta=0.15, max_steps=40), tmp_path, QUIET, tiny_data)
+    assert retrained["stop_reason"] == "horizon" and retrained["steps"] == 40 and retrained["best_step"] >= 30
+    cert = certify(tmp_path, run_id(cfg), factor=1, min_gain=0.99, exec_cfg=QUIET)
+    assert cert["ended"] == "guard" and cert["to_step"] == cert["guard"] == 40 and cert["rule_patience"] == 20
+    assert cert["certified"] is False and 0 < cert["gain"] < 0.99
+    summary = json.loads((tmp_path / run_id(cfg) / "summary.json").read_text())
+    assert summary["converged"] is False and "that run's step guard" in summary["convergence"]
+    assert "would stop at its horizon; raise train.max_steps" in summary["convergence"]
+
+
+def test_a_retrained_run_that_stops_where_the_run_did_needs_no_continuation(tmp_path, tiny_data):
+    """A patience of 5 steps on a 10-step evaluation grid stops the run 10 steps after its best;
+    retrained with 1.2x the patience (6 steps) it stops at that same evaluation: certified, nothing
+    trained."""
+    cfg = _cfg(lr=1e-9, patience=5, min_delta=1e-3)
+    s = pretrain(cfg, tmp_path, QUIET, tiny_data)
+    assert s["stop_reason"] == "early_stopped" and s["steps"] - s["best_step"] == 10
+    cert = certify(tmp_path, run_id(cfg), factor=0.2, exec_cfg=QUIET)
+    assert cert["rule_patience"] == 6 and cert["steps"] == 0 and cert["to_step"] == s["steps"]
+    assert cert["ended"] == "patience" and cert["certified"] is True and cert["gain"] == 0
+    assert not (tmp_path / run_id(cfg) / "certificate" / "metrics.jsonl").exists()

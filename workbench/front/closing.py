@@ -69,7 +69,9 @@ def not_converged(counts: dict | None) -> str | None:
 
 
 WHY = {"horizon": "stopped at the step horizon", "decayed LR": "had their best step on a decayed LR",
-       "diverged": "diverged", "certificate": "stopped early but improved by 1% or more when continued (certificate)"}
+       "diverged": "diverged",
+       "certificate": "stopped early but failed the certificate (continued as if retrained with 3x the patience: "
+                      "1% lower or more, at the step guard, or diverged)"}
 
 
 def law_conclusion(report, what: str, stop_reasons: dict | None = None) -> str:

@@ -18,7 +18,9 @@ when something does (a fixed window would miss a drop after a gain inside it: me
 the lowest loss the run reached, since the retrained run's best could only be lower: the verdict is
 decided there. Its step guard is the retrained run's, (1 + `factor`) x `train.max_steps` under a
 constant LR; a decaying schedule ends at its horizon, and a run whose horizon leaves less than the
-longer rule's wait after its best step is refused (past a linear schedule's horizon the LR is 0). It
+longer rule's wait after its best step is refused (past a linear schedule's horizon the LR is 0). A
+continuation still waiting out its patience at the guard (the retrained run would stop at its
+horizon) or one that diverges is NOT converged, whatever its gain. It
 runs at the run's own precision and micro-batching, logs into the run's `certificate/` folder
 (metrics, a resume checkpoint should it be interrupted, `start.json` naming the stop state and rule
 it started from) and never touches `best/` or the run's curve. `stop.pt` holds the model and AdamW's
@@ -82,14 +84,20 @@ def certify(root: str | Path, run_id: str, factor: float = FACTOR, min_gain: flo
     cfg = from_dict(PretrainConfig, record["config"], "config.json")
     spec = PretrainSpec(cfg, tokenizer_sha256=(record.get("data") or {}).get("tokenizer_sha256"))
     stop_step, patience = int(summary["steps"]), int(cfg.train.patience)
-    rule = math.ceil((1 + factor) * patience)  # the patience of the run retrained "with 3x the patience"
+    rule = math.ceil((1 + factor) * patience - 1e-9)  # the patience of the run retrained "with 3x the patience"
     # its step guard: (1 + factor)x the run's under a constant LR; a decaying schedule ends at its horizon
-    guard = math.ceil((1 + factor) * cfg.train.max_steps) if cfg.train.schedule == "constant" else cfg.train.max_steps
-    best_step = int(summary["best_step"])
+    constant = cfg.train.schedule == "constant"
+    guard = math.ceil((1 + factor) * cfg.train.max_steps - 1e-9) if constant else cfg.train.max_steps
+    best_step, every = int(summary["best_step"]), int(cfg.train.eval_interval)
     if best_step + rule > guard:  # the retrained run could not wait its patience out (a linear one ends at LR 0)
-        raise WorkbenchError(f"{run_id}: its horizon train.max_steps={cfg.train.max_steps} ends before step "
-                             f"{best_step + rule:,}, {1 + factor:g}x its patience after its best step: raise the "
-                             f"horizon to certify it")
+        raise WorkbenchError(f"{run_id}: the retrained run's step guard, {guard:,} (train.max_steps="
+                             f"{cfg.train.max_steps}{f' x {1 + factor:g}' if constant else ', its horizon'}), ends "
+                             f"before step {best_step + rule:,}, {1 + factor:g}x its patience after its best step: "
+                             f"raise train.max_steps to certify it")
+    if stop_step % every and guard > stop_step:  # its last evaluation came only because its horizon did
+        raise WorkbenchError(f"{run_id} stopped at step {stop_step}, its horizon, off its evaluation grid (every "
+                             f"{every}): the run retrained with more patience never evaluates there; make "
+                             f"train.max_steps a multiple of train.eval_interval to certify it")
     reached = [float(r["eval_loss"]) for r in read_metrics(store.path(run_id)) if r["step"] <= stop_step]
     before = min(reached)  # the lowest the run reached (its recorded best counts min-delta gains only)
     decided = before * (1 - min_gain)  # reaching this decides it: the retrained run's best would be as low
@@ -110,21 +118,28 @@ def certify(root: str | Path, run_id: str, factor: float = FACTOR, min_gain: flo
         stop = run_dir / STOP  # missing: `_begin` refuses in one line
         start = dict(run_id=run_id, stop_step=stop_step, rule_patience=rule, guard=guard, stop_at=decided,
                      stop_sha256=sha256(stop) if stop.exists() else None)
-        with seeded(cfg.seed, ctx.device):
-            res = _continue(spec, data, run_dir, cert_dir, start, ctx, train_loop)
-        end = int(res.steps)
+        if stop_step - best_step >= rule:  # the retrained run stops here too (a patience under the eval interval)
+            cert_dir.mkdir(exist_ok=True)
+            for name in (RESUME, METRICS, START):  # another rule's continuation: none of it is this one's
+                (cert_dir / name).unlink(missing_ok=True)
+            end, reason = stop_step, "early_stopped"
+        else:
+            with seeded(cfg.seed, ctx.device):
+                res = _continue(spec, data, run_dir, cert_dir, start, ctx, train_loop)
+            end, reason = int(res.steps), res.stop_reason
         rows = [r for r in read_metrics(cert_dir) if stop_step < r["step"] <= end]
         after = min([before] + [float(r["eval_loss"]) for r in rows])
         best_row = min(rows, key=lambda r: r["eval_loss"]) if rows else None
         gain = (before - after) / before
-        ended = {"early_stopped": "patience", "reached": "decided", "horizon": "guard"}.get(res.stop_reason,
-                                                                                              res.stop_reason)
+        # decided: 1% below; guard: the retrained run would stop at its horizon; patience: it stops as the run did
+        ended = ("diverged" if reason == "diverged" else "decided" if after <= decided
+                 else "guard" if reason == "horizon" else "patience")
         cert = dict(method=METHOD, factor=factor, min_gain=min_gain, from_step=stop_step, to_step=end,
                     steps=end - stop_step, patience=patience, rule_patience=rule, guard=guard, ended=ended,
                     best_recorded=float(summary["best_eval_loss"]), best_before=before, best_after=after,
                     continuation_best=float(best_row["eval_loss"]) if best_row else None,
                     best_step_after=int(best_row["step"]) if best_row and best_row["eval_loss"] < before else None,
-                    gain=gain, certified=bool(gain < min_gain), device=str(ctx.device), precision=ctx.precision,
+                    gain=gain, certified=ended == "patience", device=str(ctx.device), precision=ctx.precision,
                     wall_time_s=round(time.time() - t0, 2))
         cert.update(_forecast_check(summary, cert))
         cert["line"] = _line(cert)
@@ -265,14 +280,19 @@ def certificate_line(cert) -> str:
 
 def _line(cert: dict) -> str:
     how = f"continuing as with {1 + cert['factor']:g}x its patience (steps {cert['from_step']}..{cert['to_step']}"
-    if cert["certified"]:
-        end = {"patience": f"where that run stops: no gain within {cert['rule_patience']:,} steps of its best",
-               "guard": "that run's step guard"}.get(cert["ended"], cert["ended"])
-        text = (f"certified: {how}, {end}) lowered the best eval loss by {100 * cert['gain']:.2f}% "
-                f"(< {100 * cert['min_gain']:g}%)")
+    fell, bar = f"lowered the best eval loss by {100 * cert['gain']:.2f}%", f"{100 * cert['min_gain']:g}%"
+    ended = cert["ended"]
+    if ended == "patience":
+        text = (f"certified: {how}, where that run stops: no new best within {cert['rule_patience']:,} steps of its "
+                f"best) {fell} (< {bar})")
+    elif ended == "decided":
+        text = f"NOT converged: {how}) {fell} (>= {bar}), to {cert['best_after']:.4f} at step {cert['best_step_after']}"
+    elif ended == "guard":
+        text = (f"NOT converged: {how}, that run's step guard) {fell}, still waiting out its patience there: the "
+                f"run retrained with {1 + cert['factor']:g}x the patience would stop at its horizon; raise "
+                f"train.max_steps to settle it")
     else:
-        text = (f"NOT converged: {how}) lowered the best eval loss by {100 * cert['gain']:.2f}% "
-                f"(>= {100 * cert['min_gain']:g}%), to {cert['best_after']:.4f} at step {cert['best_step_after']}")
+        text = f"NOT converged: {how}) the loss {ended} at step {cert['to_step']}"
     if cert.get("forecast_missed"):
         text += f"; the forecast missed ({cert['forecast_note']})"
     return text
