@@ -20,10 +20,10 @@ decided there. Its step guard is the retrained run's, (1 + `factor`) x `train.ma
 constant LR; a decaying schedule ends at its horizon, and a run whose horizon leaves less than the
 longer rule's wait after its best step is refused (past a linear schedule's horizon the LR is 0). A
 continuation still waiting out its patience at the guard (the retrained run would stop at its
-horizon) or one that diverges is NOT converged, whatever its gain. It
-runs at the run's own precision and micro-batching, logs into the run's `certificate/` folder
-(metrics, a resume checkpoint should it be interrupted, `start.json` naming the stop state and rule
-it started from) and never touches `best/` or the run's curve. `stop.pt` holds the model and AdamW's
+horizon) or one that diverges is NOT converged, whatever its gain. It runs at the run's own
+precision and micro-batching, logs into the run's `certificate/` folder (metrics, a resume
+checkpoint should it be interrupted, `start.json` naming the stop state and rule it started from)
+and never touches `best/` or the run's curve. `stop.pt` holds the model and AdamW's
 two moments: about 3x the model's size, kept with each run.
 
 The gain is measured from the lowest eval loss the run reached before its stop (with a min-delta,
@@ -119,9 +119,7 @@ def certify(root: str | Path, run_id: str, factor: float = FACTOR, min_gain: flo
         start = dict(run_id=run_id, stop_step=stop_step, rule_patience=rule, guard=guard, stop_at=decided,
                      stop_sha256=sha256(stop) if stop.exists() else None)
         if stop_step - best_step >= rule:  # the retrained run stops here too (a patience under the eval interval)
-            cert_dir.mkdir(exist_ok=True)
-            for name in (RESUME, METRICS, START):  # another rule's continuation: none of it is this one's
-                (cert_dir / name).unlink(missing_ok=True)
+            _empty(cert_dir)  # another rule's continuation: none of it is this one's
             end, reason = stop_step, "early_stopped"
         else:
             with seeded(cfg.seed, ctx.device):
@@ -230,6 +228,14 @@ def _read_start(cert_dir: Path) -> dict | None:
         return None
 
 
+def _empty(cert_dir: Path) -> None:
+    """The continuation folder, made or emptied of its files."""
+    cert_dir.mkdir(exist_ok=True)
+    for old in cert_dir.iterdir():
+        if old.is_file() or old.is_symlink():
+            old.unlink()
+
+
 def _begin(run_dir: Path, cert_dir: Path, start: dict) -> None:
     """An empty continuation folder whose resume checkpoint is the run's stop state, relabelled as
     the continuation's (which the resume check then accepts), and `start.json` saying which."""
@@ -237,10 +243,7 @@ def _begin(run_dir: Path, cert_dir: Path, start: dict) -> None:
     if not (run_dir / STOP).exists():
         raise WorkbenchError(f"{run_dir.name} has no {STOP} (runs trained before certificates existed keep no stop "
                              f"state): train it again to certify it")
-    cert_dir.mkdir(exist_ok=True)
-    for old in cert_dir.iterdir():  # another start's continuation, or a torn one
-        if old.is_file() or old.is_symlink():
-            old.unlink()
+    _empty(cert_dir)  # another start's continuation, or a torn one
     state = torch.load(run_dir / STOP, map_location="cpu", weights_only=True)
     if state.get("run_id") not in (None, run_dir.name) or int(state.get("step", -1)) != stop_step:
         raise WorkbenchError(f"{run_dir / STOP} is not {run_dir.name}'s state at its stop (step {stop_step}): it was "
