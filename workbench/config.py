@@ -300,6 +300,7 @@ class FitConfig:
     """How every law of a study is fitted, judged and given intervals."""
 
     law: str = "power"  # registry.LAWS: power (y = e^b N^a, the paper's) | saturating (E + A N^-alpha) | joint (+ B D^-beta)
+    # | floored (E + A N^-alpha with E the known floor of a generated language)
     tokens: float = 0.0  # joint law: the token count D its curve over N is read at; 0 = unlimited (E + A N^-alpha)
     n_bootstrap: int = 1000  # hierarchical-bootstrap replicates of every interval
     level: float = 0.95  # interval level

@@ -69,3 +69,17 @@ def test_the_summary_gives_a_forecast_s_steps_as_a_whole_number_and_skips_a_miss
                                                      verdicts=verdicts, stop_reasons={"converged": 2})))
     assert "5,739 more steps to within 0.5%" in text and "5,739.0" not in text
     assert text.count("more steps to within") == 1
+
+
+def test_the_summary_gives_each_size_s_loss_above_a_known_floor():
+    from workbench.front.summary import _sweep
+
+    n = np.repeat([1e4, 1e5, 1e6], 2)
+    table = pd.DataFrame(dict(n_params=n, value=1.5 + 4 * n ** -0.2, seed=np.tile([0, 1], 3), floor=1.5))
+    report = law_report(table, FitConfig(law="floored", n_bootstrap=50, n_held_out=0))
+    losses = {"10000": 1.5 + 4 * 1e4 ** -0.2, "1000000": 1.5 + 4 * 1e6 ** -0.2}
+    lines, _ = _sweep(SweepResults(label="ar16/mlm", law=report, losses=losses, stop_reasons={"converged": 6}))
+    line = next(x for x in lines if "known floor" in x)
+    assert "E = 1.5000" in line and f"10,000: {4 * 1e4 ** -0.2:.4f}" in line and "1,000,000: 0.2524" in line
+    lines, _ = _sweep(SweepResults(label="ar16/mlm", law=_report(), losses=losses, stop_reasons={"converged": 6}))
+    assert not any("known floor" in x for x in lines)  # real text: no floor to state

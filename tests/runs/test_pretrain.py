@@ -214,3 +214,33 @@ def test_killed_sweep_resumes_without_redoing_or_losing(tmp_path):
     assert steps == list(range(10, 301, 10))  # nothing lost, nothing duplicated
     assert steps[: len(steps_before) - 1] == steps_before[:-1]
     assert "resumed at step" in r.stderr
+
+
+def test_a_generated_language_records_its_floor_and_fits_above_it(tmp_path, monkeypatch):
+    """A run on the generated language records the Bayes floor of its own eval masks, below its loss,
+    and its law table carries it for the floored law; a run on real text records none."""
+    import workbench.data.sources.hmm as hmm
+    from workbench.config import DataConfig
+    from workbench.data.floor import eval_loss_floor
+    from workbench.data.prepared import prepare_data
+    from workbench.runs.pretrain import eval_batch
+    from workbench.runs.tables import law_table
+
+    monkeypatch.setattr(hmm, "SOURCE", replace(hmm.SOURCE, n_states=32, n_words=96, per_state=2, n_tokens=60_000))
+    data_cfg = DataConfig(corpus="hmm", vocab_size=256, seq_len=32, eval_blocks=64)
+    data = prepare_data(data_cfg, cache_dir=tmp_path / "cache")
+    used = {w for w in hmm.SOURCE.words() if w in data.tokenizer.get_vocab()}
+    assert len(used) > 40 and all(len(data.tokenizer.tokenize(w)) == 1 for w in used)  # a word is one token
+    summaries = []
+    for layers in (1, 2):
+        cfg = PretrainConfig("ar32", layers, 0, data_cfg, replace(TINY_TRAIN, max_steps=30, lr=3e-3))
+        summaries.append(pretrain(cfg, tmp_path / "runs", QUIET, data))
+        floor = eval_loss_floor(data, eval_batch(data, cfg)[2], cfg.train.mask_prob)
+        assert summaries[-1]["eval_loss_floor"] == pytest.approx(floor)
+        assert 0 < floor < summaries[-1]["best_eval_loss"]
+    table = law_table(load_runs(tmp_path / "runs"))
+    assert table.floor.nunique() == 1 and table.floor.iloc[0] == summaries[0]["eval_loss_floor"]
+
+
+def test_real_text_has_no_floor(tmp_path, tiny_data):
+    assert pretrain(_cfg(max_steps=10), tmp_path, QUIET, tiny_data)["eval_loss_floor"] is None

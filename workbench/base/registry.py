@@ -33,9 +33,10 @@ TASK_KINDS = {
     "qa_v2": "workbench.tasks.kinds:SpanQA",
 }
 LAWS = {"power": "workbench.laws.fit:PowerLaw", "saturating": "workbench.laws.saturating:SaturatingPowerLaw",
-        "joint": "workbench.laws.joint:JointLaw"}
+        "joint": "workbench.laws.joint:JointLaw", "floored": "workbench.laws.floored:FlooredPowerLaw"}
 CORPUS_SOURCES = {"sotu": "workbench.data.corpus:SOTU", "wordnet": "workbench.data.sources.wordnet:SOURCE",
-                  "brown": "workbench.data.sources.brown:SOURCE", "web": "workbench.data.sources.web:SOURCE"}
+                  "brown": "workbench.data.sources.brown:SOURCE", "web": "workbench.data.sources.web:SOURCE",
+                  "hmm": "workbench.data.sources.hmm:SOURCE"}
 CORPORA = {"english": ("sotu", "wordnet", "brown", "web")}
 EXECUTORS = {"local": "workbench.execute.local:LocalExecutor", "ray": "workbench.execute.raycluster:RayExecutor"}
 

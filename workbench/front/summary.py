@@ -51,13 +51,23 @@ def _sweep(sw: SweepResults) -> tuple[list[str], dict]:
              f"{sw.label}, {law.n_sizes} sizes, runs in `{sw.root}` (convergence: {sw.stop_reasons}).", "",
              "| N | best eval loss |", "|---|---|"]
     lines += [f"| {_n(n)} | {v:.4f} |" for n, v in sorted(sw.losses.items(), key=lambda kv: float(kv[0]))]
-    lines += ["", f"- {law.describe()}"] + _not_converged(sw)
+    lines += ["", f"- {law.describe()}"] + _not_converged(sw) + _floor(sw)
     lines += [f"- {line}" for line in forecast_lines(sw.root, sw.losses, sw.label)] if sw.root else []
     lines += [f"- bar (>= {BAR['min_sizes']} sizes, R^2 >= {BAR['min_r2']}, held-out |RE| <= "
               f"{100 * BAR['max_abs_re']:.0f}%, converged runs): "
               + ", ".join(f"{k} {'ok' if v else 'NOT MET'}" for k, v in checks.items()),
               "", "![fit](sweep/fit.png) ![curves](sweep/curves.png)", ""]
     return lines, checks
+
+
+def _floor(sw: SweepResults) -> list[str]:
+    """Where the law's floor is known (a generated language, `fit.law=floored`): each size's loss above it."""
+    if sw.law.law != "floored":
+        return []
+    e = sw.law.params["E"]
+    above = ", ".join(f"{_n(n)}: {v - e:.4f}" for n, v in sorted(sw.losses.items(), key=lambda kv: float(kv[0])))
+    return [f"- known floor E = {e:.4f}: the Bayes loss of the process that generated the corpus, on the same "
+            f"held-out masks (no model can go below it); loss above it by N: {above}"]
 
 
 def _unavailable(results) -> list[str]:

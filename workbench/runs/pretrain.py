@@ -33,6 +33,7 @@ from workbench.base.runfiles import read_metrics
 from workbench.base.seeds import epoch_seed
 from workbench.config import ExecConfig, PretrainConfig, config_hash, to_dict
 from workbench.data.corpus import fingerprint
+from workbench.data.floor import eval_loss_floor
 from workbench.data.masking import MaskedBatch, mlm_mask, step_generator
 from workbench.data.objectives import special_ids
 from workbench.data.prepared import PreparedData, prepare_data
@@ -137,6 +138,8 @@ class PretrainSpec(SpecBase):
                  if res.train_time_s and ctx.peak_flops else None),
             micro_batch_size=ctx.exec.micro_batch_size or t.batch_size,
             n_params=spec.n_params, device=str(ctx.device), precision=ctx.precision,
+            # the lowest eval_loss any model can reach, where the corpus knows it (a generated language); else None
+            eval_loss_floor=eval_loss_floor(data, eval_batch(data, cfg)[2], t.mask_prob),
             # converged (bool) and why, the LR at the best step, and a forecast of the converged loss
             **summarize_run(read_metrics(s.run_dir), res.stop_reason, res.best_step, res.steps, t.lr, res.status),
         )
@@ -176,6 +179,15 @@ def _batches(data: PreparedData, cfg: PretrainConfig, device: torch.device):
     return batch_at
 
 
+def eval_batch(data: PreparedData, cfg: PretrainConfig) -> tuple[np.ndarray, torch.Tensor, MaskedBatch]:
+    """(indices, blocks, masked batch) of the fixed held-out subset `eval_loss` is measured on."""
+    idx = data.eval_subset_index(cfg.data.eval_blocks)
+    blocks = torch.from_numpy(np.asarray(data.eval[idx]).astype(np.int64))
+    specials, mask_id = special_ids(data)
+    return idx, blocks, mlm_mask(blocks, cfg.train.mask_prob, data.vocab_size, specials, mask_id,
+                                 torch.Generator().manual_seed(EVAL_MASK_SEED))
+
+
 def _evaluator(data: PreparedData, cfg: PretrainConfig, model, device: torch.device):
     """Mean masked-token loss on the fixed held-out subset with fixed masks.
 
@@ -183,11 +195,8 @@ def _evaluator(data: PreparedData, cfg: PretrainConfig, model, device: torch.dev
     measured on the same task and losses compare across objectives; an objective may add its own
     (PMI runs log `eval_pmi_loss` on fixed PMI-unit masks of the same blocks)."""
     t = cfg.train
-    idx = data.eval_subset_index(cfg.data.eval_blocks)
-    blocks = torch.from_numpy(np.asarray(data.eval[idx]).astype(np.int64))
-    specials, mask_id = special_ids(data)
-    masks = dict(eval_loss=mlm_mask(blocks, t.mask_prob, data.vocab_size, specials, mask_id,
-                                    torch.Generator().manual_seed(EVAL_MASK_SEED)))
+    idx, blocks, fixed = eval_batch(data, cfg)
+    masks = dict(eval_loss=fixed)
     objective = registry.get(registry.OBJECTIVES, t.objective)()
     masks.update(objective.eval_masks(data, t, idx, blocks, EVAL_MASK_SEED))
     chunk = max(1, t.batch_size * 2)

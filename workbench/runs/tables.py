@@ -78,6 +78,8 @@ def law_table(runs, value: str = "best_eval_loss"):
     for col in ("converged", "convergence", "forecast_loss", "forecast_low", "forecast_high"):
         if col in rows:  # each run's convergence verdict travels with its point (`workbench.base.convergence`)
             table[col] = rows[col]
+    if value == "best_eval_loss" and "eval_loss_floor" in rows and rows["eval_loss_floor"].notna().any():
+        table["floor"] = rows["eval_loss_floor"].astype(float).to_numpy()  # a generated language's known floor
     return table.reset_index(drop=True)
 
 

@@ -1,0 +1,67 @@
+"""The power law above a known floor: exact on exact data, through the bootstrap, the report, the
+backtest and the law table, and loud where the floor is missing, mixed or above a point."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.base.errors import FitError
+from workbench.config import FitConfig
+from workbench.laws.floored import FlooredPowerLaw
+
+
+def _ladder(e=3.3, a=12.0, alpha=0.3, noise=0.0, seeds=3, rng=0):
+    g = np.random.default_rng(rng)
+    n = np.repeat([3e3, 2.5e4, 8.3e4, 2e5], seeds)
+    y = e + a * n ** -alpha * np.exp(g.normal(0, noise, len(n)))
+    return pd.DataFrame(dict(variant="ar16/mlm", n_params=n, seed=np.tile(range(seeds), 4), value=y, floor=e))
+
+
+def test_exact_on_exact_points_and_from_a_table():
+    t = _ladder()
+    law = FlooredPowerLaw().fit(t.n_params, t.value, floor=t.floor)
+    assert law.params_ == pytest.approx(dict(E=3.3, A=12.0, alpha=0.3), rel=1e-9)
+    assert law.predict(1e6) == pytest.approx(3.3 + 12.0 * 1e6 ** -0.3)
+    assert FlooredPowerLaw().fit(t).params_ == pytest.approx(law.params_)
+    # the saturating law, E free, cannot tell its floor from 4 noisy sizes as well as knowing it
+    noisy = _ladder(noise=0.01, rng=1)
+    assert FlooredPowerLaw().fit(noisy).alpha_ == pytest.approx(0.3, abs=0.03)
+
+
+def test_missing_mixed_or_crossed_floors_are_refused():
+    t = _ladder()
+    with pytest.raises(FitError, match="needs the known floor"):
+        FlooredPowerLaw().fit(t.n_params, t.value)
+    with pytest.raises(FitError, match="different floors"):
+        FlooredPowerLaw().fit(t.n_params, t.value, floor=t.floor + np.arange(len(t)) * 0.01)
+    with pytest.raises(FitError, match="at or below the floor"):
+        FlooredPowerLaw().fit(t.n_params, t.value, floor=t.value.min() + 0.01)
+    with pytest.raises(FitError, match="one finite floor"):
+        FlooredPowerLaw().fit(t.n_params, t.value, floor=np.full(len(t), np.nan))
+
+
+def test_report_bootstrap_and_backtest():
+    from workbench.laws.bootstrap import bootstrap_law
+    from workbench.laws.report import law_report
+    from workbench.laws.tables import backtest
+
+    t = _ladder(noise=0.005, rng=2)
+    boot = bootstrap_law(t, law="floored", B=200)
+    assert (boot.params[:, 0] == 3.3).all()  # the floor is given, in every replicate
+    lo, hi = boot.ci("alpha")
+    assert lo < 0.3 < hi
+    fit = FitConfig(law="floored", n_bootstrap=200, n_held_out=1)
+    report = law_report(t, fit)
+    assert report.law == "floored" and report.r2 > 0.99 and "unlimited" not in report.describe()
+    assert abs(report.held_out[0].re) < 0.01  # L4 from L1-3 with two parameters
+    bt = backtest(t, fit)
+    assert (bt.law_are < 0.01).all()
+
+
+def test_law_table_carries_the_floor(tmp_path):
+    from workbench.runs.tables import law_table
+
+    runs = pd.DataFrame(dict(run_id=["a", "b"], status="completed", family="ar16", **{"train.objective": "mlm"},
+                             n_params=[3e3, 2.5e4], seed=0, best_eval_loss=[3.8, 3.6], eval_loss_floor=[3.3, 3.3]))
+    assert law_table(runs).floor.tolist() == [3.3, 3.3]
+    assert "floor" not in law_table(runs.assign(eval_loss_floor=None))  # real text: no known floor

@@ -1,0 +1,192 @@
+"""A generated language with a known floor: text sampled from a seeded hidden Markov model.
+
+    docs = SOURCE.documents()        # "w17 w3 w250 ...": one word per emitted symbol
+    floor = SOURCE.mlm_floor(batch, symbol_ids, vocab_size, mask_prob, sep_id)   # nats per masked token
+
+The method alone (laws, convergence, certificates) on data that never runs short: the corpus is as
+large as asked, with nothing to overfit, and the lowest MLM loss any model can reach on it, the
+Bayes loss of the generating process, is computed exactly (forward-backward) for the very masks a
+run is evaluated with. So a study on it can set the law's asymptote against the truth, and a curve
+that stops far above the floor is plainly not done. It is not English: no finetuning task runs on it.
+
+The process. `n_states` hidden states; each state moves to `out_degree` successors, drawn by a Zipf
+law over the states (so some states are frequent and most are rare), with Zipf-like probabilities,
+and emits one of `per_state` words of its own (a word names its state), or with `shared_words` one
+of `per_state` words drawn by a global Zipf law over `n_words` (frequent words then are ambiguous
+between states); the chain starts each document in its stationary distribution, so every position
+of a cut block is distributed as the first.
+Documents are `doc_len` words long (uniform range) and named `hmm/<index>`.
+
+The floor. MLM (`data.masking.mlm_mask`) selects each word with probability q and shows it as
+[MASK] (80%), a uniform random token of the whole vocabulary (10%) or itself (10%). Every shown
+token is then a noisy observation of its word: p(o=v|x) = (1-q)[v=x] + q(0.1[v=x] + 0.1/V),
+p(o=[MASK]|x) = 0.8q (+ 0.1q/V). For a selected position i the Bayes prediction is
+p(x_i | o) ~ p(x_i | o_-i) (0.8[o_i=MASK] + 0.1[o_i=x_i] + 0.1/V), with p(x_i | o_-i) from the
+forward and backward messages around i. An observed [SEP] restarts the chain (a document boundary);
+a random replacement that is itself a special token (probability q/(10V) per position) is read as
+what it shows, the one approximation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from functools import cached_property
+
+import numpy as np
+
+from workbench.base.errors import WorkbenchError
+from workbench.data.corpus import Document
+
+VERSION = 1  # bump when the sampler changes what it writes
+
+
+@dataclass(frozen=True)
+class HMMSource:
+    name: str = "hmm"
+    n_states: int = 512
+    n_words: int = 1024
+    out_degree: int = 8
+    per_state: int = 2
+    zipf: float = 1.1  # exponent of the global word law and of the successor probabilities
+    n_tokens: int = 24_000_000  # words in all (train and held-out documents)
+    doc_len: tuple[int, int] = (64, 512)
+    shared_words: bool = False  # False: each state emits its own words (needs n_words >= n_states * per_state)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (2 <= self.out_degree <= self.n_states and 1 <= self.per_state <= self.n_words) or (
+                not self.shared_words and self.n_states * self.per_state > self.n_words):
+            raise WorkbenchError(f"hmm source: need 2 <= out_degree <= n_states, 1 <= per_state <= n_words "
+                                 f"and, unless shared_words, n_states * per_state <= n_words; "
+                                 f"got {self}")
+
+    # -- the process ---------------------------------------------------------------------------------
+    @cached_property
+    def params(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(start, transition, emission): (H,), (H, H) and (H, n_words) probability tables."""
+        rng = np.random.default_rng([self.seed, 1])
+        h, w = self.n_states, self.n_words
+        ranks = np.arange(1, max(self.out_degree, self.per_state) + 1, dtype=float)
+        state_law = np.arange(1, h + 1, dtype=float) ** -self.zipf  # successors favour low-numbered states
+        state_law /= state_law.sum()
+        trans = np.zeros((h, h))
+        for z in range(h):
+            succ = rng.choice(h, self.out_degree, replace=False, p=state_law)
+            trans[z, succ] = rng.permutation(ranks[: self.out_degree] ** -self.zipf)
+        trans /= trans.sum(1, keepdims=True)
+        emit = np.zeros((h, w))
+        if self.shared_words:  # words drawn by a global Zipf law: frequent words are ambiguous between states
+            word_law = np.arange(1, w + 1, dtype=float) ** -self.zipf
+            word_law /= word_law.sum()
+            for z in range(h):
+                words = rng.choice(w, self.per_state, replace=False, p=word_law)
+                emit[z, words] = rng.dirichlet(np.ones(self.per_state))
+        else:  # each state its own words: a word names its state
+            for z, words in enumerate(rng.permutation(w)[: h * self.per_state].reshape(h, self.per_state)):
+                emit[z, words] = rng.dirichlet(np.ones(self.per_state))
+        emit /= emit.sum(1, keepdims=True)
+        vals, vecs = np.linalg.eig(trans.T)  # the stationary distribution: left eigenvector of eigenvalue 1
+        start = np.abs(np.real(vecs[:, np.argmin(np.abs(vals - 1))]))
+        return start / start.sum(), trans, emit
+
+    def words(self) -> list[str]:
+        return [f"w{i}" for i in range(self.n_words)]
+
+    def sample(self, n_docs: int, rng: np.random.Generator) -> list[np.ndarray]:
+        """`n_docs` documents as arrays of word indices."""
+        start, trans, emit = self.params
+        lengths = rng.integers(self.doc_len[0], self.doc_len[1] + 1, n_docs)
+        t_max = int(lengths.max())
+        states = np.empty((n_docs, t_max), dtype=np.int32)
+        states[:, 0] = _draw(np.cumsum(start)[None, :].repeat(n_docs, 0), rng)
+        succ = np.argsort(-trans, 1)[:, : self.out_degree]  # each state's successors and their cumulative law
+        succ_cum = np.cumsum(np.take_along_axis(trans, succ, 1), 1)
+        for t in range(1, t_max):
+            z = states[:, t - 1]
+            states[:, t] = succ[z, _draw(succ_cum[z], rng)]
+        out = np.argsort(-emit, 1)[:, : self.per_state]
+        out_cum = np.cumsum(np.take_along_axis(emit, out, 1), 1)
+        flat = states.ravel()
+        symbols = out[flat, _draw(out_cum[flat], rng)].reshape(states.shape)
+        return [symbols[i, : lengths[i]] for i in range(n_docs)]
+
+    def documents(self) -> list[Document]:
+        rng = np.random.default_rng([self.seed, 2])
+        mean_len = (self.doc_len[0] + self.doc_len[1]) / 2
+        n_docs = max(2, int(round(self.n_tokens / mean_len)))
+        names = np.asarray(self.words())
+        docs, done = [], 0
+        while done < n_docs:  # in chunks, to bound memory
+            chunk = min(20_000, n_docs - done)
+            docs += [Document(f"hmm/{done + i:07d}", " ".join(names[d])) for i, d in enumerate(self.sample(chunk, rng))]
+            done += chunk
+        return docs
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(f"{VERSION}|{asdict(self)}".encode()).hexdigest()[:16]
+
+    # -- the floor ----------------------------------------------------------------------------------------
+    def mlm_floor(self, input_ids: np.ndarray, positions: np.ndarray, labels: np.ndarray, symbol_of: dict[int, int],
+                  vocab_size: int, mask_prob: float, mask_id: int, sep_id: int) -> tuple[float, np.ndarray]:
+        """(mean, per-label) Bayes loss in nats of the masked batch (`masking.MaskedBatch` as arrays).
+
+        `symbol_of` maps each word's token id to its symbol; a label that is not a word is an error."""
+        start, trans, emit = self.params
+        h = self.n_states
+        q, v = mask_prob, vocab_size
+        ids = np.asarray(input_ids, dtype=np.int64)
+        pos = np.asarray(positions, dtype=bool)
+        lut = np.full(max(v, ids.max() + 1), -1, dtype=np.int64)
+        for tok, s in symbol_of.items():
+            lut[tok] = s
+        obs = lut[ids]  # symbol shown, or -1
+        lab = lut[np.asarray(labels, dtype=np.int64)]
+        if (lab < 0).any():
+            raise WorkbenchError("hmm floor: a masked label is not a word of the generated language "
+                                 "(the tokenizer split a word, or the blocks are not of this source)")
+        n, t = ids.shape
+        # per-position likelihood of what is shown, for each hidden state (emission through the noise)
+        shown = np.where(obs[..., None] >= 0, emit.T[np.maximum(obs, 0)] * (1 - q + 0.1 * q), 0.0)
+        like = shown + 0.1 * q / v + np.where(ids == mask_id, 0.8 * q, 0.0)[..., None]
+        special = (obs < 0) & (ids != mask_id)
+        like[special & (ids != sep_id)] = 0.1 * q / v  # a non-word token: either a random one or [CLS]/[PAD]
+        boundary = ids == sep_id
+        like[boundary] = 1.0
+        # scaled forward messages: alpha[t] ~ p(z_t | o_<=t); pred[t] ~ p(z_t | o_<t)
+        pred = np.empty((n, t, h))
+        alpha = np.empty((n, t, h))
+        prev = np.broadcast_to(start, (n, h))
+        for k in range(t):
+            restart = boundary[:, k - 1] if k else np.ones(n, bool)
+            p = np.where(restart[:, None], start, prev @ trans) if k else np.broadcast_to(start, (n, h)).copy()
+            pred[:, k] = p
+            a = p * like[:, k]
+            prev = alpha[:, k] = a / a.sum(1, keepdims=True)
+        # scaled backward messages: beta[t] ~ p(o_>t | z_t)
+        beta = np.ones((n, t, h))
+        for k in range(t - 2, -1, -1):
+            nxt = beta[:, k + 1] * like[:, k + 1]
+            b = nxt @ trans.T
+            b = np.where(boundary[:, k, None] | boundary[:, k + 1, None], 1.0, b)
+            beta[:, k] = b / b.sum(1, keepdims=True)
+        post = pred[pos] * beta[pos]  # p(z_i | o_-i), for the selected positions in row order
+        post /= post.sum(1, keepdims=True)
+        word = post @ emit  # p(x_i | o_-i)
+        o_i = ids[pos]
+        own = np.full_like(word, 0.1 / v) + np.where(o_i == mask_id, 0.8, 0.0)[:, None]
+        hit = obs[pos]
+        rows = np.nonzero(hit >= 0)[0]
+        own[rows, hit[rows]] += 0.1
+        joint = word * own
+        loss = -np.log(joint[np.arange(len(lab)), lab] / joint.sum(1))
+        return float(loss.mean()), loss
+
+
+def _draw(cum: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One index per row of cumulative probabilities `cum` (rows end at 1)."""
+    u = rng.random(len(cum))[:, None] * cum[:, -1:]
+    return np.minimum((u >= cum).sum(1), cum.shape[1] - 1)
+
+
+SOURCE = HMMSource()
