@@ -68,7 +68,10 @@ def _brute_force(src, ids, positions, labels, vocab, q, word_id):
 
 
 def test_floor_is_the_bayes_loss_by_enumeration():
-    src = HMMSource(n_states=3, n_words=4, out_degree=2, per_state=2, zipf=1.0, shared_words=True, seed=1)
+    src = HMMSource(n_states=3, n_words=4, out_degree=2, per_state=2, zipf=1.0, shared_words=True, seed=0)
+    start, trans, _ = src.params
+    # a process where context matters: every state reachable, and the chain remembers (second eigenvalue)
+    assert start.min() > 0.1 and sorted(np.abs(np.linalg.eigvals(trans)))[-2] > 0.3
     word_id, vocab, q = 5, 12, 0.15  # ids 9..11 are tokens of the vocabulary that are no word
     rng = np.random.default_rng(0)
     a, b, c = (word_id + d for d in src.sample(3, rng))  # three documents of the language, as token ids
@@ -91,6 +94,9 @@ def test_floor_is_the_bayes_loss_by_enumeration():
     assert np.allclose(per, expected, rtol=1e-9)
     assert mean == pytest.approx(expected.mean())
     assert np.isfinite(per).all()
+    # and the context changed the answer: without it, a masked word's loss would be its marginal's
+    marginal = start @ src.params[2]
+    assert not np.allclose(per[[0, 2]], -np.log(marginal[labels[[0, 2]]] * 0.8 / (marginal * 0.8).sum()))
 
 
 def test_floor_refuses_labels_that_are_not_words():

@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from helpers import QUIET, TINY_DATA, TINY_TRAIN
@@ -220,26 +221,41 @@ def test_a_generated_language_records_its_floor_and_fits_above_it(tmp_path, monk
     """A run on the generated language records the Bayes floor of its own eval masks, below its loss,
     and its law table carries it for the floored law; a run on real text records none."""
     import workbench.data.sources.hmm as hmm
-    from workbench.config import DataConfig
+    from workbench.config import DataConfig, FitConfig
     from workbench.data.floor import eval_loss_floor
     from workbench.data.prepared import prepare_data
+    from workbench.laws.report import law_report
     from workbench.runs.pretrain import eval_batch
-    from workbench.runs.tables import law_table
+    from workbench.runs.tables import fitting_rows, law_table
 
     monkeypatch.setattr(hmm, "SOURCE", replace(hmm.SOURCE, n_states=32, n_words=96, per_state=2, n_tokens=60_000))
     data_cfg = DataConfig(corpus="hmm", vocab_size=256, seq_len=32, eval_blocks=64)
     data = prepare_data(data_cfg, cache_dir=tmp_path / "cache")
-    used = {w for w in hmm.SOURCE.words() if w in data.tokenizer.get_vocab()}
-    assert len(used) > 40 and all(len(data.tokenizer.tokenize(w)) == 1 for w in used)  # a word is one token
+    vocab = data.tokenizer.get_vocab()
+    words = {vocab[w] for w in hmm.SOURCE.words() if w in vocab}
+    held = set(np.unique(np.asarray(data.eval)).tolist()) - set(data.special_ids.values())
+    assert len(words) > 40 and held <= words  # every held-out token is a whole word of the language
     summaries = []
     for layers in (1, 2):
         cfg = PretrainConfig("ar32", layers, 0, data_cfg, replace(TINY_TRAIN, max_steps=30, lr=3e-3))
         summaries.append(pretrain(cfg, tmp_path / "runs", QUIET, data))
-        floor = eval_loss_floor(data, eval_batch(data, cfg)[2], cfg.train.mask_prob)
-        assert summaries[-1]["eval_loss_floor"] == pytest.approx(floor)
-        assert 0 < floor < summaries[-1]["best_eval_loss"]
+        floor = summaries[-1]["eval_loss_floor"]
+        assert floor is not None and 0 < floor < summaries[-1]["best_eval_loss"]
     table = law_table(load_runs(tmp_path / "runs"))
     assert table.floor.nunique() == 1 and table.floor.iloc[0] == summaries[0]["eval_loss_floor"]
+    # the path the sweep notebook, `workbench fit` and the summary take: one point per run, the floor given
+    rows = fitting_rows(table, tmp_path / "runs", "floored")
+    assert len(rows) == 2
+    report = law_report(rows, FitConfig(law="floored", n_bootstrap=20, n_held_out=0))
+    assert report.params["E"] == summaries[0]["eval_loss_floor"] and report.n_points == 2
+    # a floor that is unknown (a word split into pieces) is None, with a warning, never a wrong number
+    cfg = PretrainConfig("ar32", 1, 0, data_cfg, TINY_TRAIN)
+    batch = eval_batch(data, cfg)[2]
+    piece = next(i for t, i in vocab.items() if i not in words and t not in data.special_ids)  # e.g. "##7"
+    k = int(np.flatnonzero(~batch.positions[0].numpy() & np.isin(batch.input_ids[0].numpy(), list(words)))[0])
+    assert eval_loss_floor(data, batch, 0.15) is not None
+    batch.input_ids[0, k] = piece  # shown as itself, unselected: the text holds a piece of a word
+    assert eval_loss_floor(data, batch, 0.15) is None
 
 
 def test_real_text_has_no_floor(tmp_path, tiny_data):

@@ -324,7 +324,8 @@ def _law_backtests(full, fit, protocol, only: str | None = None) -> None:
     from workbench.laws.tables import backtest, mean_over_variants
 
     has_tokens = "tokens" in full and full.tokens.nunique() > 1
-    names = [only] if only else [n for n in laws if has_tokens or not get_law(n).covariates]
+    names = [only] if only else [n for n in laws if (has_tokens or not get_law(n).covariates)
+                                 and all(c in full for c in getattr(get_law(n), "given", ()))]
     scores = {}
     for name in names:
         bt = backtest(full, dataclasses.replace(fit, law=name), protocol)

@@ -7,7 +7,8 @@
 A law follows the `Law` protocol: `fit(n, y, sample_weight=None, **covariates)` returning itself,
 `predict(n, **covariates)`, `params_` (a dict), `r2_`, `formula(params)` (its LaTeX, for figures),
 and for the bootstrap `curve(params, n, **covariates)` (predictions of a (B, k) matrix of parameter
-rows) and `min_sizes`. `covariates`
+rows) and `min_sizes`. A law may also name `given` columns: known constants it is fitted with, not
+variables of its curve (the floored law's `floor`), passed to `fit` like covariates. `covariates`
 names the table columns a law reads beside N: none for a law of N alone; `tokens` for the joint law
 L(N, D) (`workbench.laws.joint`), whose `predict(n)` without tokens is its limit of unlimited tokens.
 `PowerLaw` is the paper's; `SaturatingPowerLaw` (`workbench.laws.saturating`) adds an irreducible floor.
@@ -71,7 +72,7 @@ def covariates_of(table, law: str | type) -> dict[str, np.ndarray]:
     """The columns beyond n_params and value that `law` reads (the joint law: tokens), as arrays
     keyed by name; {} for a law of N alone."""
     cls = get_law(law) if isinstance(law, str) else law
-    names = getattr(cls, "covariates", ())
+    names = tuple(getattr(cls, "covariates", ())) + tuple(getattr(cls, "given", ()))  # given: a known constant
     if not names:
         return {}
     if not isinstance(table, pd.DataFrame):
@@ -79,9 +80,11 @@ def covariates_of(table, law: str | type) -> dict[str, np.ndarray]:
                        f"those columns")
     missing = [c for c in names if c not in table]
     if missing:
-        raise FitError(f"the {cls.name} law needs column(s) {', '.join(missing)} beside n_params and value (tokens "
-                       f"seen, per run or per checkpoint: `workbench runs --export` writes them); this table has "
-                       f"{', '.join(map(str, table.columns))}")
+        why = ("the known floor E: the runs of a generated language record it (eval_loss_floor), and "
+               "`runs.tables.law_table` carries it" if "floor" in missing else
+               "tokens seen, per run or per checkpoint: `workbench runs --export` writes them")
+        raise FitError(f"the {cls.name} law needs column(s) {', '.join(missing)} beside n_params and value ({why}); "
+                       f"this table has {', '.join(map(str, table.columns))}")
     return {c: table[c].to_numpy(float) for c in names}
 
 

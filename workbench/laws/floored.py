@@ -7,10 +7,12 @@ Where the lowest reachable loss is known (a generated language, `workbench.data.
 runs record `eval_loss_floor`), the part of the loss a larger model can still remove, y - E, is what
 follows a power law, and fitting it costs two parameters, as the paper's law does, where the
 saturating law (`workbench.laws.saturating`) spends a third on guessing E. Registered as `floored` in
-`registry.LAWS` (`fit.law=floored`); its covariate `floor` is read from the fitting table, where
-`runs.tables.law_table` puts each run's `eval_loss_floor`. The fit is weighted OLS of log(y - E) on
+`registry.LAWS` (`fit.law=floored`); it reads the given `floor` column of the fitting table, where
+`runs.tables.law_table` puts each run's `eval_loss_floor` (a table from `read_table` has none: give
+`floor=` to `fit`). The fit is weighted OLS of log(y - E) on
 log N, so the bootstrap refits in one vectorised pass. A point at or below the floor is an error:
-no model can be there, so the floor or the point is wrong.
+the floor is the Bayes loss in expectation, so a run can sit a hair below it by chance on a finite eval
+set, but a point there leaves no loss above the floor to fit.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ class FlooredPowerLaw:
     name = "floored"
     param_names = ("E", "A", "alpha")  # E is the given floor, the same in every bootstrap replicate
     min_sizes = 2
-    covariates = ("floor",)
+    covariates = ()  # a law of N alone: one point per run, read as a curve over N like the paper's
+    given = ("floor",)  # the table column of the known E (`laws.fit.covariates_of` passes it to fit)
 
     def fit(self, n, y=None, sample_weight=None, floor=None) -> "FlooredPowerLaw":
         if y is None and hasattr(n, "columns"):
@@ -63,8 +66,8 @@ class FlooredPowerLaw:
         e = _one_floor(floor, len(y))
         above = y - e
         if (above <= 0).any():
-            raise FitError(f"a loss at or below the floor E = {e:.4f} (lowest {y.min():.4f}): no model reaches "
-                           f"below the floor, so the floor or that point is wrong")
+            raise FitError(f"a loss at or below the floor E = {e:.4f} (lowest {y.min():.4f}): nothing above the "
+                           f"floor to fit; check that the runs and the floor share their eval blocks and masks")
         slope, intercept = weighted_ols(W, np.log(n), np.log(above))
         return np.stack([np.full_like(slope, e), np.exp(intercept), -slope], axis=1)
 

@@ -157,7 +157,7 @@ class LawReport:
         if self.points_per_run > 1:
             text += (f"; {self.n_points} points from {self.n_runs} runs (up to {self.points_per_run} checkpoints "
                      f"of one run; the bootstrap resamples runs)")
-        covariates = ", ".join(c for c in get_law(self.law).covariates if c != "floor")  # the floor is a given E
+        covariates = ", ".join(get_law(self.law).covariates)
         if covariates:  # a law of N and more: its curve over N is read at one value of the rest
             text += (f"; curve read at unlimited {covariates} ({get_law(self.law).formula(self.params)})"
                      if not self.tokens else f"; curve read at D = {self.tokens:.3g} tokens")

@@ -139,16 +139,17 @@ def compare_forms(n, y=None, forms: tuple[str, ...] | None = None) -> FormCompar
     from workbench.base import registry
     from workbench.laws.fit import get_law
 
-    forms = forms or tuple(name for name in registry.LAWS if not get_law(name).covariates)
+    forms = forms or tuple(name for name in registry.LAWS
+                           if not get_law(name).covariates and not getattr(get_law(name), "given", ()))
     n, y = as_points(n, y)
     keep = n < n.max()
     actual = y[~keep].mean()
     rows = []
     for name in dict.fromkeys(forms):
         law = get_law(name)
-        if law.covariates:
+        if law.covariates or getattr(law, "given", ()):
             raise FitError(f"compare_forms compares laws of N alone; the {name} law also reads "
-                           f"{', '.join(law.covariates)}")
+                           f"{', '.join((*law.covariates, *getattr(law, 'given', ())))}")
         if len(np.unique(n)) < law.min_sizes:
             raise FitError(f"comparing forms needs at least {law.min_sizes} sizes, got {len(np.unique(n))}")
         full = law().fit(n, y)

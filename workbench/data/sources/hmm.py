@@ -1,7 +1,9 @@
 """A generated language with a known floor: text sampled from a seeded hidden Markov model.
 
     docs = SOURCE.documents()        # "w17 w3 w250 ...": one word per emitted symbol
-    floor = SOURCE.mlm_floor(batch, symbol_ids, vocab_size, mask_prob, sep_id)   # nats per masked token
+    mean, per_label = SOURCE.mlm_floor(input_ids, positions, labels, symbol_of, vocab_size, mask_prob,
+                                       mask_id, sep_id)   # nats per masked token
+    eval_loss_floor(data, batch, mask_prob)   # the same for a prepared corpus (`workbench.data.floor`)
 
 The method alone (laws, convergence, certificates) on data that never runs short: the corpus is as
 large as asked, with nothing to overfit, and the lowest MLM loss any model can reach on it, the
@@ -23,8 +25,9 @@ token is then a noisy observation of its word: p(o=v|x) = (1-q)[v=x] + q(0.1[v=x
 p(o=[MASK]|x) = 0.8q (+ 0.1q/V). For a selected position i the Bayes prediction is
 p(x_i | o) ~ p(x_i | o_-i) (0.8[o_i=MASK] + 0.1[o_i=x_i] + 0.1/V), with p(x_i | o_-i) from the
 forward and backward messages around i. An observed [SEP] restarts the chain (a document boundary);
-a random replacement that is itself a special token (probability q/(10V) per position) is read as
-what it shows, the one approximation.
+a random replacement that is itself [SEP] (probability q/(10V) per position) is read as a boundary,
+the one approximation. The floor is the Bayes loss in expectation over the process: on a finite
+eval set a model's measured loss can sit a little below it by chance, never far.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from workbench.base.errors import WorkbenchError
 from workbench.data.corpus import Document
 
 VERSION = 1  # bump when the sampler changes what it writes
+ROWS = 64  # blocks per forward-backward pass of the floor (memory: 3 x ROWS x seq_len x n_states floats)
 
 
 @dataclass(frozen=True)
@@ -132,8 +136,6 @@ class HMMSource:
         """(mean, per-label) Bayes loss in nats of the masked batch (`masking.MaskedBatch` as arrays).
 
         `symbol_of` maps each word's token id to its symbol; a label that is not a word is an error."""
-        start, trans, emit = self.params
-        h = self.n_states
         q, v = mask_prob, vocab_size
         ids = np.asarray(input_ids, dtype=np.int64)
         pos = np.asarray(positions, dtype=bool)
@@ -145,7 +147,18 @@ class HMMSource:
         if (lab < 0).any():
             raise WorkbenchError("hmm floor: a masked label is not a word of the generated language "
                                  "(the tokenizer split a word, or the blocks are not of this source)")
+        per_row = pos.sum(1)
+        cuts = np.concatenate([[0], np.cumsum(per_row)])
+        loss = np.concatenate([self._floor_rows(ids[i:i + ROWS], pos[i:i + ROWS], obs[i:i + ROWS],
+                                                lab[cuts[i]:cuts[min(i + ROWS, len(ids))]], q, v, mask_id, sep_id)
+                               for i in range(0, len(ids), ROWS)])
+        return float(loss.mean()), loss
+
+    def _floor_rows(self, ids, pos, obs, lab, q, v, mask_id, sep_id) -> np.ndarray:
+        """Bayes losses of the selected positions of some rows (in row order); see `mlm_floor`."""
+        start, trans, emit = self.params
         n, t = ids.shape
+        h = len(start)
         # per-position likelihood of what is shown, for each hidden state (emission through the noise)
         shown = np.where(obs[..., None] >= 0, emit.T[np.maximum(obs, 0)] * (1 - q + 0.1 * q), 0.0)
         like = shown + 0.1 * q / v + np.where(ids == mask_id, 0.8 * q, 0.0)[..., None]
@@ -153,34 +166,30 @@ class HMMSource:
         like[special & (ids != sep_id)] = 0.1 * q / v  # a non-word token: either a random one or [CLS]/[PAD]
         boundary = ids == sep_id
         like[boundary] = 1.0
-        # scaled forward messages: alpha[t] ~ p(z_t | o_<=t); pred[t] ~ p(z_t | o_<t)
+        # scaled forward messages: pred[t] ~ p(z_t | o_<t)
         pred = np.empty((n, t, h))
-        alpha = np.empty((n, t, h))
-        prev = np.broadcast_to(start, (n, h))
+        prev = None
         for k in range(t):
             restart = boundary[:, k - 1] if k else np.ones(n, bool)
-            p = np.where(restart[:, None], start, prev @ trans) if k else np.broadcast_to(start, (n, h)).copy()
+            p = np.broadcast_to(start, (n, h)) if prev is None else np.where(restart[:, None], start, prev @ trans)
             pred[:, k] = p
             a = p * like[:, k]
-            prev = alpha[:, k] = a / a.sum(1, keepdims=True)
-        # scaled backward messages: beta[t] ~ p(o_>t | z_t)
+            prev = a / a.sum(1, keepdims=True)  # p(z_t | o_<=t)
+        # scaled backward messages: beta[t] ~ p(o_>t | z_t); a [SEP] at t or t+1 cuts the chain
         beta = np.ones((n, t, h))
         for k in range(t - 2, -1, -1):
-            nxt = beta[:, k + 1] * like[:, k + 1]
-            b = nxt @ trans.T
+            b = (beta[:, k + 1] * like[:, k + 1]) @ trans.T
             b = np.where(boundary[:, k, None] | boundary[:, k + 1, None], 1.0, b)
             beta[:, k] = b / b.sum(1, keepdims=True)
         post = pred[pos] * beta[pos]  # p(z_i | o_-i), for the selected positions in row order
         post /= post.sum(1, keepdims=True)
         word = post @ emit  # p(x_i | o_-i)
-        o_i = ids[pos]
-        own = np.full_like(word, 0.1 / v) + np.where(o_i == mask_id, 0.8, 0.0)[:, None]
+        own = np.full_like(word, 0.1 / v) + np.where(ids[pos] == mask_id, 0.8, 0.0)[:, None]
         hit = obs[pos]
         rows = np.nonzero(hit >= 0)[0]
-        own[rows, hit[rows]] += 0.1
+        own[rows, hit[rows]] += 0.1  # its own observation: a kept word, or a random one that is a word
         joint = word * own
-        loss = -np.log(joint[np.arange(len(lab)), lab] / joint.sum(1))
-        return float(loss.mean()), loss
+        return -np.log(joint[np.arange(len(lab)), lab] / joint.sum(1))
 
 
 def _draw(cum: np.ndarray, rng: np.random.Generator) -> np.ndarray:
