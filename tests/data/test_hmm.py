@@ -111,3 +111,5 @@ def test_bad_shapes_are_refused():
         replace(SOURCE, out_degree=1)
     with pytest.raises(WorkbenchError, match="shared_words"):
         replace(SOURCE, n_words=SOURCE.n_states)
+    with pytest.raises(WorkbenchError, match="doc_len"):
+        replace(SOURCE, doc_len=(10, 5))

@@ -60,9 +60,11 @@ class HMMSource:
 
     def __post_init__(self) -> None:
         if not (2 <= self.out_degree <= self.n_states and 1 <= self.per_state <= self.n_words) or (
-                not self.shared_words and self.n_states * self.per_state > self.n_words):
+                not self.shared_words and self.n_states * self.per_state > self.n_words) or not (
+                1 <= self.doc_len[0] <= self.doc_len[1] and self.n_tokens >= 2 * self.doc_len[1]):
             raise WorkbenchError(f"hmm source: need 2 <= out_degree <= n_states, 1 <= per_state <= n_words "
-                                 f"and, unless shared_words, n_states * per_state <= n_words; "
+                                 f"and, unless shared_words, n_states * per_state <= n_words; 1 <= doc_len[0] <= "
+                                 f"doc_len[1] and n_tokens >= 2 * doc_len[1]; "
                                  f"got {self}")
 
     # -- the process ---------------------------------------------------------------------------------
@@ -128,7 +130,9 @@ class HMMSource:
         return docs
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(f"{VERSION}|{asdict(self)}".encode()).hexdigest()[:16]
+        """Keys the prepared corpus: every parameter, the sampler's version and numpy's (whose samplers
+        draw the tables; the floor recomputes them, so they must be the ones that wrote the data)."""
+        return hashlib.sha256(f"{VERSION}|{asdict(self)}|numpy {np.__version__}".encode()).hexdigest()[:16]
 
     # -- the floor ----------------------------------------------------------------------------------------
     def mlm_floor(self, input_ids: np.ndarray, positions: np.ndarray, labels: np.ndarray, symbol_of: dict[int, int],
