@@ -138,7 +138,7 @@ class PretrainSpec(SpecBase):
                  if res.train_time_s and ctx.peak_flops else None),
             micro_batch_size=ctx.exec.micro_batch_size or t.batch_size,
             n_params=spec.n_params, device=str(ctx.device), precision=ctx.precision,
-            # the lowest eval_loss any model can reach, where the corpus knows it (a generated language); else None
+            # the Bayes eval_loss, no model beats it in expectation, where the corpus knows it (a generated language)
             eval_loss_floor=eval_loss_floor(data, eval_batch(data, cfg)[2], t.mask_prob),
             # converged (bool) and why, the LR at the best step, and a forecast of the converged loss
             **summarize_run(read_metrics(s.run_dir), res.stop_reason, res.best_step, res.steps, t.lr, res.status),
