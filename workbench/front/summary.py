@@ -67,7 +67,7 @@ def _floor(sw: SweepResults) -> list[str]:
     e = sw.law.params["E"]
     above = ", ".join(f"{_n(n)}: {v - e:.4f}" for n, v in sorted(sw.losses.items(), key=lambda kv: float(kv[0])))
     return [f"- known floor E = {e:.4f}: the Bayes loss of the process that generated the corpus, on the same "
-            f"held-out masks (no model can go below it); loss above it by N: {above}"]
+            f"held-out masks (no model beats it in expectation); loss above it by N: {above}"]
 
 
 def _unavailable(results) -> list[str]:

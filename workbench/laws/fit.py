@@ -68,11 +68,17 @@ def get_law(name: str) -> type:
     return registry.get(registry.LAWS, name, "law")
 
 
+def columns_read(law: str | type) -> tuple[str, ...]:
+    """Every table column `law` reads beside n_params and value: its covariates, then its given constants."""
+    cls = get_law(law) if isinstance(law, str) else law
+    return tuple(getattr(cls, "covariates", ())) + tuple(getattr(cls, "given", ()))
+
+
 def covariates_of(table, law: str | type) -> dict[str, np.ndarray]:
     """The columns beyond n_params and value that `law` reads (the joint law: tokens), as arrays
     keyed by name; {} for a law of N alone."""
     cls = get_law(law) if isinstance(law, str) else law
-    names = tuple(getattr(cls, "covariates", ())) + tuple(getattr(cls, "given", ()))  # given: a known constant
+    names = columns_read(cls)
     if not names:
         return {}
     if not isinstance(table, pd.DataFrame):

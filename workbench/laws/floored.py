@@ -18,13 +18,14 @@ set, but a point there leaves no loss above the floor to fit.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from workbench.base.errors import FitError
-from workbench.laws.fit import as_points, r2_linear, sizes, weighted_ols
+from workbench.laws.fit import as_points, covariates_of, r2_linear, sizes, weighted_ols
 
 
 class FlooredPowerLaw:
-    """y = E + A * N^-alpha with E known (the `floor` covariate), A > 0."""
+    """y = E + A * N^-alpha with E known (the given `floor` column), A > 0."""
 
     name = "floored"
     param_names = ("E", "A", "alpha")  # E is the given floor, the same in every bootstrap replicate
@@ -33,9 +34,8 @@ class FlooredPowerLaw:
     given = ("floor",)  # the table column of the known E (`laws.fit.covariates_of` passes it to fit)
 
     def fit(self, n, y=None, sample_weight=None, floor=None) -> "FlooredPowerLaw":
-        if y is None and hasattr(n, "columns"):
-            if floor is None and "floor" in n:
-                floor = n["floor"].to_numpy(float)
+        if y is None and floor is None and isinstance(n, pd.DataFrame):
+            floor = covariates_of(n, FlooredPowerLaw)["floor"]
         n, y = as_points(n, y)
         e = _one_floor(floor, len(y))
         w = np.ones_like(y) if sample_weight is None else np.asarray(sample_weight, float)

@@ -137,19 +137,18 @@ def compare_forms(n, y=None, forms: tuple[str, ...] | None = None) -> FormCompar
     forms 1 / (1 + exp(-dBIC / 2))); `loso_agrees` says whether the leave-one-size-out errors point the
     same way."""
     from workbench.base import registry
-    from workbench.laws.fit import get_law
+    from workbench.laws.fit import columns_read, get_law
 
-    forms = forms or tuple(name for name in registry.LAWS
-                           if not get_law(name).covariates and not getattr(get_law(name), "given", ()))
+    forms = forms or tuple(name for name in registry.LAWS if not columns_read(name))
     n, y = as_points(n, y)
     keep = n < n.max()
     actual = y[~keep].mean()
     rows = []
     for name in dict.fromkeys(forms):
         law = get_law(name)
-        if law.covariates or getattr(law, "given", ()):
+        if columns_read(law):
             raise FitError(f"compare_forms compares laws of N alone; the {name} law also reads "
-                           f"{', '.join((*law.covariates, *getattr(law, 'given', ())))}")
+                           f"{', '.join(columns_read(law))}")
         if len(np.unique(n)) < law.min_sizes:
             raise FitError(f"comparing forms needs at least {law.min_sizes} sizes, got {len(np.unique(n))}")
         full = law().fit(n, y)
