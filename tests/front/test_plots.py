@@ -87,3 +87,27 @@ def test_checkpoints_of_runs_that_are_not_converged_are_hollow_in_the_joint_figu
     hollow = [c for c in left.collections if len(c.get_offsets()) and len(c.get_facecolors()) == 0]
     assert sum(len(c.get_offsets()) for c in hollow) == 6  # the largest size's 6 checkpoints
     assert NOT_CONVERGED in [t.get_text() for t in left.get_legend().get_texts()]
+
+
+@pytest.mark.parametrize("converged, hollow_n", [([True, True, True, False], [4e5]), ([False, True, True, False], [1e3, 4e5]),
+                                                 (None, [])])
+def test_the_convergence_check_draws_runs_that_are_not_converged_hollow(converged, hollow_n):
+    """The check's figure travels without the summary too: a flagged or ok point of a run that did not
+    converge is hollow (in its flag's colour), and the legend says so."""
+    from workbench.front.plots import plot_convergence
+    from workbench.laws.diagnostics import convergence_check
+
+    sizes = (1e3, 1e4, 1e5, 4e5)
+    table = pd.DataFrame([dict(n_params=n, value=6.5 * n ** -0.05 * (1 + 0.001 * s), seed=s) for n in sizes for s in range(2)])
+    table.loc[table.n_params == 1e3, "value"] *= 1.05  # flagged above the law of the others
+    if converged is not None:
+        table["converged"] = [c for c in converged for _ in range(2)]
+    check = convergence_check(table, FitConfig(n_bootstrap=50))
+    assert (check.flag == "above").sum() == 2
+    ax = plot_convergence(check).axes[0]
+    hollow = [c for c in ax.collections if len(c.get_offsets()) and len(c.get_facecolors()) == 0]
+    assert sorted({float(x) for c in hollow for x, _ in c.get_offsets()}) == hollow_n
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert (NOT_CONVERGED in texts) == bool(hollow_n)
+    flags = check.flag.value_counts()
+    assert sorted(t for t in texts if t not in (NOT_CONVERGED, "leave-one-size-out band")) == sorted(f"{f} ({k})" for f, k in flags.items())  # once each

@@ -65,3 +65,32 @@ def test_law_table_carries_the_floor(tmp_path):
                              n_params=[3e3, 2.5e4], seed=0, best_eval_loss=[3.8, 3.6], eval_loss_floor=[3.3, 3.3]))
     assert law_table(runs).floor.tolist() == [3.3, 3.3]
     assert "floor" not in law_table(runs.assign(eval_loss_floor=None))  # real text: no known floor
+
+
+def test_any_table_with_a_floor_column_fits_the_floored_law(tmp_path):
+    """A table read from disk keeps its floor (under its own name or a common alias), so the floored
+    law fits anyone's runs on a generated language, from Python and from the command line."""
+    from workbench.front.cli import main
+    from workbench.laws.report import law_report
+    from workbench.laws.tables import read_table
+
+    t = _ladder(noise=0.002, rng=3).rename(columns={"floor": "eval_loss_floor", "value": "loss"})
+    path = tmp_path / "ladder.csv"
+    t.to_csv(path, index=False)
+    table = read_table(path)
+    assert table.columns.tolist() == ["variant", "n_params", "seed", "value", "floor"]
+    assert (table.floor == 3.3).all()
+    report = law_report(table, FitConfig(law="floored", n_bootstrap=100, n_held_out=1))
+    assert report.params["E"] == 3.3 and report.params["alpha"] == pytest.approx(0.3, abs=0.02)
+    assert main(["fit", "--table", str(path), "--set", "fit.law=floored", "--set", "fit.n_bootstrap=50"]) == 0
+    # duplicates averaged keep their floor; a floor column left empty (real text) is dropped, not refused
+    twice = read_table(pd.concat([t, t]).drop(columns="seed"), dedupe="mean")
+    assert len(twice) == 4 and (twice.floor == 3.3).all()
+    empty = read_table(t.assign(eval_loss_floor=np.nan))
+    assert "floor" not in empty and "empty" in " ".join(empty.attrs["notes"])
+    mixed = read_table(t.assign(eval_loss_floor=[3.3] * 6 + [np.nan] * 6))  # kept; the floored law refuses it
+    with pytest.raises(FitError, match="one finite floor"):
+        FlooredPowerLaw().fit(mixed)
+    for bad in (-0.1, "low"):
+        with pytest.raises(FitError, match=r"eval_loss_floor.*\(floor\)"):
+            read_table(t.assign(eval_loss_floor=bad))

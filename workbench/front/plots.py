@@ -149,16 +149,25 @@ def plot_comparison(selection, ylabel: str = "eval loss", title: str = ""):
 
 
 def plot_convergence(check: pd.DataFrame, ylabel: str = "eval loss", title: str = "convergence check"):
-    """Each size's runs against the law fitted on the other sizes (band: the leave-one-size-out interval at the check's level)."""
+    """Each size's runs against the law fitted on the other sizes (band: the leave-one-size-out interval at the
+    check's level), coloured by flag; runs that are not converged (its `converged` column) hollow."""
     fig, ax = plt.subplots(figsize=(6, 4.2))
     by = check.groupby("n_params").first().reset_index()
     ax.fill_between(by.n_params, by.lower, by.upper, color="gray", alpha=0.25, lw=0,
                     label="leave-one-size-out band")
     ax.plot(by.n_params, by.pred, color="gray", ls="--", lw=1)
     colors = {"ok": "tab:blue", "above": "crimson", "below": "darkorange"}
+    hollow = _unconverged(converged_flags(check), len(check))
     for flag, rows in check.groupby("flag"):
-        ax.scatter(rows.n_params, rows.value, color=colors.get(flag, "k"), zorder=3,
-                   label=f"{flag} ({len(rows)})")
+        color, out = colors.get(flag, "k"), hollow[check.index.get_indexer(rows.index)]
+        label = f"{flag} ({len(rows)})"  # once per flag, on its filled points if it has any
+        if (~out).any():
+            ax.scatter(rows.n_params[~out], rows.value[~out], color=color, zorder=3, label=label)
+        if out.any():
+            ax.scatter(rows.n_params[out], rows.value[out], facecolors="none", edgecolors=color, lw=1.5, s=40,
+                       zorder=3, label=None if (~out).any() else label)
+    if hollow.any():
+        _not_converged_legend(ax)
     _finish(ax, ylabel, title)
     return fig
 

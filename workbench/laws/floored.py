@@ -8,8 +8,8 @@ runs record `eval_loss_floor`), the part of the loss a larger model can still re
 follows a power law, and fitting it costs two parameters, as the paper's law does, where the
 saturating law (`workbench.laws.saturating`) spends a third on guessing E. Registered as `floored` in
 `registry.LAWS` (`fit.law=floored`); it reads the given `floor` column of the fitting table, where
-`runs.tables.law_table` puts each run's `eval_loss_floor` (a table from `read_table` has none: give
-`floor=` to `fit`). The fit is weighted OLS of log(y - E) on
+`runs.tables.law_table` puts each run's `eval_loss_floor` and `laws.tables.read_table` reads a
+table's own (`floor`, `eval_loss_floor`, ...; or give `floor=` to `fit`). The fit is weighted OLS of log(y - E) on
 log N, so the bootstrap refits in one vectorised pass. A point at or below the floor is an error:
 the floor is the Bayes loss in expectation, so a run can sit a hair below it by chance on a finite eval
 set, but a point there leaves no loss above the floor to fit.

@@ -16,6 +16,8 @@ The schema, one row per run (or per checkpoint of a run):
   seed      seed id (an integer)                                 no (0)
   step      training step of a checkpoint                        no
   value     what the law fits: a loss, or 1 - metric, > 0        yes
+  floor     the known irreducible loss E, >= 0 (a generated       no (the `floored` law needs it)
+            language's Bayes loss on the runs' eval set)
 
 `columns` maps a schema name to the source's column name. Without a map the schema names are looked
 up, then common aliases (`ALIASES`: `N`, `num_params`, `model_size`, `D`, `tokens_seen`, `loss`,
@@ -46,7 +48,7 @@ from workbench.base.errors import FitError
 
 log = logging.getLogger(__name__)
 
-SCHEMA = ("variant", "n_params", "tokens", "seed", "step", "value")
+SCHEMA = ("variant", "n_params", "tokens", "seed", "step", "value", "floor")
 MAPPABLE = SCHEMA + ("run",)  # `run` is read to tell runs apart, then becomes seed ids
 REQUIRED = ("n_params", "value")
 ALIASES = {  # the names published ladders use (README: "Laws from any table")
@@ -59,6 +61,7 @@ ALIASES = {  # the names published ladders use (README: "Laws from any table")
     "step": ("step", "steps", "checkpoint_step", "iteration", "iter"),
     "value": ("value", "loss", "eval_loss", "best_eval_loss", "y", "perf", "val_loss", "validation_loss",
               "test_loss"),
+    "floor": ("floor", "eval_loss_floor", "loss_floor", "entropy_floor", "irreducible_loss"),
 }
 SIZE_UNITS = {"k": 3, "m": 6, "b": 9, "g": 9, "t": 12}  # powers of ten: 125m, 2.8B, 1.3b, 300B tokens
 NUMERIC = ("n_params", "tokens", "seed", "step", "value")
@@ -105,6 +108,8 @@ def read_table(source, columns: dict[str, str] | None = None, hparams=(), select
     for name in NUMERIC:
         if name in table:
             table[name] = _numeric(table[name], name, out[name].attrs["source"], name in POSITIVE)
+    if "floor" in table:
+        _floor(table, out["floor"].attrs["source"], notes)
     if "variant" in table:
         _named(table["variant"], out["variant"].attrs["source"])
     table["variant"] = table["variant"].astype(str) if "variant" in table else "all"
@@ -194,7 +199,8 @@ def _dedupe(table: pd.DataFrame, key: list[str], notes: list[str]) -> pd.DataFra
     dup = table.duplicated(key, keep=False)
     if not dup.any():
         return table
-    merged = table.groupby(key, as_index=False, sort=False).value.mean()
+    agg = {"value": "mean", **({"floor": "first"} if "floor" in table else {})}  # one eval set, one floor
+    merged = table.groupby(key, as_index=False, sort=False).agg(agg)
     notes.append(f"{int(dup.sum())} repeated points (equal {', '.join(k for k in key if not k.startswith('hp:'))}) "
                  f"averaged into {int(dup.sum() - (len(table) - len(merged)))} (dedupe=mean)")
     return merged
@@ -414,6 +420,25 @@ def _numeric(col: pd.Series, name: str, source: str, positive: bool) -> pd.Serie
         raise FitError(f"column {source!r} ({name}): row {i + 1} is {float(values.iloc[i]):.3g}, outside "
                        f"{lo:g} .. {hi:g} where a fit in log space stays finite; rescale the column")
     return values.astype(float)
+
+
+def _floor(table: pd.DataFrame, source: str, notes: list[str]) -> None:
+    """The known floor, a number >= 0 where given: empty cells stay NaN (runs on real text have no
+    floor; the floored law refuses them when fitted), and a column with none given is dropped."""
+    given = table["floor"].notna()
+    if not given.any():
+        table.pop("floor")
+        notes.append(f"column {source!r} (floor) is empty: dropped")
+        return
+    values = table["floor"].astype(float) if table["floor"].dtype.kind in "iuf" else None
+    if values is None:
+        values = _numeric(table["floor"][given], "floor", source, positive=False).reindex(table.index)
+    bad = given & ~(np.isfinite(values) & (values >= 0))
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise FitError(f"column {source!r} (floor): row {i + 1} is {table['floor'].iloc[i]!r}; a loss floor is a "
+                       f"finite number >= 0")
+    table["floor"] = values
 
 
 def _no_duplicates(table: pd.DataFrame, key: list[str]) -> None:
