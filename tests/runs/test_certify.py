@@ -206,3 +206,40 @@ def test_a_retrained_run_that_stops_where_the_run_did_needs_no_continuation(tmp_
     assert cert["rule_patience"] == 6 and cert["steps"] == 0 and cert["to_step"] == s["steps"]
     assert cert["ended"] == "patience" and cert["certified"] is True and cert["gain"] == 0
     assert not (tmp_path / run_id(cfg) / "certificate" / "metrics.jsonl").exists()
+
+
+def test_an_interrupted_continuation_resumes_where_it_stopped(tmp_path, tiny_data, monkeypatch):
+    """A continuation killed mid-way (Ctrl-C, a lost worker) resumes from its own checkpoint, not from
+    the run's stop: the same evaluations, step for step, as the continuation that was never
+    interrupted (which is the run retrained with 3x the patience)."""
+    import workbench.runs.pretrain as pt
+
+    short = _cfg(lr=1e-3, patience=10, min_delta=0.15)
+    for root in ("a", "b"):
+        assert pretrain(short, tmp_path / root, QUIET, tiny_data)["steps"] == 20
+    whole = certify(tmp_path / "a", run_id(short), factor=2, min_gain=0.99, exec_cfg=QUIET)
+    assert whole["to_step"] > 50
+    real, calls = pt.mlm_loss, {"n": 0}
+
+    def crash(model, batch):
+        calls["n"] += model.training
+        if calls["n"] == 25:  # step 45, after the evaluation and checkpoint at step 40
+            raise KeyboardInterrupt
+        return real(model, batch)
+
+    monkeypatch.setattr(pt, "mlm_loss", crash)
+    cert_b = tmp_path / "b" / run_id(short) / "certificate"
+    with pytest.raises(KeyboardInterrupt):
+        certify(tmp_path / "b", run_id(short), factor=2, min_gain=0.99, exec_cfg=QUIET)
+    assert (cert_b / "resume.pt").exists() and (cert_b / "start.json").exists()
+    assert [r["step"] for r in read_metrics(cert_b)] == [30, 40]
+    assert "certificate" not in json.loads((cert_b.parent / "summary.json").read_text())
+    calls["n"] = -10**9  # counting, no more crashing
+    resumed = certify(tmp_path / "b", run_id(short), factor=2, min_gain=0.99, exec_cfg=QUIET)
+    assert calls["n"] + 10**9 == whole["to_step"] - 40  # trained from step 40 on, not again from 20
+    a = read_metrics(tmp_path / "a" / run_id(short) / "certificate")
+    b = read_metrics(cert_b)
+    assert [r["step"] for r in b] == [r["step"] for r in a]  # every step once: no second start from step 20
+    assert [r["eval_loss"] for r in b] == pytest.approx([r["eval_loss"] for r in a], rel=1e-5)
+    assert resumed["to_step"] == whole["to_step"] and resumed["gain"] == pytest.approx(whole["gain"], rel=1e-5)
+    assert not (cert_b / "resume.pt").exists()
