@@ -104,9 +104,14 @@ def test_the_convergence_check_draws_runs_that_are_not_converged_hollow(converge
         table["converged"] = [c for c in converged for _ in range(2)]
     check = convergence_check(table, FitConfig(n_bootstrap=50))
     assert (check.flag == "above").sum() == 2
+    check = pd.concat([check.iloc[:4], check.iloc[4:]])  # two checks' rows, as one table: labels repeat
+    check.index = [0, 1, 2, 3] * 2
     ax = plot_convergence(check).axes[0]
     hollow = [c for c in ax.collections if len(c.get_offsets()) and len(c.get_facecolors()) == 0]
     assert sorted({float(x) for c in hollow for x, _ in c.get_offsets()}) == hollow_n
+    if 1e3 in hollow_n:  # the flag's colour on the hollow point's edge
+        edge = next(c for c in hollow if 1e3 in c.get_offsets()[:, 0]).get_edgecolors()[0]
+        assert tuple(edge[:3]) == pytest.approx(matplotlib.colors.to_rgb("crimson"))
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
     assert (NOT_CONVERGED in texts) == bool(hollow_n)
     flags = check.flag.value_counts()

@@ -87,10 +87,50 @@ def test_any_table_with_a_floor_column_fits_the_floored_law(tmp_path):
     twice = read_table(pd.concat([t, t]).drop(columns="seed"), dedupe="mean")
     assert len(twice) == 4 and (twice.floor == 3.3).all()
     empty = read_table(t.assign(eval_loss_floor=np.nan))
-    assert "floor" not in empty and "empty" in " ".join(empty.attrs["notes"])
+    assert "floor" not in empty and "holds no floor" in " ".join(empty.attrs["notes"])
     mixed = read_table(t.assign(eval_loss_floor=[3.3] * 6 + [np.nan] * 6))  # kept; the floored law refuses it
     with pytest.raises(FitError, match="one finite floor"):
         FlooredPowerLaw().fit(mixed)
     for bad in (-0.1, "low"):
         with pytest.raises(FitError, match=r"eval_loss_floor.*\(floor\)"):
             read_table(t.assign(eval_loss_floor=bad))
+
+
+def test_a_floor_column_on_disk_missing_cells_bad_rows_and_repeats(tmp_path):
+    """Missing floors as a CSV writes them stay missing, an error names the table's own row, and
+    repeated points with different floors are not averaged into one."""
+    from workbench.laws.tables import read_table
+
+    t = _ladder().rename(columns={"floor": "loss_floor"})
+    t["loss_floor"] = t.loss_floor.astype(object)
+    t.loc[[0, 1, 2], "loss_floor"] = ["", "NaN", "n/a"]
+    path = tmp_path / "partly.csv"
+    t.to_csv(path, index=False)
+    table = read_table(path)
+    assert table.floor.isna().tolist() == [True] * 3 + [False] * 9 and (table.floor[3:] == 3.3).all()
+    assert any("loss_floor" in n and "9 of 12" in n for n in table.attrs["notes"])
+    t.loc[7, "loss_floor"] = "low"
+    t.to_csv(path, index=False)
+    with pytest.raises(FitError, match=r"'loss_floor' \(floor\): row 8 is 'low'"):
+        read_table(path)
+    mapped = read_table(_ladder().rename(columns={"floor": "H"}), columns={"floor": "H"})
+    assert (mapped.floor == 3.3).all()
+    twice = pd.concat([_ladder(), _ladder().assign(floor=2.0)]).drop(columns="seed")
+    with pytest.raises(FitError, match="different floors"):
+        read_table(twice, dedupe="mean")
+
+
+def test_the_backtest_ranks_laws_on_every_variant_when_only_some_know_their_floor(tmp_path, capsys):
+    """A table of a generated language's ladder and a real-text ladder: the floored law is backtested
+    on the variant with a floor, and the laws that score both are ranked on both."""
+    from workbench.front.cli import main
+
+    hmm = _ladder(noise=0.002, rng=4).assign(variant="hmm")
+    text = _ladder(e=5.0, noise=0.002, rng=5).assign(variant="text", floor=np.nan)
+    path = tmp_path / "two.csv"
+    pd.concat([hmm, text]).to_csv(path, index=False)
+    assert main(["backtest", "--table", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "floored law:" in out and "not ranked against the laws that score every variant" in out
+    assert "compared on the" not in out  # no law's comparison shrank to the one variant with a floor
+    assert "best law: floored" not in out

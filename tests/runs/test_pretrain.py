@@ -225,8 +225,9 @@ def test_a_generated_language_records_its_floor_and_fits_above_it(tmp_path, monk
     from workbench.data.floor import eval_loss_floor
     from workbench.data.prepared import prepare_data
     from workbench.laws.report import law_report
+    from workbench.laws.tables import final_points, read_table
     from workbench.runs.pretrain import eval_batch
-    from workbench.runs.tables import fitting_rows, law_table
+    from workbench.runs.tables import fitting_rows, law_table, store_table
 
     monkeypatch.setattr(hmm, "SOURCE", replace(hmm.SOURCE, n_states=32, n_words=96, per_state=2, n_tokens=60_000))
     data_cfg = DataConfig(corpus="hmm", vocab_size=256, seq_len=32, eval_blocks=64)
@@ -248,6 +249,12 @@ def test_a_generated_language_records_its_floor_and_fits_above_it(tmp_path, monk
     assert len(rows) == 2
     report = law_report(rows, FitConfig(law="floored", n_bootstrap=20, n_held_out=0))
     assert report.params["E"] == summaries[0]["eval_loss_floor"] and report.n_points == 2
+    # shared as a table (`workbench runs --export`) and read back, the runs keep their floor
+    exported = tmp_path / "runs.csv"
+    store_table(tmp_path / "runs").to_csv(exported, index=False)
+    back = final_points(read_table(exported))
+    assert (back.floor == summaries[0]["eval_loss_floor"]).all() and len(back) == 2
+    assert law_report(back, FitConfig(law="floored", n_bootstrap=20, n_held_out=0)).params["E"] == report.params["E"]
     # a floor that is unknown (a word split into pieces) is None, with a warning, never a wrong number
     cfg = PretrainConfig("ar32", 1, 0, data_cfg, TINY_TRAIN)
     batch = eval_batch(data, cfg)[2]

@@ -328,7 +328,13 @@ def _law_backtests(full, fit, protocol, only: str | None = None) -> None:
                                  and all(c in full for c in getattr(get_law(n), "given", ()))]
     scores = {}
     for name in names:
-        bt = backtest(full, dataclasses.replace(fit, law=name), protocol)
+        given = [c for c in getattr(get_law(name), "given", ()) if c in full]
+        whole = full[given].notna().all(axis=1).groupby(full.variant).transform("all") if given else None
+        known = full[whole] if given else full  # the variants whose every row has it (a floor some know)
+        part = not only and known.variant.nunique() < full.variant.nunique()
+        if not only and known.empty:
+            continue
+        bt = backtest(known if part else full, dataclasses.replace(fit, law=name), protocol)
         cols = [c for c in ("variant", "n_sizes", "target_n", "n_target_points", "actual", "law_pred", "law_are",
                             "best_small_are", "last_point_are", "seed_spread", "law_beats_baselines", "note")
                 if c in bt]
@@ -343,6 +349,10 @@ def _law_backtests(full, fit, protocol, only: str | None = None) -> None:
         if m["n_variants"]:
             print(f"  mean over {m['n_variants']} variant(s): ARE law {100 * m['law_are']:.2f}%, best smaller model "
                   f"{100 * m['best_small_are']:.2f}%, largest fitted size {100 * m['last_point_are']:.2f}%")
+        if part:  # ranked against the others, it would shrink their comparison to the variants it knows
+            print(f"  ({name} reads {', '.join(given)}, which only {known.variant.nunique()} of the "
+                  f"{full.variant.nunique()} variants have: not ranked against the laws that score every variant)")
+            scores.pop(name)
     scored = {k: v for k, v in scores.items() if v["n_variants"]}
     common = set.intersection(*(v["variants"] for v in scored.values())) if scored else set()
     if len(scored) > 1 and any(v["variants"] != common for v in scored.values()):

@@ -158,8 +158,9 @@ def plot_convergence(check: pd.DataFrame, ylabel: str = "eval loss", title: str 
     ax.plot(by.n_params, by.pred, color="gray", ls="--", lw=1)
     colors = {"ok": "tab:blue", "above": "crimson", "below": "darkorange"}
     hollow = _unconverged(converged_flags(check), len(check))
+    check = check.reset_index(drop=True)  # by position: a check concatenated from several may repeat labels
     for flag, rows in check.groupby("flag"):
-        color, out = colors.get(flag, "k"), hollow[check.index.get_indexer(rows.index)]
+        color, out = colors.get(flag, "k"), hollow[rows.index.to_numpy()]
         label = f"{flag} ({len(rows)})"  # once per flag, on its filled points if it has any
         if (~out).any():
             ax.scatter(rows.n_params[~out], rows.value[~out], color=color, zorder=3, label=label)

@@ -86,8 +86,9 @@ def covariates_of(table, law: str | type) -> dict[str, np.ndarray]:
                        f"those columns")
     missing = [c for c in names if c not in table]
     if missing:
-        why = ("the known floor E: the runs of a generated language record it (eval_loss_floor), and "
-               "`runs.tables.law_table` carries it" if "floor" in missing else
+        why = ("the known floor E: the runs of a generated language record it (eval_loss_floor), "
+               "`runs.tables.law_table` carries it, and `read_table` reads a table's floor column (--columns "
+               "floor=COLUMN)" if "floor" in missing else
                "tokens seen, per run or per checkpoint: `workbench runs --export` writes them")
         raise FitError(f"the {cls.name} law needs column(s) {', '.join(missing)} beside n_params and value ({why}); "
                        f"this table has {', '.join(map(str, table.columns))}")

@@ -199,7 +199,14 @@ def _dedupe(table: pd.DataFrame, key: list[str], notes: list[str]) -> pd.DataFra
     dup = table.duplicated(key, keep=False)
     if not dup.any():
         return table
-    agg = {"value": "mean", **({"floor": "first"} if "floor" in table else {})}  # one eval set, one floor
+    if "floor" in table:  # repeats of one point share their eval set, so their floor
+        floors = table.groupby(key, sort=False, dropna=False).floor.nunique(dropna=False)
+        if (floors > 1).any():
+            point = dict(zip(key, floors[floors > 1].index[0] if len(key) > 1 else [floors[floors > 1].index[0]]))
+            raise FitError(f"repeated points with different floors ({', '.join(f'{k}={v}' for k, v in point.items())}): "
+                           f"one point has one eval set and one floor; fix the floor column or average only "
+                           f"points that share it")
+    agg = {"value": "mean", **({"floor": "first"} if "floor" in table else {})}
     merged = table.groupby(key, as_index=False, sort=False).agg(agg)
     notes.append(f"{int(dup.sum())} repeated points (equal {', '.join(k for k in key if not k.startswith('hp:'))}) "
                  f"averaged into {int(dup.sum() - (len(table) - len(merged)))} (dedupe=mean)")
@@ -422,23 +429,30 @@ def _numeric(col: pd.Series, name: str, source: str, positive: bool) -> pd.Serie
     return values.astype(float)
 
 
+MISSING = ("", "nan", "na", "n/a", "none", "null", "-")  # how a table writes "no floor" in a cell
+
+
 def _floor(table: pd.DataFrame, source: str, notes: list[str]) -> None:
-    """The known floor, a number >= 0 where given: empty cells stay NaN (runs on real text have no
-    floor; the floored law refuses them when fitted), and a column with none given is dropped."""
-    given = table["floor"].notna()
+    """The known floor, a number >= 0 where given: missing cells (empty, NaN, `NA`, `none`, `-`) stay
+    NaN (runs on real text have no floor; the floored law refuses them when fitted), and a column
+    with none given is dropped; the notes say which column was read."""
+    col = table["floor"]
+    given = col.notna()
+    if col.dtype.kind == "O":
+        given &= ~col.astype(str).str.strip().str.lower().isin(MISSING)
     if not given.any():
         table.pop("floor")
-        notes.append(f"column {source!r} (floor) is empty: dropped")
+        notes.append(f"column {source!r} (floor) holds no floor: dropped")
         return
-    values = table["floor"].astype(float) if table["floor"].dtype.kind in "iuf" else None
-    if values is None:
-        values = _numeric(table["floor"][given], "floor", source, positive=False).reindex(table.index)
-    bad = given & ~(np.isfinite(values) & (values >= 0))
+    # every cell checked in place, so an error names the table's own row; missing cells read as 0 there
+    values = _numeric(col.where(given, 0), "floor", source, positive=False).where(given, np.nan)
+    bad = given & ~(values >= 0)
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise FitError(f"column {source!r} (floor): row {i + 1} is {table['floor'].iloc[i]!r}; a loss floor is a "
-                       f"finite number >= 0")
+        raise FitError(f"column {source!r} (floor): row {i + 1} is {float(values.iloc[i])!r}; a loss floor is a "
+                       f"number >= 0")
     table["floor"] = values
+    notes.append(f"the known floor E read from column {source!r} ({int(given.sum())} of {len(table)} rows)")
 
 
 def _no_duplicates(table: pd.DataFrame, key: list[str]) -> None:

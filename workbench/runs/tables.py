@@ -119,8 +119,8 @@ def load_curves(root: str | os.PathLike):
 
 def store_table(root, label: str | None = None) -> pd.DataFrame:
     """Every evaluation of every finished pretraining run under `root`, in the schema: variant
-    (`label`, else family/objective), n_params, tokens, seed, step, value (eval loss), plus each run's
-    `converged` verdict and run id. `to_csv` it to share the runs; `read_table` reads it back."""
+    (`label`, else family/objective), n_params, tokens, seed, step, value (eval loss), the known floor
+    where runs on a generated language recorded one, plus each run's `converged` verdict and run id. `to_csv` it to share the runs; `read_table` reads it back."""
 
     runs = load_runs(root)
     if runs.empty or "kind" not in runs or not (runs.kind == "pretrain").any():
@@ -137,6 +137,8 @@ def store_table(root, label: str | None = None) -> pd.DataFrame:
         value=curves.eval_loss.astype(float).to_numpy(),
         converged=[info.converged[r] if "converged" in info else None for r in curves.run_id],
         run_id=curves.run_id.to_numpy()))
+    if "eval_loss_floor" in info and info.eval_loss_floor.notna().any():  # a generated language's known floor
+        out.insert(list(out.columns).index("value") + 1, "floor", [info.eval_loss_floor[r] for r in curves.run_id])
     return out.sort_values(["variant", "n_params", "seed", "step"]).reset_index(drop=True)
 
 
