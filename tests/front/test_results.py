@@ -83,3 +83,26 @@ def test_the_summary_gives_each_size_s_loss_above_a_known_floor():
     assert "E = 1.5000" in line and f"10,000: {4 * 1e4 ** -0.2:.4f}" in line and "1,000,000: 0.2524" in line
     lines, _ = _sweep(SweepResults(label="ar16/mlm", law=_report(), losses=losses, stop_reasons={"converged": 6}))
     assert not any("known floor" in x for x in lines)  # real text: no floor to state
+
+
+def test_the_summary_counts_verdicts_in_words_and_names_flagged_runs():
+    from workbench.front.closing import counts_text
+    from workbench.front.results import ConvergenceResults
+    from workbench.front.summary import _convergence
+
+    assert counts_text({"converged": 2, "certificate": 2}) == "2 converged, 2 NOT converged (failed the certificate)"
+    assert counts_text({"converged": 4}) == "4 converged"
+    assert counts_text({"horizon": 3, "diverged": 1}) == "4 NOT converged (3 stopped at the horizon, 1 diverged)"
+    assert counts_text({"early_stopped": 2}) == "2 converged" and counts_text({}) == "no runs"
+    names = {"pretrain-ar16-L1-mlm-s0-958e": "ar16-L1"}
+    forecast = dict(forecast_loss=5.46, forecast_low=5.42, forecast_high=5.80)
+    verdicts = [dict(name="ar16-L1", converged=False, convergence="NOT converged: ...", steps=13_850,
+                     forecast_steps_needed=73_317_877, **forecast),
+                dict(name="ar16-L2", converged=True, convergence="early-stopped", steps=15_950,
+                     forecast_steps_needed=5_739, **forecast)]
+    text = "\n".join(_convergence(ConvergenceResults(run_ids=list(names), names=names, n_runs=2, flagged=list(names),
+                                                     verdicts=verdicts, stop_reasons={"converged": 1, "certificate": 1})))
+    assert "2 runs (1 converged, 1 NOT converged (failed the certificate)); flagged: ar16-L1." in text
+    assert "{" not in text and "958e" not in text
+    assert "73,317,877 more steps to within 0.5% (5,294x the 13,850 it trained: far past what its curve can tell)" in text
+    assert "5,739 more steps to within 0.5%\n" in text + "\n" and text.count("far past") == 1

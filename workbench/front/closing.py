@@ -48,12 +48,27 @@ def verdict_table(runs: pd.DataFrame) -> pd.DataFrame:
     to its best step, the forecast converged loss with its interval, the steps the forecast says are still needed, and the convergence certificate's line
     where the run was certified (`workbench.runs.certify`: it decides where the forecast disagrees)."""
     cols = ["name", "n_params", "converged", "convergence", "best_eval_loss", "passes_at_best", "forecast_loss",
-            "forecast_low", "forecast_high", "forecast_steps_needed", "certificate"]
+            "forecast_low", "forecast_high", "forecast_steps_needed", "steps", "certificate"]
     out = runs[[c for c in cols if c in runs]].reset_index(drop=True)
     if "certificate" in out:
         out["certificate"] = out.certificate.map(lambda c: c.get("line", "") if isinstance(c, dict)
                                                  else c if isinstance(c, str) else "")
     return out
+
+
+def counts_text(counts: dict | None) -> str:
+    """`convergence_counts` in words: '2 converged, 2 NOT converged (failed the certificate)'."""
+    counts = counts or {}
+    ok = sum(v for k, v in counts.items() if k in ("converged", "early_stopped"))
+    bad = {k: v for k, v in counts.items() if k not in ("converged", "early_stopped")}
+    short = {"horizon": "stopped at the horizon", "decayed LR": "best step on a decayed LR", "diverged": "diverged",
+             "certificate": "failed the certificate"}
+    parts = [f"{ok} converged"] if ok or not bad else []
+    if bad:
+        parts.append(f"{sum(bad.values())} NOT converged ("
+                     + ", ".join(f"{v} {short.get(k, k)}" if len(bad) > 1 else short.get(k, k) for k, v in bad.items())
+                     + ")")
+    return ", ".join(parts) if counts else "no runs"
 
 
 def not_converged(counts: dict | None) -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from workbench.base.files import write_atomic
 from workbench.config import NOTEBOOKS
-from workbench.front.closing import not_converged, unavailable_note
+from workbench.front.closing import counts_text, not_converged, unavailable_note
 from workbench.front.outputs import read_results
 from workbench.front.results import (
     RESULTS,
@@ -48,7 +48,7 @@ def _sweep(sw: SweepResults) -> tuple[list[str], dict]:
                   held_out=max_re is not None and max_re <= BAR["max_abs_re"],
                   converged=not_converged(sw.stop_reasons) is None)
     lines = ["## Pretraining sweep", "",
-             f"{sw.label}, {law.n_sizes} sizes, runs in `{sw.root}` (convergence: {sw.stop_reasons}).", "",
+             f"{sw.label}, {law.n_sizes} sizes, runs in `{sw.root}` ({counts_text(sw.stop_reasons)}).", "",
              "| N | best eval loss |", "|---|---|"]
     lines += [f"| {_n(n)} | {v:.4f} |" for n, v in sorted(sw.losses.items(), key=lambda kv: float(kv[0]))]
     lines += ["", f"- {law.describe()}"] + _not_converged(sw) + _floor(sw)
@@ -111,14 +111,26 @@ def _finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
+FAR = 10  # a forecast asking for more than this many times the steps a run trained reads past its curve
+
+
+def _forecast(v: dict) -> str:
+    """'; forecast converged loss L (lo .. hi), K more steps to within 0.5%', with how far past the run's
+    own curve that reaches when it asks for more than FAR x the steps it trained."""
+    if not (_finite(v.get("forecast_loss")) and _finite(v.get("forecast_steps_needed"))):
+        return ""
+    need, ran = int(v["forecast_steps_needed"]), v.get("steps")
+    far = (f" ({need / ran:,.0f}x the {int(ran):,} it trained: far past what its curve can tell)"
+           if _finite(ran) and ran > 0 and need > FAR * ran else "")
+    return (f"; forecast converged loss {v['forecast_loss']:.4f} ({v['forecast_low']:.4f} .. "
+            f"{v['forecast_high']:.4f}), {need:,} more steps to within 0.5%{far}")
+
+
 def _convergence(cv: ConvergenceResults) -> list[str]:
     verdicts = [f"- {'converged' if v['converged'] else '**NOT converged**'}: {v['name']}: {v['convergence']}"
-                + (f"; forecast converged loss {v['forecast_loss']:.4f} ({v['forecast_low']:.4f} .. "
-                   f"{v['forecast_high']:.4f}), {int(v['forecast_steps_needed']):,} more steps to within 0.5%"
-                   if _finite(v.get("forecast_loss")) and _finite(v.get("forecast_steps_needed")) else "")
-                for v in cv.verdicts if v.get("convergence")]
+                + _forecast(v) for v in cv.verdicts if v.get("convergence")]
     return ["## Convergence check", "", *verdicts, *([""] if verdicts else []),
-            f"{cv.n_runs} runs; flagged: {', '.join(cv.flagged) or 'none'}; convergence: {cv.stop_reasons}.",
+            f"{cv.n_runs} runs ({counts_text(cv.stop_reasons)}); flagged: {', '.join(cv.names.get(r, r) for r in cv.flagged) or 'none'}.",
             *_flagged_yet_certified(cv),
             "Patience each run needed (longest wait between improvements): "
             + ", ".join(f"{cv.names[k]} {v:.0f}" for k, v in cv.patience_needed.items()), "",
