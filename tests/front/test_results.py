@@ -102,7 +102,26 @@ def test_the_summary_counts_verdicts_in_words_and_names_flagged_runs():
                      forecast_steps_needed=5_739, **forecast)]
     text = "\n".join(_convergence(ConvergenceResults(run_ids=list(names), names=names, n_runs=2, flagged=list(names),
                                                      verdicts=verdicts, stop_reasons={"converged": 1, "certificate": 1})))
-    assert "2 runs (1 converged, 1 NOT converged (failed the certificate)); flagged: ar16-L1." in text
+    assert "2 runs (1 converged, 1 NOT converged (failed the certificate)); flagged: ar16-L1." in text  # no flags kept
     assert "{" not in text and "958e" not in text
     assert "73,317,877 more steps to within 0.5% (5,294x the 13,850 it trained: far past what its curve can tell)" in text
     assert "5,739 more steps to within 0.5%\n" in text + "\n" and text.count("far past") == 1
+
+
+def test_a_run_below_the_law_of_the_others_is_not_called_above_it():
+    """The check flags runs on both sides; only one above the law is an under-training suspect whose
+    certificate disagrees (measured: a certified L1 below the law was reported 'above ..., yet certified')."""
+    from workbench.front.results import ConvergenceResults
+    from workbench.front.summary import _convergence
+
+    line = "certified: continuing as with 3x its patience ... lowered the best eval loss by 0.89% (< 1%)"
+    verdicts = [dict(name="ar16-L1", converged=True, convergence="early-stopped; " + line, certificate=line),
+                dict(name="ar16-L2", converged=False, convergence="NOT converged: ...", certificate="NOT converged")]
+    names = {"r1": "ar16-L1", "r2": "ar16-L2"}
+    for l1, said in (("below", False), ("above", True)):
+        cv = ConvergenceResults(run_ids=list(names), names=names, n_runs=2, flagged=["r1", "r2"], verdicts=verdicts,
+                                flags={"r1": l1, "r2": "above"}, stop_reasons={"converged": 1, "certificate": 1})
+        text = "\n".join(_convergence(cv))
+        assert f"flagged: ar16-L1 ({l1}), ar16-L2 (above)." in text
+        assert ("**ar16-L1: above the law of the other sizes, yet certified.**" in text) is said
+        assert "ar16-L2: above the law of the other sizes, yet certified" not in text  # not certified

@@ -130,18 +130,26 @@ def _convergence(cv: ConvergenceResults) -> list[str]:
     verdicts = [f"- {'converged' if v['converged'] else '**NOT converged**'}: {v['name']}: {v['convergence']}"
                 + _forecast(v) for v in cv.verdicts if v.get("convergence")]
     return ["## Convergence check", "", *verdicts, *([""] if verdicts else []),
-            f"{cv.n_runs} runs ({counts_text(cv.stop_reasons)}); flagged: {', '.join(cv.names.get(r, r) for r in cv.flagged) or 'none'}.",
+            f"{cv.n_runs} runs ({counts_text(cv.stop_reasons)}); flagged: {', '.join(_flagged(cv)) or 'none'}.",
             *_flagged_yet_certified(cv),
             "Patience each run needed (longest wait between improvements): "
             + ", ".join(f"{cv.names[k]} {v:.0f}" for k, v in cv.patience_needed.items()), "",
             "![check](convergence/check.png) ![curves](convergence/curves.png)", ""]
 
 
+def _flagged(cv: ConvergenceResults) -> list[str]:
+    """Each flagged run by name, with its side of the law: 'ar16-L2 (above)'."""
+    return [cv.names.get(r, r) + (f" ({cv.flags[r]})" if cv.flags.get(r) in ("above", "below") else "")
+            for r in cv.flagged]
+
+
 def _flagged_yet_certified(cv: ConvergenceResults) -> list[str]:
     """A run above the law of the other sizes whose certificate passed: the two checks disagree, and
-    only re-training with more patience settles it (a plateau can outlast even 3x the patience)."""
+    only re-training with more patience settles it (a plateau can outlast even 3x the patience). A run
+    below the law is no sign of under-training, so it is not one of them."""
     certified = {v.get("name") for v in cv.verdicts if str(v.get("certificate") or "").startswith("certified")}
-    both = [cv.names.get(r, r) for r in cv.flagged if cv.names.get(r, r) in certified]
+    above = [r for r in cv.flagged if cv.flags.get(r, "above") == "above"]  # results without flags: as before
+    both = [cv.names.get(r, r) for r in above if cv.names.get(r, r) in certified]
     if not both:
         return []
     return ["", f"**{', '.join(both)}: above the law of the other sizes, yet certified.** Its certificate is the "
