@@ -10,7 +10,10 @@ has one):
   ours  : `workbench.train.device.place` (`fast_cpu`: cheap dropout draws, products in their faster
           orientation), `workbench.train.fast.cross_entropy`, fused AdamW
 With `--bf16`, a third side times ours under bf16 autocast (`exec.precision=native` on a CPU with
-bf16 instructions) and prints its eval loss on the fixed batch beside the fp32 one.
+bf16 instructions) and prints its eval loss on the fixed batch beside the fp32 one. With `--compile`,
+one more side times ours with the encoder compiled by inductor (`exec.compile`, as `pretrain` does
+it: dropout then draws from inductor's own generator, fused into the kernels), after its compilation
+(timed apart), with its eval loss on the fixed batch and its mean train loss over the draws.
 Timing alternates the sides in rounds of `--steps` steps, so a machine that slows down mid-run
 slows both; the median step of each side gives tokens/s. Before timing, it checks on a fixed batch
 that the two compute the same thing: the loss and every gradient with dropout off (eval mode), and
@@ -96,6 +99,29 @@ def bf16_side(cfg: PretrainConfig, vocab: int, batch):
     return model, opt, loss_fn, loss
 
 
+def compiled_side(cfg: PretrainConfig, vocab: int, batch, draws: int):
+    """Ours with `model.bert.compile()` (`exec.compile`): (model, optimiser, loss fn, eval-mode loss on
+    `batch`, (mean, s.e.) of the train-mode loss over `draws` dropout draws, seconds to compile)."""
+    t, cpu = cfg.train, torch.device("cpu")
+    model = place(build_mlm_model(model_spec(cfg.family, cfg.n_layers), vocab, cfg.data.seq_len, t.dropout, cfg.seed),
+                  cpu)
+    torch._dynamo.reset()  # each size compiles afresh: past dynamo's recompile limit it would run eager, unseen
+    model.bert.compile()
+    opt = adamw(model, cpu, t.lr, t.weight_decay, betas=t.adam_betas)
+    t0 = time.perf_counter()
+    model.train()
+    mlm_loss(model, batch).backward()  # compiles the training graphs (forward and backward)
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    with torch.no_grad():
+        loss = float(mlm_loss(model, batch))  # and the eval graph
+    seconds = time.perf_counter() - t0
+    model.train()
+    with torch.no_grad():
+        xs = torch.tensor([float(mlm_loss(model, batch)) for _ in range(draws)])
+    return model, opt, mlm_loss, loss, (float(xs.mean()), float(xs.std() / draws**0.5)), seconds
+
+
 def time_steps(model, opt, fn, batch_at, start: int, steps: int, clip: float) -> list[float]:
     model.train()
     times = []
@@ -120,6 +146,7 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--bf16", action="store_true", help="also time ours under bf16 autocast")
+    ap.add_argument("--compile", action="store_true", help="also time ours with the encoder compiled (exec.compile)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data_cfg = DataConfig(corpus=args.corpus, vocab_size=4096, seq_len=64, eval_fraction=0.05, eval_blocks=256)
@@ -136,16 +163,20 @@ def main() -> None:
         (stock, opt_s, fn_s), (ours, opt_o, fn_o) = sides(cfg, data.vocab_size)
         check = same_computation(stock, ours, batch_at(10**6), args.draws)
         half = bf16_side(cfg, data.vocab_size, batch_at(10**6)) if args.bf16 else None
+        comp = compiled_side(cfg, data.vocab_size, batch_at(10**6), args.draws) if args.compile else None
         start = 0
-        for side in ((stock, opt_s, fn_s), (ours, opt_o, fn_o)) + ((half[:3],) if half else ()):
+        for side in ((stock, opt_s, fn_s), (ours, opt_o, fn_o)) + ((half[:3],) if half else ()) + (
+                (comp[:3],) if comp else ()):
             time_steps(*side, batch_at, start, args.warmup, cfg.train.grad_clip)
         start += args.warmup
-        t_stock, t_ours, t_half = [], [], []
+        t_stock, t_ours, t_half, t_comp = [], [], [], []
         for _ in range(args.rounds):
             t_stock += time_steps(stock, opt_s, fn_s, batch_at, start, args.steps, cfg.train.grad_clip)
             t_ours += time_steps(ours, opt_o, fn_o, batch_at, start, args.steps, cfg.train.grad_clip)
             if half:
                 t_half += time_steps(*half[:3], batch_at, start, args.steps, cfg.train.grad_clip)
+            if comp:
+                t_comp += time_steps(*comp[:3], batch_at, start, args.steps, cfg.train.grad_clip)
             start += args.steps
         tokens = cfg.train.batch_size * data_cfg.seq_len
         a, b = tokens / statistics.median(t_stock), tokens / statistics.median(t_ours)
@@ -158,6 +189,11 @@ def main() -> None:
             c = tokens / statistics.median(t_half)
             print(f"{'':>8} {'bf16':>8} {'':>12} {c:>11,.0f} {c / a:>5.2f}x  eval loss {half[3]:.5f} (fp32 "
                   f"{check['eval_loss'][1]:.5f}); {c / b:.2f}x ours in fp32", flush=True)
+        if comp:
+            c, (mc, sc) = tokens / statistics.median(t_comp), comp[4]
+            print(f"{'':>8} {'compiled':>8} {'':>12} {c:>11,.0f} {c / a:>5.2f}x  eval loss {comp[3]:.5f} (eager "
+                  f"{check['eval_loss'][1]:.5f}); train loss {mc:.4f}+-{sc:.4f}; {c / b:.2f}x ours eager; compiled "
+                  f"in {comp[5]:.0f} s", flush=True)
     print(f"share of elements keep_mask drops at p = 0.1 (4M draws): {check['dropped']:.5f}; goal: >= {GOAL}x at "
           f"<= 200K parameters")
 
