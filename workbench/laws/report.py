@@ -18,6 +18,7 @@ The report says how many points came from how many runs.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,9 +152,12 @@ class LawReport:
 
     def describe(self) -> str:
         ci = self.params_ci["alpha"]
+        if math.isfinite(self.r2):
+            fit = f"R^2 = {self.r2:.4f}" + ("" if self.trusted else f" (below the R^2 >= {self.r2_gate} gate)")
+        else:  # nothing to explain: every point the same (a task stuck at its majority class)
+            fit = "R^2 undefined: the values do not change with N, so there is no law to fit"
         text = (f"{self.n_sizes} sizes, {self.law} law: alpha = {self.alpha:.4f} ({100 * self.level:g}% CI "
-                f"{ci[0]:.4f} .. {ci[1]:.4f}), R^2 = {self.r2:.4f}"
-                + ("" if self.trusted else f" (below the R^2 >= {self.r2_gate} gate)"))
+                f"{ci[0]:.4f} .. {ci[1]:.4f}), {fit}")
         if self.points_per_run > 1:
             text += (f"; {self.n_points} points from {self.n_runs} runs (up to {self.points_per_run} checkpoints "
                      f"of one run; the bootstrap resamples runs)")
