@@ -333,6 +333,7 @@ def _law_backtests(full, fit, protocol, only: str | None = None) -> None:
         known = full[whole] if given else full  # the variants whose every row has it (a floor some know)
         part = not only and known.variant.nunique() < full.variant.nunique()
         if not only and known.empty:
+            print(f"{name} law: not backtested: no variant has {', '.join(given)} on every row")
             continue
         bt = backtest(known if part else full, dataclasses.replace(fit, law=name), protocol)
         cols = [c for c in ("variant", "n_sizes", "target_n", "n_target_points", "actual", "law_pred", "law_are",

@@ -106,6 +106,8 @@ class PretrainSpec(SpecBase):
         flops_per_token = spec.train_flops_per_token(d.seq_len, data.vocab_size, head_fraction=t.mask_prob)
         model, optimizer, scheduler, batch_at = setup_pretraining(cfg, data, ctx.device)
         if ctx.exec.compile:
+            # a worker trains run after run: past dynamo's recompile limit a new model would run eager, unseen
+            torch._dynamo.reset()
             model.bert.compile()  # in place: state_dict keys and save_pretrained stay as they are
         loop = LoopConfig(max_steps=t.max_steps, eval_interval=t.eval_interval, patience=t.patience,
                           min_delta=t.min_delta, grad_clip=t.grad_clip, monitor="eval_loss",

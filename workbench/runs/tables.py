@@ -119,8 +119,9 @@ def load_curves(root: str | os.PathLike):
 
 def store_table(root, label: str | None = None) -> pd.DataFrame:
     """Every evaluation of every finished pretraining run under `root`, in the schema: variant
-    (`label`, else family/objective), n_params, tokens, seed, step, value (eval loss), the known floor
-    where runs on a generated language recorded one, plus each run's `converged` verdict and run id. `to_csv` it to share the runs; `read_table` reads it back."""
+    (`label`, else family/objective), n_params, tokens, seed, step, value (eval loss), the known
+    floor where runs on a generated language recorded one, plus each run's `converged` verdict and
+    run id. `to_csv` it to share the runs; `read_table` reads it back."""
 
     runs = load_runs(root)
     if runs.empty or "kind" not in runs or not (runs.kind == "pretrain").any():
