@@ -329,8 +329,8 @@ def _law_backtests(full, fit, protocol, only: str | None = None) -> None:
     scores = {}
     for name in names:
         given = [c for c in getattr(get_law(name), "given", ()) if c in full]
-        whole = full[given].notna().all(axis=1).groupby(full.variant).transform("all") if given else None
-        known = full[whole] if given else full  # the variants whose every row has it (a floor some know)
+        # the variants whose every row has it (a floor only some know)
+        known = full[full[given].notna().all(axis=1).groupby(full.variant).transform("all")] if given else full
         part = not only and known.variant.nunique() < full.variant.nunique()
         if not only and known.empty:
             print(f"{name} law: not backtested: no variant has {', '.join(given)} on every row")

@@ -56,11 +56,19 @@ def verdict_table(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+CONVERGED = ("converged", "early_stopped")  # kinds of `convergence_counts` (older results: stop reasons) that converged
+
+
+def _not_converged_counts(counts: dict | None) -> dict:
+    """The kinds of `counts` that are not converged, with their counts."""
+    return {k: v for k, v in (counts or {}).items() if k not in CONVERGED}
+
+
 def counts_text(counts: dict | None) -> str:
     """`convergence_counts` in words: '2 converged, 2 NOT converged (failed the certificate)'."""
     counts = counts or {}
-    ok = sum(v for k, v in counts.items() if k in ("converged", "early_stopped"))
-    bad = {k: v for k, v in counts.items() if k not in ("converged", "early_stopped")}
+    bad = _not_converged_counts(counts)
+    ok = sum(counts.values()) - sum(bad.values())
     short = {"horizon": "stopped at the horizon", "decayed LR": "best step on a decayed LR", "diverged": "diverged",
              "certificate": "failed the certificate"}
     parts = [f"{ok} converged"] if ok or not bad else []
@@ -74,8 +82,7 @@ def counts_text(counts: dict | None) -> str:
 def not_converged(counts: dict | None) -> str | None:
     """The warning every result over runs that are not converged carries, or None when all are.
     `counts` is `convergence_counts(runs)` (older results: the runs' stop reasons)."""
-    counts = counts or {}
-    bad = {k: v for k, v in counts.items() if k not in ("converged", "early_stopped")}
+    bad = _not_converged_counts(counts)
     if not bad:
         return None
     why = ", ".join(f"{v} {WHY.get(k, k)}" for k, v in bad.items())
