@@ -28,6 +28,32 @@ def test_sampler_follows_its_tables():
     assert src.fingerprint() != replace(src, seed=4).fingerprint()
 
 
+def test_a_state_that_stays():
+    """With `stay`, the chain keeps its state with that probability on top of its successors: the
+    sampled state sequence (each state its own words here) follows the mixed table, self-moves included."""
+    src = HMMSource(n_states=5, n_words=10, out_degree=3, per_state=2, stay=0.6, n_tokens=200_000,
+                    doc_len=(100, 200), seed=1)
+    start, trans, emit = src.params
+    assert np.allclose(trans.sum(1), 1) and (np.diag(trans) >= 0.6).all() and np.allclose(start @ trans, start)
+    assert ((trans > 0).sum(1) >= 3).all()
+    state_of = emit.argmax(0)  # a word names its state
+    counts = np.zeros((5, 5))
+    for doc in src.sample(400, np.random.default_rng(0)):
+        z = state_of[doc]
+        np.add.at(counts, (z[:-1], z[1:]), 1)
+    assert np.allclose(counts / counts.sum(1, keepdims=True), trans, atol=0.02)
+    assert src.fingerprint() != replace(src, stay=0.5).fingerprint()
+    with pytest.raises(WorkbenchError, match="stay"):
+        replace(src, stay=1.0)
+
+
+def test_topics_is_a_registered_language_with_a_floor():
+    from workbench.data.floor import floor_source
+    from workbench.data.sources.hmm import TOPICS
+
+    assert floor_source("hmm-topics") is TOPICS and TOPICS.stay > 0 and TOPICS.shared_words
+
+
 def _brute_force(src, ids, positions, labels, vocab, q, word_id):
     """-log p(x_i | shown tokens) by summing over every word sequence of every segment."""
     start, trans, emit = src.params
@@ -67,8 +93,9 @@ def _brute_force(src, ids, positions, labels, vocab, q, word_id):
     return losses
 
 
-def test_floor_is_the_bayes_loss_by_enumeration():
-    src = HMMSource(n_states=3, n_words=4, out_degree=2, per_state=2, zipf=1.0, shared_words=True, seed=0)
+@pytest.mark.parametrize("stay", [0.0, 0.5])
+def test_floor_is_the_bayes_loss_by_enumeration(stay):
+    src = HMMSource(n_states=3, n_words=4, out_degree=2, per_state=2, zipf=1.0, shared_words=True, seed=0, stay=stay)
     start, trans, _ = src.params
     # a process where context matters: every state reachable, and the chain remembers (second eigenvalue)
     assert start.min() > 0.1 and sorted(np.abs(np.linalg.eigvals(trans)))[-2] > 0.3

@@ -36,7 +36,8 @@ LAWS = {"power": "workbench.laws.fit:PowerLaw", "saturating": "workbench.laws.sa
         "joint": "workbench.laws.joint:JointLaw", "floored": "workbench.laws.floored:FlooredPowerLaw"}
 CORPUS_SOURCES = {"sotu": "workbench.data.corpus:SOTU", "wordnet": "workbench.data.sources.wordnet:SOURCE",
                   "brown": "workbench.data.sources.brown:SOURCE", "web": "workbench.data.sources.web:SOURCE",
-                  "hmm": "workbench.data.sources.hmm:SOURCE"}
+                  "hmm": "workbench.data.sources.hmm:SOURCE",
+                  "hmm-topics": "workbench.data.sources.hmm:TOPICS"}
 CORPORA = {"english": ("sotu", "wordnet", "brown", "web")}
 EXECUTORS = {"local": "workbench.execute.local:LocalExecutor", "ray": "workbench.execute.raycluster:RayExecutor"}
 

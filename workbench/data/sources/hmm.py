@@ -15,8 +15,9 @@ The process. `n_states` hidden states; each state moves to `out_degree` successo
 law over the states (so some states are frequent and most are rare), with Zipf-like probabilities,
 and emits one of `per_state` words of its own (a word names its state), or with `shared_words` one
 of `per_state` words drawn by a global Zipf law over `n_words` (frequent words then are ambiguous
-between states); the chain starts each document in its stationary distribution, so every position
-of a cut block is distributed as the first.
+between states). With `stay` a state is kept for the next word with that probability (a topic that
+persists for 1 / (1 - stay) words on average), else it moves to a successor; the chain starts each
+document in its stationary distribution, so every position of a cut block is distributed as the first.
 Documents are `doc_len` words long (uniform range) and named `hmm/<index>`.
 
 The floor. MLM (`data.masking.mlm_mask`) selects each word with probability q and shows it as
@@ -56,15 +57,17 @@ class HMMSource:
     n_tokens: int = 24_000_000  # words in all (train and held-out documents)
     doc_len: tuple[int, int] = (64, 512)
     shared_words: bool = False  # False: each state emits its own words (needs n_words >= n_states * per_state)
+    stay: float = 0.0  # probability of staying in the state (a topic that persists), else a move to a successor
     seed: int = 0
 
     def __post_init__(self) -> None:
         if not (2 <= self.out_degree <= self.n_states and 1 <= self.per_state <= self.n_words) or (
                 not self.shared_words and self.n_states * self.per_state > self.n_words) or not (
-                1 <= self.doc_len[0] <= self.doc_len[1] and self.n_tokens >= 2 * self.doc_len[1]):
+                1 <= self.doc_len[0] <= self.doc_len[1] and self.n_tokens >= 2 * self.doc_len[1]) or not (
+                0 <= self.stay < 1):
             raise WorkbenchError(f"hmm source: need 2 <= out_degree <= n_states, 1 <= per_state <= n_words "
                                  f"and, unless shared_words, n_states * per_state <= n_words; 1 <= doc_len[0] <= "
-                                 f"doc_len[1] and n_tokens >= 2 * doc_len[1]; "
+                                 f"doc_len[1], n_tokens >= 2 * doc_len[1] and 0 <= stay < 1; "
                                  f"got {self}")
 
     # -- the process ---------------------------------------------------------------------------------
@@ -81,6 +84,7 @@ class HMMSource:
             succ = rng.choice(h, self.out_degree, replace=False, p=state_law)
             trans[z, succ] = rng.permutation(ranks[: self.out_degree] ** -self.zipf)
         trans /= trans.sum(1, keepdims=True)
+        trans = (1 - self.stay) * trans + self.stay * np.eye(h)
         emit = np.zeros((h, w))
         if self.shared_words:  # words drawn by a global Zipf law: frequent words are ambiguous between states
             word_law = np.arange(1, w + 1, dtype=float) ** -self.zipf
@@ -106,7 +110,8 @@ class HMMSource:
         t_max = int(lengths.max())
         states = np.empty((n_docs, t_max), dtype=np.int32)
         states[:, 0] = _draw(np.cumsum(start)[None, :].repeat(n_docs, 0), rng)
-        succ = np.argsort(-trans, 1)[:, : self.out_degree]  # each state's successors and their cumulative law
+        # each state's successors (itself too, with `stay`) and their cumulative law
+        succ = np.argsort(-trans, 1)[:, : self.out_degree + (self.stay > 0)]
         succ_cum = np.cumsum(np.take_along_axis(trans, succ, 1), 1)
         for t in range(1, t_max):
             z = states[:, t - 1]
@@ -203,3 +208,8 @@ def _draw(cum: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 SOURCE = HMMSource()
+# Topics that persist (`study-hmm`): 256 states held for 10 words on average, each with 16 of 1,024
+# words drawn by a global Zipf law, so frequent words are shared and a state is read from its context;
+# the tiny encoders learn it within thousands of steps and the larger ones learn more of it.
+TOPICS = HMMSource(name="hmm-topics", n_states=256, n_words=1024, out_degree=8, per_state=16, shared_words=True,
+                   stay=0.9, n_tokens=48_000_000)
