@@ -16,8 +16,9 @@ law over the states (so some states are frequent and most are rare), with Zipf-l
 and emits one of `per_state` words of its own (a word names its state), or with `shared_words` one
 of `per_state` words drawn by a global Zipf law over `n_words` (frequent words then are ambiguous
 between states). With `stay` a state is kept for the next word with that probability (a topic that
-persists for 1 / (1 - stay) words on average), else it moves to a successor; the chain starts each
-document in its stationary distribution, so every position of a cut block is distributed as the first.
+persists for 1 / (1 - stay) words on average, longer where it is its own successor too), else it
+moves to a successor; the chain starts each document in its stationary distribution, so every
+position of a cut block is distributed as the first.
 Documents are `doc_len` words long (uniform range) and named `hmm/<index>`.
 
 The floor. MLM (`data.masking.mlm_mask`) selects each word with probability q and shows it as
@@ -67,7 +68,7 @@ class HMMSource:
                 0 <= self.stay < 1):
             raise WorkbenchError(f"hmm source: need 2 <= out_degree <= n_states, 1 <= per_state <= n_words "
                                  f"and, unless shared_words, n_states * per_state <= n_words; 1 <= doc_len[0] <= "
-                                 f"doc_len[1], n_tokens >= 2 * doc_len[1] and 0 <= stay < 1; "
+                                 f"doc_len[1] and n_tokens >= 2 * doc_len[1]; 0 <= stay < 1; "
                                  f"got {self}")
 
     # -- the process ---------------------------------------------------------------------------------
@@ -136,8 +137,10 @@ class HMMSource:
 
     def fingerprint(self) -> str:
         """Keys the prepared corpus: every parameter, the sampler's version and numpy's (whose samplers
-        draw the tables; the floor recomputes them, so they must be the ones that wrote the data)."""
-        return hashlib.sha256(f"{VERSION}|{asdict(self)}|numpy {np.__version__}".encode()).hexdigest()[:16]
+        draw the tables; the floor recomputes them, so they must be the ones that wrote the data). A
+        source without `stay` keys as it did before the field existed (it writes the same words)."""
+        params = {k: v for k, v in asdict(self).items() if k != "stay" or v}
+        return hashlib.sha256(f"{VERSION}|{params}|numpy {np.__version__}".encode()).hexdigest()[:16]
 
     # -- the floor ----------------------------------------------------------------------------------------
     def mlm_floor(self, input_ids: np.ndarray, positions: np.ndarray, labels: np.ndarray, symbol_of: dict[int, int],
@@ -208,8 +211,9 @@ def _draw(cum: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 SOURCE = HMMSource()
-# Topics that persist (`study-hmm`): 256 states held for 10 words on average, each with 16 of 1,024
-# words drawn by a global Zipf law, so frequent words are shared and a state is read from its context;
-# the tiny encoders learn it within thousands of steps and the larger ones learn more of it.
+# Topics that persist (`study-hmm`): 256 states (216 reachable), each kept for the next word with
+# probability 0.9 (for 10 words or more), each with 16 words drawn by a global Zipf law over 1,024
+# names (673 ever emitted), so frequent words are shared and a state is read from its context; the
+# tiny encoders learn much of it within thousands of steps, and the larger ones more.
 TOPICS = HMMSource(name="hmm-topics", n_states=256, n_words=1024, out_degree=8, per_state=16, shared_words=True,
                    stay=0.9, n_tokens=48_000_000)
