@@ -87,3 +87,21 @@ def test_a_flat_task_report_survives_json_and_still_describes_itself():
     again = LawReport.from_dict(json.loads(json.dumps(_jsonable(law))))
     assert np.isnan(again.r2) and again.describe() == law.describe() and "R^2 = nan" not in again.describe()
     assert "R^2 undefined: the values do not change with N, so there is no law to fit" in again.describe()
+
+
+def test_two_sizes_are_not_judged_and_no_held_out_size_is_no_error():
+    """Two sizes always fit a line (R^2 = 1): the report says so rather than 'below the gate', and the
+    study summary says no size was held out rather than an MRE of 0% over none."""
+    from workbench.front.results import ExtrapolationResults
+    from workbench.front.summary import _extrapolation
+
+    two = _table("mlm", 4.0, -0.05, sizes=SIZES[:2], noise=0.0)
+    law = law_report(two, FitConfig(n_bootstrap=50, n_held_out=0))
+    assert law.r2 == pytest.approx(1.0) and not law.trusted and law.mre is None
+    assert "two sizes: a line through them always fits" in law.describe() and "below" not in law.describe()
+    text = "\n".join(_extrapolation(ExtrapolationResults(law=law)))
+    assert "no size held out" in text and "MRE" not in text
+    noisy = _table("mlm", 4.0, -0.05, noise=0.05, seed=1)
+    law = law_report(noisy, FitConfig(n_bootstrap=50, r2_gate=0.9999))
+    assert not law.trusted and "below the R^2 >= 0.9999 gate" in law.describe() and law.mre is not None
+    assert "MRE on held-out sizes" in "\n".join(_extrapolation(ExtrapolationResults(law=law)))

@@ -153,7 +153,9 @@ class LawReport:
     def describe(self) -> str:
         ci = self.params_ci["alpha"]
         if math.isfinite(self.r2):
-            fit = f"R^2 = {self.r2:.4f}" + ("" if self.trusted else f" (below the R^2 >= {self.r2_gate} gate)")
+            fit = f"R^2 = {self.r2:.4f}" + ("" if self.trusted else
+                                             " (two sizes: a line through them always fits, so no law is judged)"
+                                             if self.n_sizes < 3 else f" (below the R^2 >= {self.r2_gate} gate)")
         else:  # nothing to explain: every point the same (a task stuck at its majority class)
             fit = "R^2 undefined: the values do not change with N, so there is no law to fit"
         text = (f"{self.n_sizes} sizes, {self.law} law: alpha = {self.alpha:.4f} ({100 * self.level:g}% CI "
