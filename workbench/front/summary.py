@@ -162,8 +162,8 @@ def _flagged_yet_certified(cv: ConvergenceResults) -> list[str]:
 def _extrapolation(ex: ExtrapolationResults) -> list[str]:
     law = ex.law
     held = f"MRE on held-out sizes {100 * law.mre:.2f}%" if law.mre is not None else "no size held out"
-    return ["## Extrapolation", "", f"- fit on N = {', '.join(_n(n) for n in law.fit_sizes)} with the {law.law} law: "
-            + held,
+    sizes = ", ".join(_n(n) for n in law.fit_sizes)
+    return ["## Extrapolation", "", f"- fit on N = {sizes} with the {law.law} law: {held}",
             f"- {law.describe()}", *_not_converged(ex),
             *_backtest(ex.backtest or []), "", "![extrapolation](extrapolation/extrapolation.png)", ""]
 

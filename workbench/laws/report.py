@@ -152,12 +152,14 @@ class LawReport:
 
     def describe(self) -> str:
         ci = self.params_ci["alpha"]
-        if math.isfinite(self.r2):
-            fit = f"R^2 = {self.r2:.4f}" + ("" if self.trusted else
-                                             " (two sizes: a line through them always fits, so no law is judged)"
-                                             if self.n_sizes < 3 else f" (below the R^2 >= {self.r2_gate} gate)")
-        else:  # nothing to explain: every point the same (a task stuck at its majority class)
+        if not math.isfinite(self.r2):  # nothing to explain: every point the same (a task stuck at its majority class)
             fit = "R^2 undefined: the values do not change with N, so there is no law to fit"
+        elif self.trusted:
+            fit = f"R^2 = {self.r2:.4f}"
+        elif self.n_sizes < 3:
+            fit = f"R^2 = {self.r2:.4f} (two sizes: a line through them always fits, so no law is judged)"
+        else:
+            fit = f"R^2 = {self.r2:.4f} (below the R^2 >= {self.r2_gate} gate)"
         text = (f"{self.n_sizes} sizes, {self.law} law: alpha = {self.alpha:.4f} ({100 * self.level:g}% CI "
                 f"{ci[0]:.4f} .. {ci[1]:.4f}), {fit}")
         if self.points_per_run > 1:
